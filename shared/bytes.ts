@@ -9,7 +9,8 @@ import { assert } from "./assert.ts";
 const VARINT_BYTES_MAX = 8;
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF as data: stripping it would change the decoded string.
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Thrown by {@link ByteReader} on malformed input: a data error, not a bug. */
 export class DecodeError extends Error {
@@ -74,8 +75,11 @@ export class ByteWriter {
 /** Reads what {@link ByteWriter} wrote, throwing {@link DecodeError} on anything malformed. */
 export class ByteReader {
   private offset = 0;
+  private readonly input: Uint8Array;
 
-  constructor(private readonly input: Uint8Array) {}
+  constructor(input: Uint8Array) {
+    this.input = input;
+  }
 
   /** Whether every byte has been read. */
   get done(): boolean {

@@ -37,22 +37,26 @@ export const ERROR_STATUS = {
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
 /** Extra, machine-readable facts an error answer carries (for example the regions that acked). */
-export type ErrorDetails = Readonly<Record<string, unknown>>;
+export type ErrorDetails = Readonly<Record<string, DetailValue>>;
+
+/** A detail's value: JSON-safe and structured-clone-safe, so errors cross RPC and reach clients intact. */
+export type DetailValue = string | number | boolean | null | readonly string[];
 
 /** The wire shape of every error answer. */
 export interface ErrorBody {
-  readonly error: { readonly code: ErrorCode; readonly message: string } & ErrorDetails;
+  readonly error: { readonly code: ErrorCode; readonly message: string; readonly [detail: string]: DetailValue };
 }
 
 /** An operating error: a code, a message that says how to fix it, and optional details. */
 export class StoreError extends Error {
   override readonly name = "StoreError";
-  constructor(
-    readonly code: ErrorCode,
-    message: string,
-    readonly details: ErrorDetails = {},
-  ) {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
     super(message);
+    this.code = code;
+    this.details = details;
   }
 
   /** The HTTP status for this error. */

@@ -1,7 +1,17 @@
-import { Hono } from "hono";
-export { Replica } from "./replica.ts";
+/**
+ * The Worker's entry points: the HTTP router, the queue consumers, and the replica class.
+ */
+import { createApp } from "./router/app.ts";
+import { DEAD_LETTER_QUEUE, consumeDeadLetters, consumeReplication } from "./queue/consumer.ts";
 
-const app = new Hono<{ Bindings: Env }>();
-app.get("/healthz", (c) => c.json({ status: "ok", regions: c.env.REGIONS.split(",") }));
+export { Replica } from "./replica/replica.ts";
 
-export default { fetch: app.fetch } satisfies ExportedHandler<Env>;
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+  async queue(batch, env) {
+    if (batch.queue === DEAD_LETTER_QUEUE) await consumeDeadLetters(batch, env);
+    else await consumeReplication(batch, env);
+  },
+} satisfies ExportedHandler<Env>;

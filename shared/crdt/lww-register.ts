@@ -119,6 +119,9 @@ export function readLww(reader: ByteReader): LwwRegister {
   const contentType = reader.string();
   const flag = reader.byte();
   if (flag > 1) throw new DecodeError("register tombstone flag must be 0 or 1");
+  // Merge keeps the local side of two equal-stamped tombstones, so a content type on one would
+  // make the merged bytes depend on delivery order; lwwApply never writes one.
+  if (flag === 0 && contentType !== "") throw new DecodeError("a tombstone carries no content type");
   const value = flag === 0 ? null : reader.bytes();
   return { stamp, value, contentType, vv };
 }

@@ -1,0 +1,112 @@
+/**
+ * What a replica knows about its progress on each peer's stream of writes, and the lag figures
+ * derived from it. Every write a region originates gets the next sequence number of that
+ * region; every message carries a contiguous range of them. Messages arrive at least once and
+ * in any order, so the replica keeps the highest *contiguous* applied sequence (its
+ * watermark) plus the ranges that arrived early, bounded by {@link PENDING_RANGES_MAX}.
+ *
+ * Lag is "how stale can a read here be with respect to that peer": zero when every write the
+ * peer is known to have made is applied and the peer's heartbeat is recent; otherwise the time
+ * since the peer's stream was last known complete here.
+ */
+import { assert } from "../assert.ts";
+
+/** Bound on out-of-order ranges kept per peer; beyond it the oldest early ranges are forgotten and re-delivered. */
+export const PENDING_RANGES_MAX = 1024;
+
+/** A range of a peer's sequence numbers that arrived ahead of the watermark. */
+export interface PendingRange {
+  readonly from: number;
+  readonly to: number;
+  /** The peer's wall time when it wrote `to`. */
+  readonly lastWrittenMs: number;
+}
+
+/** Progress on one peer's stream. */
+export interface PeerProgress {
+  /** Every sequence number up to this one is applied here. */
+  readonly appliedSeq: number;
+  /** The highest sequence number the peer is known to have issued (from entries and heartbeats). */
+  readonly knownSeq: number;
+  /** Peer wall time up to which this replica is known to hold everything the peer wrote. */
+  readonly freshMs: number;
+  /** Local time the last message (entries or heartbeat) from the peer arrived; 0 if never. */
+  readonly heardMs: number;
+  /** Ranges applied ahead of the watermark, sorted by `from`, disjoint. */
+  readonly pending: readonly PendingRange[];
+}
+
+/** Progress before anything from the peer arrived. */
+export const EMPTY_PROGRESS: PeerProgress = { appliedSeq: 0, knownSeq: 0, freshMs: 0, heardMs: 0, pending: [] };
+
+/** Folds in that the range `from..to` of the peer's writes is now applied here. */
+export function progressApplied(
+  p: PeerProgress,
+  from: number,
+  to: number,
+  lastWrittenMs: number,
+  nowMs: number,
+): PeerProgress {
+  assert(Number.isSafeInteger(from) && from >= 1 && to >= from, "a range is 1 <= from <= to");
+  let appliedSeq = p.appliedSeq;
+  let freshMs = p.freshMs;
+  let pending = [...p.pending];
+  if (from <= appliedSeq + 1) {
+    if (to > appliedSeq) {
+      appliedSeq = to;
+      freshMs = Math.max(freshMs, lastWrittenMs);
+    }
+  } else {
+    pending.push({ from, to, lastWrittenMs });
+    pending.sort((a, b) => a.from - b.from);
+  }
+  // Absorb early ranges that now touch the watermark, in order.
+  const rest: PendingRange[] = [];
+  for (const range of pending) {
+    if (range.from <= appliedSeq + 1) {
+      if (range.to > appliedSeq) {
+        appliedSeq = range.to;
+        freshMs = Math.max(freshMs, range.lastWrittenMs);
+      }
+    } else rest.push(range);
+  }
+  pending = rest.length > PENDING_RANGES_MAX ? rest.slice(rest.length - PENDING_RANGES_MAX) : rest;
+  return {
+    appliedSeq,
+    knownSeq: Math.max(p.knownSeq, to, appliedSeq),
+    freshMs,
+    heardMs: Math.max(p.heardMs, nowMs),
+    pending,
+  };
+}
+
+/** Folds in a heartbeat: at peer time `atMs` the peer had issued `seq` writes. */
+export function progressHeartbeat(p: PeerProgress, seq: number, atMs: number, nowMs: number): PeerProgress {
+  assert(Number.isSafeInteger(seq) && seq >= 0, "heartbeat seq is a non-negative integer");
+  return {
+    ...p,
+    knownSeq: Math.max(p.knownSeq, seq),
+    // Everything up to `seq` applied means this replica held the peer's whole state at `atMs`.
+    freshMs: seq <= p.appliedSeq ? Math.max(p.freshMs, atMs) : p.freshMs,
+    heardMs: Math.max(p.heardMs, nowMs),
+  };
+}
+
+/** Lag behind one peer: writes known but not applied, and milliseconds of possible staleness. */
+export interface Lag {
+  readonly entries: number;
+  readonly ms: number;
+}
+
+/**
+ * The lag figures. `silenceMsMax` is how long the peer may stay silent (no heartbeat) before
+ * a caught-up replica stops counting as current: a silent peer may be writing into a stalled
+ * link, so from then on lag grows with the time since the stream was last known complete.
+ */
+export function progressLag(p: PeerProgress, nowMs: number, silenceMsMax: number): Lag {
+  const entries = p.knownSeq - p.appliedSeq;
+  const current = entries === 0 && p.heardMs > 0 && nowMs - p.heardMs <= silenceMsMax;
+  if (current) return { entries, ms: 0 };
+  if (p.heardMs === 0 && p.knownSeq === 0) return { entries, ms: 0 };
+  return { entries, ms: Math.max(0, nowMs - p.freshMs) };
+}

@@ -1,0 +1,165 @@
+/**
+ * The replica as a pure state machine (in the manner of etcd raft): given what storage holds
+ * and the time, it decides what a local write or an incoming replicated entry changes. The
+ * Durable Object adapter reads the inputs, calls these functions inside one `transactionSync`,
+ * and persists the outputs; the simulator calls the same functions over in-memory maps.
+ */
+import { equalBytes } from "../bytes.ts";
+import { formatHlc, type HlcStamp, hlcNow } from "../hlc.ts";
+import { type Result, fail, ok } from "../errors.ts";
+import { orsetMembers } from "../crdt/or-set.ts";
+import { pnValue } from "../crdt/pn-counter.ts";
+import { type RegionId } from "../regions.ts";
+import {
+  type KeyConflict,
+  type KeyOp,
+  type KeyState,
+  applyKeyOp,
+  encodeKeyState,
+  keyVersion,
+  mergeKeyState,
+} from "./key-state.ts";
+
+/**
+ * Largest encoded state carried inside a replication message. Queue messages are limited to
+ * 128 KB; larger states (big values) travel by reference and the target pulls them from the
+ * origin replica over RPC.
+ */
+export const INLINE_STATE_BYTES_MAX = 96 * 1024;
+
+/** What a reader sees of a key. */
+export type KeyView =
+  | {
+      readonly type: "register";
+      readonly version: string;
+      readonly live: boolean;
+      readonly stamp: string;
+      readonly contentType: string;
+      readonly value: Uint8Array | null;
+    }
+  | { readonly type: "counter"; readonly version: string; readonly value: number }
+  | { readonly type: "set"; readonly version: string; readonly members: string[] };
+
+/** The reader's view of a state; fails with `counter_overflow` for a counter beyond the safe range. */
+export function keyView(state: KeyState): Result<KeyView> {
+  const version = keyVersion(state);
+  switch (state.type) {
+    case "register": {
+      const r = state.register;
+      return ok({
+        type: "register",
+        version,
+        live: r.value !== null,
+        stamp: formatHlc(r.stamp),
+        contentType: r.contentType,
+        value: r.value,
+      });
+    }
+    case "counter": {
+      const value = pnValue(state.counter);
+      return value.ok ? ok({ type: "counter", version, value: value.value }) : value;
+    }
+    case "set":
+      return ok({ type: "set", version, members: orsetMembers(state.set) });
+  }
+}
+
+/** The outcome of a local write: the new state, its encoding, and the outbox entry. */
+export interface PlannedWrite {
+  readonly state: KeyState;
+  readonly encoded: Uint8Array;
+  readonly stamp: HlcStamp;
+  readonly seq: number;
+  /** The state to inline in replication messages, or null when peers must pull it. */
+  readonly logState: Uint8Array | null;
+}
+
+/**
+ * Plans a local write: draws the next stamp from the clock (`lastStamp`), applies `op`, and
+ * assigns the next sequence number. Nothing changes on failure.
+ */
+export function planWrite(
+  current: KeyState | undefined,
+  op: KeyOp,
+  region: RegionId,
+  lastStamp: HlcStamp,
+  lastSeq: number,
+  physicalMs: number,
+): Result<PlannedWrite> {
+  const stamp = hlcNow(lastStamp, physicalMs);
+  const next = applyKeyOp(current, op, region, stamp);
+  if (!next.ok) return next;
+  const encoded = encodeKeyState(next.value);
+  return ok({
+    state: next.value,
+    encoded,
+    stamp,
+    seq: lastSeq + 1,
+    logState: encoded.length <= INLINE_STATE_BYTES_MAX ? encoded : null,
+  });
+}
+
+/** A conflict ready to store: both sides encoded, with the stamps that identify it. */
+export interface ConflictRecord {
+  readonly kind: "register" | "type";
+  readonly rule: string;
+  readonly winnerStamp: string;
+  readonly loserStamp: string;
+  readonly winner: Uint8Array;
+  readonly loser: Uint8Array;
+}
+
+function conflictRecord(conflict: KeyConflict): ConflictRecord {
+  if (conflict.kind === "register") {
+    const { winner, loser, rule } = conflict.conflict;
+    return {
+      kind: "register",
+      rule,
+      winnerStamp: formatHlc(winner.stamp),
+      loserStamp: formatHlc(loser.stamp),
+      winner: encodeKeyState({ type: "register", register: winner }),
+      loser: encodeKeyState({ type: "register", register: loser }),
+    };
+  }
+  return {
+    kind: "type",
+    rule: "type_rank",
+    winnerStamp: `${conflict.winner.type}:${keyVersion(conflict.winner)}`,
+    loserStamp: `${conflict.loser.type}:${keyVersion(conflict.loser)}`,
+    winner: encodeKeyState(conflict.winner),
+    loser: encodeKeyState(conflict.loser),
+  };
+}
+
+/** The outcome of merging a remote state: the new state (or none when nothing changed) and any conflict. */
+export interface PlannedMerge {
+  readonly changed: boolean;
+  readonly state: KeyState;
+  readonly encoded: Uint8Array;
+  readonly conflict?: ConflictRecord;
+}
+
+/** Plans merging `remote` into what this replica holds for the key. */
+export function planMerge(
+  current: KeyState | undefined,
+  currentEncoded: Uint8Array | null,
+  remote: KeyState,
+): PlannedMerge {
+  const merged = mergeKeyState(current, remote);
+  const encoded = encodeKeyState(merged.state);
+  const changed = currentEncoded === null || !equalBytes(encoded, currentEncoded);
+  const base = { changed, state: merged.state, encoded };
+  return merged.conflict ? { ...base, conflict: conflictRecord(merged.conflict) } : base;
+}
+
+/** Validates a key: 1..512 bytes of UTF-8 (the Workers KV bound). */
+export const KEY_BYTES_MAX = 512;
+
+/** Checks a decoded key against {@link KEY_BYTES_MAX}. */
+export function checkKey(key: string): Result<string> {
+  const length = new TextEncoder().encode(key).length;
+  if (length === 0) return fail("invalid_key", "the key is empty; keys are 1 to 512 bytes of UTF-8");
+  if (length > KEY_BYTES_MAX)
+    return fail("invalid_key", `the key is ${length} bytes; keys are at most ${KEY_BYTES_MAX} bytes of UTF-8`);
+  return ok(key);
+}

@@ -1,0 +1,45 @@
+/**
+ * Session tokens: the causal context a client has seen, as a vector of per-region write
+ * sequence numbers ("I have seen region r's writes up to n"). A replica whose applied
+ * watermarks cover the vector can serve that client without going back in time. The token is
+ * opaque to clients and signed by the router (HMAC) so it cannot be forged to make a replica
+ * wait for writes that never happened. This module is the pure half: payload encoding.
+ */
+import { ByteReader, ByteWriter, DecodeError, fromBase64Url, toBase64Url } from "../bytes.ts";
+import { type VersionVector, readVv, writeVv } from "../version-vector.ts";
+
+/** Token format version, the first field of every token. */
+export const SESSION_TOKEN_VERSION = "s1";
+
+/** The signed part of a token: its payload bytes (as text) and the vector they encode. */
+export function encodeSessionPayload(seen: VersionVector): string {
+  const writer = new ByteWriter();
+  writeVv(writer, seen);
+  return toBase64Url(writer.finish());
+}
+
+/** Decodes a payload; `undefined` when malformed. */
+export function decodeSessionPayload(text: string): VersionVector | undefined {
+  try {
+    const reader = new ByteReader(fromBase64Url(text));
+    const vv = readVv(reader);
+    reader.end();
+    return vv;
+  } catch (error) {
+    if (error instanceof DecodeError) return undefined;
+    throw error;
+  }
+}
+
+/** Splits `s1.<payload>.<mac>`; `undefined` when the shape is wrong. */
+export function splitSessionToken(token: string): { payload: string; mac: string } | undefined {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== SESSION_TOKEN_VERSION) return undefined;
+  const [, payload, mac] = parts as [string, string, string];
+  return { payload, mac };
+}
+
+/** Joins a payload and its MAC into a token. */
+export function joinSessionToken(payload: string, mac: string): string {
+  return `${SESSION_TOKEN_VERSION}.${payload}.${mac}`;
+}

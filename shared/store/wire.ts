@@ -1,0 +1,99 @@
+/**
+ * Wire schemas for what crosses a trust or process boundary: replication messages on the
+ * Queue (bodies arrive untyped and possibly from an older or newer build) and the JSON bodies
+ * of the REST API. One schema per shape, parsed once at the edge.
+ */
+import { z } from "zod";
+import { fromBase64Url, toBase64Url } from "../bytes.ts";
+import { LOCATION_HINTS } from "../regions.ts";
+
+/** Version of the replication message format; a consumer refuses versions it does not know. */
+export const WIRE_VERSION = 1;
+
+const region = z.enum(LOCATION_HINTS);
+const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const ms = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** One replicated write: the key's state right after the write, or null to pull it (too large to inline). */
+export const replicationEntrySchema = z.object({
+  seq,
+  key: z.string().min(1),
+  /** HLC stamp text of the write. */
+  stamp: z.string(),
+  /** Origin wall time of the write. */
+  writtenMs: ms,
+  state: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "state must be bytes").nullable(),
+});
+
+/** A contiguous range `from..to` of one origin's writes, for one target region. */
+export const entriesMessageSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  kind: z.literal("entries"),
+  origin: region,
+  target: region,
+  from: seq,
+  to: seq,
+  entries: z.array(replicationEntrySchema).min(1),
+});
+
+/** "At `atMs` I had issued `seq` writes": lets an idle target measure lag and health. */
+export const heartbeatMessageSchema = z.object({
+  v: z.literal(WIRE_VERSION),
+  kind: z.literal("heartbeat"),
+  origin: region,
+  target: region,
+  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  atMs: ms,
+});
+
+/** Any message on the replication queue. */
+export const replicationMessageSchema = z.discriminatedUnion("kind", [entriesMessageSchema, heartbeatMessageSchema]);
+
+export type ReplicationEntry = z.infer<typeof replicationEntrySchema>;
+export type EntriesMessage = z.infer<typeof entriesMessageSchema>;
+export type HeartbeatMessage = z.infer<typeof heartbeatMessageSchema>;
+export type ReplicationMessage = z.infer<typeof replicationMessageSchema>;
+
+/** Body of `POST /v1/counters/{key}`. */
+export const counterBodySchema = z.strictObject({
+  delta: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+});
+
+/** Longest set element, in UTF-8 bytes (the same bound as keys). */
+export const SET_ELEMENT_BYTES_MAX = 512;
+/** Most elements one set request may add plus remove. */
+export const SET_OP_ELEMENTS_MAX = 1000;
+
+const element = z
+  .string()
+  .min(1)
+  .refine((s) => new TextEncoder().encode(s).length <= SET_ELEMENT_BYTES_MAX, {
+    message: `set elements are at most ${SET_ELEMENT_BYTES_MAX} bytes of UTF-8`,
+  });
+
+/** Body of `POST /v1/sets/{key}`. */
+export const setBodySchema = z
+  .strictObject({
+    add: z.array(element).default([]),
+    remove: z.array(element).default([]),
+  })
+  .refine((b) => b.add.length + b.remove.length <= SET_OP_ELEMENTS_MAX, {
+    message: `at most ${SET_OP_ELEMENTS_MAX} elements per request`,
+  });
+
+/**
+ * JSON text of a message with byte arrays as `{"$bytes": base64url}`: the form dead letters
+ * are kept in, so a recorded message can be read by people and replayed byte for byte.
+ */
+export function toJsonText(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v instanceof Uint8Array ? { $bytes: toBase64Url(v) } : v));
+}
+
+/** Parses {@link toJsonText} output back into the original value. */
+export function fromJsonText(text: string): unknown {
+  return JSON.parse(text, (_key, v: unknown) =>
+    typeof v === "object" && v !== null && "$bytes" in v && typeof v.$bytes === "string" && Object.keys(v).length === 1
+      ? fromBase64Url(v.$bytes)
+      : v,
+  );
+}

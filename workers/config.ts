@@ -1,0 +1,45 @@
+/**
+ * The deployment's settings, parsed once per isolate from `wrangler.toml` vars. A bad setting
+ * is an operator error: it fails loudly with the variable's name instead of misrouting data.
+ */
+import { assert } from "../shared/assert.ts";
+import { type RegionId, parseRegionId, parseRegionList } from "../shared/regions.ts";
+
+/** Parsed settings. */
+export interface Config {
+  /** Regions that hold a replica, in configured order. */
+  readonly regions: readonly RegionId[];
+  /** Served when a request carries no coordinates (local development). */
+  readonly defaultRegion: RegionId;
+  /** How often each replica heartbeats its peers and re-drains its outbox. */
+  readonly heartbeatIntervalMs: number;
+}
+
+/** Default heartbeat period: short enough that idle lag and health are seen within seconds. */
+export const HEARTBEAT_INTERVAL_MS_DEFAULT = 1000;
+
+function positiveInt(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
+
+let cached: { key: string; config: Config } | undefined;
+
+/** The settings for `env`, parsed once per distinct set of values. */
+export function loadConfig(env: Env): Config {
+  const key = `${env.REGIONS}|${env.DEFAULT_REGION}|${env.HEARTBEAT_INTERVAL_MS}`;
+  if (cached?.key === key) return cached.config;
+  const list = parseRegionList(env.REGIONS);
+  assert(list.ok, `REGIONS: ${list.ok ? "" : list.message}`);
+  const defaultRegion = parseRegionId(env.DEFAULT_REGION.trim());
+  assert(defaultRegion !== undefined && list.regions.includes(defaultRegion), "DEFAULT_REGION must be one of REGIONS");
+  const config: Config = {
+    regions: list.regions,
+    defaultRegion,
+    heartbeatIntervalMs: positiveInt("HEARTBEAT_INTERVAL_MS", env.HEARTBEAT_INTERVAL_MS, HEARTBEAT_INTERVAL_MS_DEFAULT),
+  };
+  cached = { key, config };
+  return config;
+}

@@ -1,0 +1,93 @@
+/**
+ * Queue consumers. The replication consumer hands each message to its target region's replica
+ * and acks it only once the replica has durably merged it; anything else is retried with
+ * backoff and, after `max_retries`, lands in the dead-letter queue. The dead-letter consumer
+ * records every message in its target replica, where operators can inspect and replay it.
+ */
+import { type RegionId, parseRegionId } from "../../shared/regions.ts";
+import { loadConfig } from "../config.ts";
+import { replicaOf } from "../router/routing.ts";
+
+/** Queue names, as in wrangler.toml. */
+export const REPLICATION_QUEUE = "kv-replication";
+export const DEAD_LETTER_QUEUE = "kv-replication-dlq";
+
+/** Retry delay bounds: exponential from 1 s, capped, so a long outage does not burn retries quickly. */
+const RETRY_DELAY_SECONDS_MIN = 1;
+const RETRY_DELAY_SECONDS_MAX = 60;
+
+function retryDelaySeconds(attempts: number): number {
+  return Math.min(RETRY_DELAY_SECONDS_MAX, RETRY_DELAY_SECONDS_MIN * 2 ** Math.max(0, attempts - 1));
+}
+
+function targetOf(body: unknown): RegionId | undefined {
+  if (typeof body !== "object" || body === null || !("target" in body) || typeof body.target !== "string")
+    return undefined;
+  return parseRegionId(body.target);
+}
+
+/** Groups a batch's messages by target region; messages without a valid target go under `undefined`. */
+function byTarget(messages: readonly Message[]): Map<RegionId | undefined, Message[]> {
+  const groups = new Map<RegionId | undefined, Message[]>();
+  for (const message of messages) {
+    const target = targetOf(message.body);
+    const group = groups.get(target) ?? [];
+    group.push(message);
+    groups.set(target, group);
+  }
+  return groups;
+}
+
+/** Delivers a replication batch, one replica call per target region. */
+export async function consumeReplication(batch: MessageBatch, env: Env): Promise<void> {
+  const config = loadConfig(env);
+  await Promise.all(
+    [...byTarget(batch.messages)].map(async ([target, messages]) => {
+      if (target === undefined || !config.regions.includes(target)) {
+        // Cannot be delivered anywhere: let it exhaust its retries into the dead-letter queue.
+        console.error(`replication message without a configured target region; ${messages.length} to retry`);
+        for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+        return;
+      }
+      try {
+        const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
+        messages.forEach((m, i) => {
+          const result = results[i];
+          if (result?.ok) m.ack();
+          else {
+            console.warn(
+              `replication to ${target} refused (attempt ${m.attempts}): ${result?.error.code}: ${result?.error.message}`,
+            );
+            m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+          }
+        });
+      } catch (error) {
+        console.error(`replica ${target} unreachable; retrying ${messages.length} messages:`, error);
+        for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+      }
+    }),
+  );
+}
+
+/** Records dead letters in their target replica (or the default region when the target is unknown). */
+export async function consumeDeadLetters(batch: MessageBatch, env: Env): Promise<void> {
+  const config = loadConfig(env);
+  await Promise.all(
+    [...byTarget(batch.messages)].map(async ([target, messages]) => {
+      const region = target !== undefined && config.regions.includes(target) ? target : config.defaultRegion;
+      try {
+        await replicaOf(env, region).recordDeadLetters(
+          messages.map((m) => ({
+            body: m.body,
+            attempts: m.attempts,
+            reason: target === region ? "retries exhausted" : "no configured target region",
+          })),
+        );
+        for (const m of messages) m.ack();
+      } catch (error) {
+        console.error(`could not record ${messages.length} dead letters in ${region}:`, error);
+        for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+      }
+    }),
+  );
+}

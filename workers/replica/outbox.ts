@@ -1,0 +1,92 @@
+/**
+ * Turns outbox rows into replication messages: one message per target region covering a
+ * contiguous range of sequence numbers, split so each stays under the Queue's per-message
+ * limit, and grouped into `sendBatch` calls under its per-call limits.
+ */
+import { assert } from "../../shared/assert.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { type LogRow } from "./store.ts";
+
+/** Queue messages are limited to 128 KB; keep a margin for the envelope and serialisation. */
+export const MESSAGE_BYTES_MAX = 110 * 1024;
+/** `sendBatch` takes at most 100 messages and 256 KB in all. */
+export const SEND_BATCH_MESSAGES_MAX = 100;
+export const SEND_BATCH_BYTES_MAX = 240 * 1024;
+/** Per-entry envelope estimate (field names, numbers, stamp) on top of key and state bytes. */
+const ENTRY_OVERHEAD_BYTES = 96;
+
+/** A message with its estimated size. */
+export interface SizedMessage {
+  readonly message: EntriesMessage;
+  readonly bytes: number;
+}
+
+function entryBytes(row: LogRow): number {
+  return ENTRY_OVERHEAD_BYTES + row.key.length * 3 + (row.state?.length ?? 0);
+}
+
+/** Splits the rows after `sentSeq` into messages for `target`, each a contiguous range. */
+export function messagesFor(
+  origin: RegionId,
+  target: RegionId,
+  rows: readonly LogRow[],
+  sentSeq: number,
+): SizedMessage[] {
+  const out: SizedMessage[] = [];
+  let current: LogRow[] = [];
+  let size = 0;
+  const close = (): void => {
+    const first = current[0];
+    const last = current.at(-1);
+    if (first === undefined || last === undefined) return;
+    out.push({
+      message: {
+        v: WIRE_VERSION,
+        kind: "entries",
+        origin,
+        target,
+        from: first.seq,
+        to: last.seq,
+        entries: current.map((r) => ({
+          seq: r.seq,
+          key: r.key,
+          stamp: r.stamp,
+          writtenMs: r.writtenMs,
+          state: r.state,
+        })),
+      },
+      bytes: size,
+    });
+    current = [];
+    size = 0;
+  };
+  for (const row of rows) {
+    if (row.seq <= sentSeq) continue;
+    const bytes = entryBytes(row);
+    assert(bytes <= MESSAGE_BYTES_MAX, "an inlined state must fit one message");
+    if (size + bytes > MESSAGE_BYTES_MAX) close();
+    current.push(row);
+    size += bytes;
+  }
+  close();
+  return out;
+}
+
+/** Groups messages into `sendBatch` calls within the Queue's count and byte limits. */
+export function sendBatches<T extends { readonly bytes: number }>(messages: readonly T[]): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    if (batch.length === SEND_BATCH_MESSAGES_MAX || (batch.length > 0 && bytes + m.bytes > SEND_BATCH_BYTES_MAX)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(m);
+    bytes += m.bytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}

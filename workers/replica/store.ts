@@ -1,0 +1,282 @@
+/**
+ * Every SQL statement of the replica, one group per table, beside the row shapes they read.
+ * Handlers call these; no SQL appears anywhere else. Multi-row writes are wrapped in
+ * `transactionSync` by the caller.
+ */
+import { type KeyState, decodeKeyState, encodeKeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { EMPTY_PROGRESS, type PeerProgress, type PendingRange } from "../../shared/store/progress.ts";
+
+/** A stored key's listing entry. */
+export interface KeyListing {
+  readonly name: string;
+  readonly version: string;
+}
+
+/** A row of the outbox. */
+export interface LogRow {
+  readonly seq: number;
+  readonly key: string;
+  readonly stamp: string;
+  readonly writtenMs: number;
+  readonly state: Uint8Array | null;
+}
+
+/** A stored conflict. */
+export interface ConflictRow {
+  readonly id: number;
+  readonly key: string;
+  readonly kind: string;
+  readonly rule: string;
+  readonly detectedMs: number;
+  readonly winner: Uint8Array;
+  readonly loser: Uint8Array;
+}
+
+/** A stored dead letter. */
+export interface DeadLetterRow {
+  readonly id: number;
+  readonly origin: string;
+  readonly receivedMs: number;
+  readonly attempts: number;
+  readonly reason: string;
+  readonly body: Uint8Array;
+}
+
+function bytes(value: ArrayBuffer | null): Uint8Array | null {
+  return value === null ? null : new Uint8Array(value);
+}
+
+/** The replica's statements over its SQLite database. */
+export function replicaStore(sql: SqlStorage) {
+  return {
+    kv: {
+      /** The key's state, or undefined when it was never written here. */
+      get(key: string): KeyState | undefined {
+        const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
+        return row === undefined ? undefined : decodeKeyState(new Uint8Array(row.state));
+      },
+      /** The key's canonical encoded state, or null. */
+      getEncoded(key: string): Uint8Array | null {
+        const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
+        return row === undefined ? null : new Uint8Array(row.state);
+      },
+      /** Stores the key's state (already encoded as `encoded`). */
+      put(key: string, state: KeyState, encoded: Uint8Array = encodeKeyState(state)): void {
+        sql.exec(
+          "INSERT INTO kv (key, type, live, version, state) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5",
+          key,
+          state.type,
+          keyIsLive(state) ? 1 : 0,
+          keyVersion(state),
+          encoded,
+        );
+      },
+      /** Live keys in `[low, high)` after `after`, in key order, at most `limit`. */
+      list(low: string, high: string | null, after: string | null, limit: number): KeyListing[] {
+        // Compare in SQLite, whose text order (UTF-8 bytes) is the listing order; JavaScript
+        // compares UTF-16 code units, which disagrees for characters beyond U+FFFF.
+        const fromCursor =
+          after !== null && sql.exec<{ ge: number }>("SELECT ?1 >= ?2 AS ge", after, low).one().ge === 1;
+        const rows = sql
+          .exec<{ key: string; version: string }>(
+            `SELECT key, version FROM kv WHERE live = 1 AND key ${fromCursor ? ">" : ">="} ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key LIMIT ?3`,
+            fromCursor ? after : low,
+            high,
+            limit,
+          )
+          .toArray();
+        return rows.map((row) => ({ name: row.key, version: row.version }));
+      },
+    },
+    log: {
+      append(row: LogRow): void {
+        sql.exec(
+          "INSERT INTO log (seq, key, stamp, written_ms, state) VALUES (?, ?, ?, ?, ?)",
+          row.seq,
+          row.key,
+          row.stamp,
+          row.writtenMs,
+          row.state,
+        );
+      },
+      /** Outbox rows after `afterSeq`, in order, at most `limit`. */
+      after(afterSeq: number, limit: number): LogRow[] {
+        return sql
+          .exec<{ seq: number; key: string; stamp: string; written_ms: number; state: ArrayBuffer | null }>(
+            "SELECT seq, key, stamp, written_ms, state FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+            afterSeq,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({ seq: r.seq, key: r.key, stamp: r.stamp, writtenMs: r.written_ms, state: bytes(r.state) }));
+      },
+      /** Drops rows every peer's queue has accepted. */
+      prune(uptoSeq: number): void {
+        sql.exec("DELETE FROM log WHERE seq <= ?", uptoSeq);
+      },
+      /** Rows still waiting. */
+      count(): number {
+        return sql.exec<{ n: number }>("SELECT count(*) AS n FROM log").one().n;
+      },
+    },
+    peerSend: {
+      /** Sent watermark per target; targets never sent to are absent. */
+      all(): Map<string, number> {
+        const rows = sql.exec<{ target: string; sent_seq: number }>("SELECT target, sent_seq FROM peer_send").toArray();
+        return new Map(rows.map((r) => [r.target, r.sent_seq]));
+      },
+      set(target: string, sentSeq: number): void {
+        sql.exec(
+          "INSERT INTO peer_send (target, sent_seq) VALUES (?1, ?2) ON CONFLICT (target) DO UPDATE SET sent_seq = max(sent_seq, ?2)",
+          target,
+          sentSeq,
+        );
+      },
+    },
+    peerRecv: {
+      get(origin: string): PeerProgress {
+        const row = sql
+          .exec<{ applied_seq: number; known_seq: number; fresh_ms: number; heard_ms: number; pending: string }>(
+            "SELECT applied_seq, known_seq, fresh_ms, heard_ms, pending FROM peer_recv WHERE origin = ?",
+            origin,
+          )
+          .toArray()[0];
+        if (row === undefined) return EMPTY_PROGRESS;
+        return {
+          appliedSeq: row.applied_seq,
+          knownSeq: row.known_seq,
+          freshMs: row.fresh_ms,
+          heardMs: row.heard_ms,
+          pending: JSON.parse(row.pending) as PendingRange[],
+        };
+      },
+      put(origin: string, p: PeerProgress): void {
+        sql.exec(
+          "INSERT INTO peer_recv (origin, applied_seq, known_seq, fresh_ms, heard_ms, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (origin) DO UPDATE SET applied_seq = ?2, known_seq = ?3, fresh_ms = ?4, heard_ms = ?5, pending = ?6",
+          origin,
+          p.appliedSeq,
+          p.knownSeq,
+          p.freshMs,
+          p.heardMs,
+          JSON.stringify(p.pending),
+        );
+      },
+    },
+    conflicts: {
+      /** Records a conflict once; false when this exact conflict was already recorded. */
+      insert(row: Omit<ConflictRow, "id"> & { winnerStamp: string; loserStamp: string }): boolean {
+        const cursor = sql.exec(
+          "INSERT INTO conflicts (key, kind, rule, detected_ms, winner_stamp, loser_stamp, winner, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+          row.key,
+          row.kind,
+          row.rule,
+          row.detectedMs,
+          row.winnerStamp,
+          row.loserStamp,
+          row.winner,
+          row.loser,
+        );
+        return cursor.rowsWritten > 0;
+      },
+      /** Conflicts with id above `afterId`, oldest first. */
+      page(afterId: number, limit: number): ConflictRow[] {
+        return sql
+          .exec<{
+            id: number;
+            key: string;
+            kind: string;
+            rule: string;
+            detected_ms: number;
+            winner: ArrayBuffer;
+            loser: ArrayBuffer;
+          }>(
+            "SELECT id, key, kind, rule, detected_ms, winner, loser FROM conflicts WHERE id > ? ORDER BY id LIMIT ?",
+            afterId,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({
+            id: r.id,
+            key: r.key,
+            kind: r.kind,
+            rule: r.rule,
+            detectedMs: r.detected_ms,
+            winner: new Uint8Array(r.winner),
+            loser: new Uint8Array(r.loser),
+          }));
+      },
+    },
+    deadLetters: {
+      insert(row: Omit<DeadLetterRow, "id">): void {
+        sql.exec(
+          "INSERT INTO dead_letters (origin, received_ms, attempts, reason, body) VALUES (?, ?, ?, ?, ?)",
+          row.origin,
+          row.receivedMs,
+          row.attempts,
+          row.reason,
+          row.body,
+        );
+      },
+      page(afterId: number, limit: number): DeadLetterRow[] {
+        return sql
+          .exec<{
+            id: number;
+            origin: string;
+            received_ms: number;
+            attempts: number;
+            reason: string;
+            body: ArrayBuffer;
+          }>(
+            "SELECT id, origin, received_ms, attempts, reason, body FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?",
+            afterId,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({
+            id: r.id,
+            origin: r.origin,
+            receivedMs: r.received_ms,
+            attempts: r.attempts,
+            reason: r.reason,
+            body: new Uint8Array(r.body),
+          }));
+      },
+      delete(ids: readonly number[]): void {
+        for (const id of ids) sql.exec("DELETE FROM dead_letters WHERE id = ?", id);
+      },
+      count(): number {
+        return sql.exec<{ n: number }>("SELECT count(*) AS n FROM dead_letters").one().n;
+      },
+    },
+    meta: {
+      get(name: string): string | undefined {
+        return sql.exec<{ value: string }>("SELECT value FROM meta WHERE name = ?", name).toArray()[0]?.value;
+      },
+      set(name: string, value: string): void {
+        sql.exec(
+          "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
+          name,
+          value,
+        );
+      },
+    },
+    metrics: {
+      add(name: string, peer: string, delta: number): void {
+        sql.exec(
+          "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
+          name,
+          peer,
+          delta,
+        );
+      },
+      all(): Array<{ name: string; peer: string; value: number }> {
+        return sql
+          .exec<{ name: string; peer: string; value: number }>("SELECT name, peer, value FROM metrics")
+          .toArray();
+      },
+    },
+  };
+}
+
+/** The statements object's type. */
+export type ReplicaStore = ReturnType<typeof replicaStore>;

@@ -1,0 +1,54 @@
+/**
+ * Operator routes (admin scope): the dead-letter queue's records and their replay.
+ */
+import { type Hono } from "hono";
+import { fromJsonText } from "../../shared/store/wire.ts";
+import { loadConfig } from "../config.ts";
+import { type AppEnv } from "./app.ts";
+import { callReplicaPlain, intParam } from "./http.ts";
+import { LOG_PAGE_MAX } from "./observe.ts";
+import { parsePinnedRegion, replicaOf } from "./routing.ts";
+
+/** Mounts the admin routes. */
+export function mountAdmin(app: Hono<AppEnv>): void {
+  app.get("/v1/admin/regions/:id/dead-letters", async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+    const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, 100);
+    const after = intParam("cursor", c.req.query("cursor"), 0, Number.MAX_SAFE_INTEGER, 0);
+    const rows = await callReplicaPlain(region, () => replicaOf(c.env, region).deadLetters(after, limit + 1));
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return c.json({
+      region,
+      deadLetters: page.map((row) => ({
+        id: row.id,
+        origin: row.origin,
+        receivedAt: new Date(row.receivedMs).toISOString(),
+        attempts: row.attempts,
+        reason: row.reason,
+        message: summarize(fromJsonText(new TextDecoder().decode(row.body))),
+      })),
+      cursor: rows.length > limit && last !== undefined ? String(last.id) : null,
+    });
+  });
+
+  app.post("/v1/admin/regions/:id/dead-letters/replay", async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+    const result = await callReplicaPlain(region, () => replicaOf(c.env, region).replayDeadLetters());
+    return c.json({ region, ...result });
+  });
+}
+
+/** A readable summary of a recorded message (states replaced by their sizes). */
+function summarize(message: unknown): unknown {
+  if (typeof message !== "object" || message === null) return message;
+  const m = message as Record<string, unknown>;
+  if (!Array.isArray(m.entries)) return m;
+  return {
+    ...m,
+    entries: m.entries.map((e: unknown) => {
+      const entry = e as Record<string, unknown>;
+      return { ...entry, state: entry.state instanceof Uint8Array ? { sizeBytes: entry.state.length } : entry.state };
+    }),
+  };
+}

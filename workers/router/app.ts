@@ -1,0 +1,71 @@
+/**
+ * The router Worker's HTTP app (Hono): authorization, the routes, request metrics, and the one
+ * place where errors become HTTP answers.
+ */
+import { Hono } from "hono";
+import { routePath } from "hono/route";
+import { type ErrorBody, StoreError } from "../../shared/errors.ts";
+import { loadConfig } from "../config.ts";
+import { mountAdmin } from "./admin.ts";
+import { type Scope, authorize } from "./auth.ts";
+import { mountKv } from "./kv.ts";
+import { observeRequest } from "./metrics.ts";
+import { mountObserve } from "./observe.ts";
+import { mountTypes } from "./types.ts";
+
+/** Hono's environment for this app. */
+export interface AppEnv {
+  Bindings: Env;
+}
+
+/** The scope a request needs: admin routes need admin, other reads need read, the rest write. */
+function neededScope(method: string, path: string): Scope {
+  if (path.startsWith("/v1/admin/")) return "admin";
+  return method === "GET" || method === "HEAD" ? "read" : "write";
+}
+
+function errorAnswer(error: StoreError): Response {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (error.code === "unauthorized") headers["WWW-Authenticate"] = 'Bearer realm="kv"';
+  const body: ErrorBody = error.toBody();
+  return new Response(JSON.stringify(body), { status: error.status, headers });
+}
+
+/** Builds the app. */
+export function createApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    await next();
+    observeRequest(c.req.method, routePath(c), c.res.status, (performance.now() - started) / 1000);
+  });
+
+  app.get("/healthz", (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
+
+  app.use("/v1/*", async (c, next) => {
+    await authorize(c.req.header("authorization"), c.env.AUTH_TOKENS, neededScope(c.req.method, c.req.path));
+    await next();
+  });
+  app.use("/metrics", async (c, next) => {
+    await authorize(c.req.header("authorization"), c.env.AUTH_TOKENS, "read");
+    await next();
+  });
+
+  mountKv(app);
+  mountTypes(app);
+  mountObserve(app);
+  mountAdmin(app);
+
+  app.notFound(() => errorAnswer(new StoreError("not_found", "no such route; see README.md for the API")));
+
+  // The one mapping from errors to HTTP. Operating errors answer their own status; anything
+  // else is a bug, logged and answered as JSON without internals.
+  app.onError((error) => {
+    if (error instanceof StoreError) return errorAnswer(error);
+    console.error("unexpected error:", error);
+    return errorAnswer(new StoreError("internal", "the store hit an unexpected error; it has been logged"));
+  });
+
+  return app;
+}

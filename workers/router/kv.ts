@@ -1,0 +1,96 @@
+/**
+ * Routes of the key-value API: PUT, GET and DELETE one key, and listing by prefix.
+ */
+import { type Hono } from "hono";
+import { StoreError } from "../../shared/errors.ts";
+import { type KeyView } from "../../shared/store/replica-core.ts";
+import { loadConfig } from "../config.ts";
+import { type AppEnv } from "./app.ts";
+import {
+  CONTENT_TYPE_CHARS_MAX,
+  VALUE_BYTES_MAX,
+  callReplica,
+  callReplicaPlain,
+  decodeCursor,
+  encodeCursor,
+  intParam,
+  keyFromPath,
+  prefixEnd,
+  readBodyCapped,
+} from "./http.ts";
+import { replicaOf, servingRegion } from "./routing.ts";
+import { parseWriteAck, writeAnswerHeaders } from "./writes.ts";
+
+const KV_PREFIX = "/v1/kv/";
+/** Page size bounds for listing, as in Workers KV. */
+export const LIST_LIMIT_MAX = 1000;
+
+function registerOnly(view: KeyView, key: string): Extract<KeyView, { type: "register" }> {
+  if (view.type !== "register")
+    throw new StoreError("type_mismatch", `key "${key}" holds a ${view.type}; read it under /v1/${view.type}s/`, {
+      type: view.type,
+    });
+  return view;
+}
+
+/** Mounts the key-value routes. */
+export function mountKv(app: Hono<AppEnv>): void {
+  app.put(`${KV_PREFIX}*`, async (c) => {
+    const config = loadConfig(c.env);
+    const key = keyFromPath(c.req.raw, KV_PREFIX);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const ack = parseWriteAck(c.req.query("ack"));
+    const contentType = c.req.header("content-type") ?? "application/octet-stream";
+    if (contentType.length > CONTENT_TYPE_CHARS_MAX)
+      throw new StoreError("invalid_body", `Content-Type is longer than ${CONTENT_TYPE_CHARS_MAX} characters`);
+    const value = await readBodyCapped(c.req.raw, VALUE_BYTES_MAX);
+    const outcome = await callReplica(region, () =>
+      replicaOf(c.env, region).write(key, { type: "register", op: { kind: "put", value, contentType } }),
+    );
+    await writeAnswerHeaders(c, outcome, ack);
+    return c.json({ key, region: outcome.region, version: outcome.view.version, acked: [outcome.region] });
+  });
+
+  app.delete(`${KV_PREFIX}*`, async (c) => {
+    const config = loadConfig(c.env);
+    const key = keyFromPath(c.req.raw, KV_PREFIX);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const ack = parseWriteAck(c.req.query("ack"));
+    const outcome = await callReplica(region, () =>
+      replicaOf(c.env, region).write(key, { type: "register", op: { kind: "delete" } }),
+    );
+    await writeAnswerHeaders(c, outcome, ack);
+    return c.json({ key, region: outcome.region, version: outcome.view.version, acked: [outcome.region] });
+  });
+
+  app.get(`${KV_PREFIX}*`, async (c) => {
+    const config = loadConfig(c.env);
+    const key = keyFromPath(c.req.raw, KV_PREFIX);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const outcome = await callReplica(region, () => replicaOf(c.env, region).read(key));
+    c.header("X-Served-By", outcome.region);
+    c.header("X-Replication-Lag-Ms", String(Math.round(outcome.lagMs)));
+    const view = outcome.view === null ? null : registerOnly(outcome.view, key);
+    if (view === null || view.value === null)
+      throw new StoreError("not_found", `key "${key}" does not exist in region ${outcome.region}`);
+    c.header("ETag", `"${view.version}"`);
+    c.header("Content-Type", view.contentType);
+    return c.body(view.value.slice().buffer);
+  });
+
+  app.get("/v1/kv", async (c) => {
+    const config = loadConfig(c.env);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const prefix = c.req.query("prefix") ?? "";
+    if (new TextEncoder().encode(prefix).length > 512)
+      throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
+    const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
+    const after = decodeCursor(c.req.query("cursor"));
+    const page = await callReplicaPlain(region, () =>
+      replicaOf(c.env, region).list(prefix, prefixEnd(prefix), after, limit),
+    );
+    const last = page.keys.at(-1);
+    c.header("X-Served-By", region);
+    return c.json({ keys: page.keys, cursor: page.more && last !== undefined ? encodeCursor(last.name) : null });
+  });
+}

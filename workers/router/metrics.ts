@@ -1,0 +1,109 @@
+/**
+ * Prometheus text exposition. Request latency histograms are kept in this isolate's memory
+ * (each router isolate reports its own requests; under `npm start` there is one isolate).
+ * Replication figures come from the replicas themselves, which persist their counters.
+ */
+import { type RegionId } from "../../shared/regions.ts";
+import { type ReplicaStatus } from "../replica/replica.ts";
+
+/** Latency bucket bounds in seconds. */
+const BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+/** Bound on distinct label sets, so odd paths cannot grow memory without limit. */
+const SERIES_MAX = 512;
+
+interface Histogram {
+  readonly counts: number[];
+  sum: number;
+  count: number;
+}
+
+const histograms = new Map<string, Histogram>();
+
+/** Records one request's latency under its route pattern, method and status. */
+export function observeRequest(method: string, route: string, status: number, seconds: number): void {
+  const key = `method="${method}",route="${route}",status="${status}"`;
+  let h = histograms.get(key);
+  if (h === undefined) {
+    if (histograms.size >= SERIES_MAX) return;
+    h = { counts: BUCKETS_SECONDS.map(() => 0), sum: 0, count: 0 };
+    histograms.set(key, h);
+  }
+  BUCKETS_SECONDS.forEach((bound, i) => {
+    if (seconds <= bound) h.counts[i] = (h.counts[i] ?? 0) + 1;
+  });
+  h.sum += seconds;
+  h.count += 1;
+}
+
+function escape(value: string): string {
+  return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
+}
+
+/** Help text and type of each replica counter, by name. */
+const COUNTERS: Readonly<Record<string, string>> = {
+  replication_messages_total: "Replication messages applied, by receiving region and origin peer.",
+  replication_entries_total: "Replicated writes applied, by receiving region and origin peer.",
+  replication_bytes_total: "Bytes of replicated state applied, by receiving region and origin peer.",
+  replication_errors_total: "Replication messages refused (to be retried), by receiving region and origin peer.",
+  replication_heartbeats_total: "Heartbeats received, by receiving region and origin peer.",
+  replication_send_errors_total: "Failed sends to the replication queue, by sending region.",
+  replication_dead_letters_total: "Messages that exhausted their retries, by target region and origin peer.",
+  conflicts_total: "Concurrent writes resolved by LWW and logged, by region and the peer whose write arrived.",
+};
+
+/** Renders the exposition text from replica statuses (null for a region that did not answer). */
+export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>): string {
+  const lines: string[] = [];
+  lines.push("# HELP replication_lag_seconds How stale a region may be with respect to a peer (0 when caught up).");
+  lines.push("# TYPE replication_lag_seconds gauge");
+  for (const [region, status] of statuses) {
+    if (status === null) continue;
+    for (const [peer, lag] of Object.entries(status.lag))
+      lines.push(`replication_lag_seconds{region="${region}",peer="${peer}"} ${lag.ms / 1000}`);
+  }
+  lines.push("# HELP replication_lag_entries Writes a region knows a peer made but has not applied yet.");
+  lines.push("# TYPE replication_lag_entries gauge");
+  for (const [region, status] of statuses) {
+    if (status === null) continue;
+    for (const [peer, lag] of Object.entries(status.lag))
+      lines.push(`replication_lag_entries{region="${region}",peer="${peer}"} ${lag.entries}`);
+  }
+  lines.push(
+    "# HELP replication_outbox_pending Writes committed in a region and not yet handed to the queue for every peer.",
+  );
+  lines.push("# TYPE replication_outbox_pending gauge");
+  for (const [region, status] of statuses)
+    if (status !== null) lines.push(`replication_outbox_pending{region="${region}"} ${status.outboxPending}`);
+  lines.push("# HELP replication_dead_letters Dead letters recorded in a region and not yet replayed.");
+  lines.push("# TYPE replication_dead_letters gauge");
+  for (const [region, status] of statuses)
+    if (status !== null) lines.push(`replication_dead_letters{region="${region}"} ${status.deadLetters}`);
+  lines.push("# HELP region_up Whether the region's replica answered this scrape.");
+  lines.push("# TYPE region_up gauge");
+  for (const [region, status] of statuses) lines.push(`region_up{region="${region}"} ${status === null ? 0 : 1}`);
+  for (const [name, help] of Object.entries(COUNTERS)) {
+    lines.push(`# HELP ${name} ${help}`);
+    lines.push(`# TYPE ${name} counter`);
+    let any = false;
+    for (const [region, status] of statuses) {
+      for (const m of status?.metrics ?? []) {
+        if (m.name !== name) continue;
+        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"} ${m.value}`);
+        any = true;
+      }
+    }
+    // Always expose the series so dashboards and alerts can rely on its presence.
+    if (!any) for (const region of statuses.keys()) lines.push(`${name}{region="${region}",peer=""} 0`);
+  }
+  lines.push("# HELP http_request_duration_seconds Router request latency, by method, route pattern and status.");
+  lines.push("# TYPE http_request_duration_seconds histogram");
+  for (const [labels, h] of histograms) {
+    BUCKETS_SECONDS.forEach((bound, i) =>
+      lines.push(`http_request_duration_seconds_bucket{${labels},le="${bound}"} ${h.counts[i]}`),
+    );
+    lines.push(`http_request_duration_seconds_bucket{${labels},le="+Inf"} ${h.count}`);
+    lines.push(`http_request_duration_seconds_sum{${labels}} ${h.sum}`);
+    lines.push(`http_request_duration_seconds_count{${labels}} ${h.count}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,86 @@
+/**
+ * Routes that show the system itself: regions with their lag, the conflict log, dead letters
+ * and Prometheus metrics.
+ */
+import { type Hono } from "hono";
+import { REGION_LOCATIONS, type RegionId } from "../../shared/regions.ts";
+import { describeState } from "../../shared/store/describe.ts";
+import { loadConfig } from "../config.ts";
+import { type ReplicaStatus } from "../replica/replica.ts";
+import { type AppEnv } from "./app.ts";
+import { callReplicaPlain, intParam } from "./http.ts";
+import { renderMetrics } from "./metrics.ts";
+import { replicaOf, servingRegion } from "./routing.ts";
+
+/** How long a status fan-out waits for a region before calling it unreachable. */
+export const STATUS_TIMEOUT_MS = 2000;
+/** Page size bounds for the conflict log and dead letters. */
+export const LOG_PAGE_MAX = 1000;
+const LOG_PAGE_DEFAULT = 100;
+
+/** Every configured region's status, null for a region that did not answer in time. */
+export async function gatherStatuses(env: Env): Promise<Map<RegionId, ReplicaStatus | null>> {
+  const config = loadConfig(env);
+  const entries = await Promise.all(
+    config.regions.map(async (region): Promise<[RegionId, ReplicaStatus | null]> => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), STATUS_TIMEOUT_MS);
+      });
+      try {
+        return [region, await Promise.race([replicaOf(env, region).status(), timeout])];
+      } catch (error) {
+        console.error(`status of ${region} failed:`, error);
+        return [region, null];
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return new Map(entries);
+}
+
+function pageCursor(raw: string | undefined): number {
+  return intParam("cursor", raw, 0, Number.MAX_SAFE_INTEGER, 0);
+}
+
+/** Mounts the observation routes. */
+export function mountObserve(app: Hono<AppEnv>): void {
+  app.get("/v1/regions", async (c) => {
+    const config = loadConfig(c.env);
+    const statuses = await gatherStatuses(c.env);
+    const regions = config.regions.map((id) => {
+      const status = statuses.get(id) ?? null;
+      const lag: Record<string, { entries: number; ms: number }> = {};
+      for (const [peer, l] of Object.entries(status?.lag ?? {})) lag[peer] = { entries: l.entries, ms: l.ms };
+      return { id, location: REGION_LOCATIONS[id], healthy: status !== null, lag };
+    });
+    return c.json({ regions, closest: servingRegion(config, c.req.raw, undefined) });
+  });
+
+  app.get("/v1/conflicts", async (c) => {
+    const config = loadConfig(c.env);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, LOG_PAGE_DEFAULT);
+    const after = pageCursor(c.req.query("cursor"));
+    const rows = await callReplicaPlain(region, () => replicaOf(c.env, region).conflicts(after, limit + 1));
+    const page = rows.slice(0, limit);
+    const conflicts = page.map((row) => ({
+      id: row.id,
+      key: row.key,
+      kind: row.kind,
+      rule: row.rule,
+      detectedAt: new Date(row.detectedMs).toISOString(),
+      winner: describeState(row.winner),
+      loser: describeState(row.loser),
+    }));
+    const last = page.at(-1);
+    c.header("X-Served-By", region);
+    return c.json({ region, conflicts, cursor: rows.length > limit && last !== undefined ? String(last.id) : null });
+  });
+
+  app.get("/metrics", async (c) => {
+    const text = renderMetrics(await gatherStatuses(c.env));
+    return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+}
