@@ -21,6 +21,8 @@ export default defineConfig({
               bindings: {
                 AUTH_TOKENS: "test-admin:admin,test-write:write,test-read:read",
                 SESSION_SECRET: "test-session-secret",
+                // Tests drive heartbeats and outbox re-drains explicitly with runDurableObjectAlarm.
+                HEARTBEAT_INTERVAL_MS: "3600000",
               },
             },
           }),

@@ -11,7 +11,10 @@
  */
 import { assert } from "../assert.ts";
 
-/** Bound on out-of-order ranges kept per peer; beyond it the oldest early ranges are forgotten and re-delivered. */
+/**
+ * Bound on gaps tracked per peer. A message that would open one more gap is refused (and
+ * retried by the queue later, when earlier messages have filled gaps), never half-recorded.
+ */
 export const PENDING_RANGES_MAX = 1024;
 
 /** A range of a peer's sequence numbers that arrived ahead of the watermark. */
@@ -36,6 +39,23 @@ export interface PeerProgress {
   readonly pending: readonly PendingRange[];
 }
 
+/**
+ * Sorts ranges and merges those that overlap or touch, so duplicates and neighbours collapse
+ * into one: the bound on pending ranges then counts real gaps, not deliveries.
+ */
+function coalesce(ranges: readonly PendingRange[]): PendingRange[] {
+  const sorted = [...ranges].sort((a, b) => a.from - b.from || a.to - b.to);
+  const out: PendingRange[] = [];
+  for (const range of sorted) {
+    const last = out.at(-1);
+    if (last !== undefined && range.from <= last.to + 1) {
+      out[out.length - 1] =
+        range.to > last.to ? { from: last.from, to: range.to, lastWrittenMs: range.lastWrittenMs } : last;
+    } else out.push(range);
+  }
+  return out;
+}
+
 /** Progress before anything from the peer arrived. */
 export const EMPTY_PROGRESS: PeerProgress = { appliedSeq: 0, knownSeq: 0, freshMs: 0, heardMs: 0, pending: [] };
 
@@ -57,8 +77,7 @@ export function progressApplied(
       freshMs = Math.max(freshMs, lastWrittenMs);
     }
   } else {
-    pending.push({ from, to, lastWrittenMs });
-    pending.sort((a, b) => a.from - b.from);
+    pending = coalesce([...pending, { from, to, lastWrittenMs }]);
   }
   // Absorb early ranges that now touch the watermark, in order.
   const rest: PendingRange[] = [];
@@ -70,7 +89,8 @@ export function progressApplied(
       }
     } else rest.push(range);
   }
-  pending = rest.length > PENDING_RANGES_MAX ? rest.slice(rest.length - PENDING_RANGES_MAX) : rest;
+  assert(rest.length <= PENDING_RANGES_MAX, "callers check progressAccepts before applying");
+  pending = rest;
   return {
     appliedSeq,
     knownSeq: Math.max(p.knownSeq, to, appliedSeq),
@@ -78,6 +98,12 @@ export function progressApplied(
     heardMs: Math.max(p.heardMs, nowMs),
     pending,
   };
+}
+
+/** Whether the range can be recorded without exceeding {@link PENDING_RANGES_MAX} gaps. */
+export function progressAccepts(p: PeerProgress, from: number, to: number): boolean {
+  if (from <= p.appliedSeq + 1 || p.pending.length < PENDING_RANGES_MAX) return true;
+  return p.pending.some((r) => from <= r.to + 1 && to + 1 >= r.from);
 }
 
 /** Folds in a heartbeat: at peer time `atMs` the peer had issued `seq` writes. */

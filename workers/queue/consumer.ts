@@ -16,7 +16,8 @@ export const DEAD_LETTER_QUEUE = "kv-replication-dlq";
 const RETRY_DELAY_SECONDS_MIN = 1;
 const RETRY_DELAY_SECONDS_MAX = 60;
 
-function retryDelaySeconds(attempts: number): number {
+/** The delay before retry number `attempts` of a message. */
+export function retryDelaySeconds(attempts: number): number {
   return Math.min(RETRY_DELAY_SECONDS_MAX, RETRY_DELAY_SECONDS_MIN * 2 ** Math.max(0, attempts - 1));
 }
 

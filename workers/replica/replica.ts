@@ -12,7 +12,13 @@ import { type Result, fail, ok } from "../../shared/errors.ts";
 import { type HlcStamp, formatHlc, hlcReceive, hlcZero, parseHlc } from "../../shared/hlc.ts";
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { type KeyOp, type KeyState, decodeKeyState } from "../../shared/store/key-state.ts";
-import { type Lag, progressApplied, progressHeartbeat, progressLag } from "../../shared/store/progress.ts";
+import {
+  type Lag,
+  progressAccepts,
+  progressApplied,
+  progressHeartbeat,
+  progressLag,
+} from "../../shared/store/progress.ts";
 import { type KeyView, keyView, planMerge, planWrite } from "../../shared/store/replica-core.ts";
 import {
   type EntriesMessage,
@@ -220,6 +226,9 @@ export class Replica extends DurableObject<Env> {
   private async applyEntries(message: EntriesMessage): Promise<Result<null>> {
     if (message.to - message.from + 1 !== message.entries.length)
       return fail("invalid_body", "entry count does not match its range");
+    if (!progressAccepts(this.store.peerRecv.get(message.origin), message.from, message.to)) {
+      return fail("overloaded", `too many gaps in ${message.origin}'s stream; retry once earlier messages arrive`);
+    }
     // States too large to inline are pulled from the origin first: no other await may sit
     // inside the transaction below.
     const states: KeyState[] = [];

@@ -35,6 +35,23 @@ function registerOnly(view: KeyView, key: string): Extract<KeyView, { type: "reg
 
 /** Mounts the key-value routes. */
 export function mountKv(app: Hono<AppEnv>): void {
+  // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
+  app.get("/v1/kv", async (c) => {
+    const config = loadConfig(c.env);
+    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const prefix = c.req.query("prefix") ?? "";
+    if (new TextEncoder().encode(prefix).length > 512)
+      throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
+    const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
+    const after = decodeCursor(c.req.query("cursor"));
+    const page = await callReplicaPlain(region, () =>
+      replicaOf(c.env, region).list(prefix, prefixEnd(prefix), after, limit),
+    );
+    const last = page.keys.at(-1);
+    c.header("X-Served-By", region);
+    return c.json({ keys: page.keys, cursor: page.more && last !== undefined ? encodeCursor(last.name) : null });
+  });
+
   app.put(`${KV_PREFIX}*`, async (c) => {
     const config = loadConfig(c.env);
     const key = keyFromPath(c.req.raw, KV_PREFIX);
@@ -76,21 +93,5 @@ export function mountKv(app: Hono<AppEnv>): void {
     c.header("ETag", `"${view.version}"`);
     c.header("Content-Type", view.contentType);
     return c.body(view.value.slice().buffer);
-  });
-
-  app.get("/v1/kv", async (c) => {
-    const config = loadConfig(c.env);
-    const region = servingRegion(config, c.req.raw, c.req.query("region"));
-    const prefix = c.req.query("prefix") ?? "";
-    if (new TextEncoder().encode(prefix).length > 512)
-      throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
-    const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
-    const after = decodeCursor(c.req.query("cursor"));
-    const page = await callReplicaPlain(region, () =>
-      replicaOf(c.env, region).list(prefix, prefixEnd(prefix), after, limit),
-    );
-    const last = page.keys.at(-1);
-    c.header("X-Served-By", region);
-    return c.json({ keys: page.keys, cursor: page.more && last !== undefined ? encodeCursor(last.name) : null });
   });
 }

@@ -1,0 +1,289 @@
+// The REST API through the router Worker: every answer shape and every error code.
+import { describe, expect, it } from "vitest";
+import { ADMIN, READER, WRITER, api, uniqueKey } from "./helpers.ts";
+
+async function errorOf(res: Response): Promise<{ status: number; code: string; message: string }> {
+  expect(res.headers.get("content-type")).toContain("application/json");
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  expect(typeof body.error.message).toBe("string");
+  expect(body.error.message.length).toBeGreaterThan(0);
+  return { status: res.status, code: body.error.code, message: body.error.message };
+}
+
+describe("health and auth", () => {
+  it("serves /healthz without a token", async () => {
+    const res = await api("/healthz", { token: null });
+    expect(await res.json()).toEqual({ status: "ok", regions: ["wnam", "enam", "weur", "apac"] });
+  });
+
+  it("answers 401 with WWW-Authenticate for a missing or unknown token", async () => {
+    for (const token of [null, "nope"]) {
+      const res = await api("/v1/kv/x", { token });
+      expect(res.headers.get("www-authenticate")).toMatch(/^Bearer/);
+      expect(await errorOf(res)).toMatchObject({ status: 401, code: "unauthorized" });
+    }
+    expect((await api("/metrics", { token: null })).status).toBe(401);
+  });
+
+  it("answers 403 when the scope is too low, and lets write imply read", async () => {
+    const key = uniqueKey("scope");
+    expect(await errorOf(await api(`/v1/kv/${key}`, { method: "PUT", body: "x", token: READER }))).toMatchObject({
+      status: 403,
+      code: "forbidden",
+    });
+    expect((await api(`/v1/kv/${key}`, { method: "PUT", body: "x", token: WRITER })).status).toBe(200);
+    expect((await api(`/v1/kv/${key}`, { token: WRITER })).status).toBe(200);
+    expect((await api(`/v1/kv/${key}`, { token: READER })).status).toBe(200);
+    expect(
+      await errorOf(await api("/v1/admin/regions/enam/dead-letters/replay", { method: "POST", token: WRITER })),
+    ).toMatchObject({ status: 403 });
+  });
+});
+
+describe("key-value", () => {
+  it("stores any bytes with their content type and answers the write's metadata", async () => {
+    const key = uniqueKey("bytes");
+    const value = new Uint8Array([0, 255, 1, 254, 13, 10]);
+    const put = await api(`/v1/kv/${key}?region=weur`, {
+      method: "PUT",
+      body: value,
+      headers: { "Content-Type": "application/x-thing" },
+    });
+    expect(put.status).toBe(200);
+    const body = (await put.json()) as { key: string; region: string; version: string; acked: string[] };
+    expect(body).toMatchObject({ key, region: "weur", acked: ["weur"] });
+    expect(put.headers.get("etag")).toBe(`"${body.version}"`);
+    expect(put.headers.get("x-served-by")).toBe("weur");
+    expect(put.headers.get("x-session-token")).toMatch(/^s1\./);
+    const get = await api(`/v1/kv/${key}?region=weur`);
+    expect(get.status).toBe(200);
+    expect(get.headers.get("content-type")).toBe("application/x-thing");
+    expect(get.headers.get("etag")).toBe(`"${body.version}"`);
+    expect(get.headers.get("x-served-by")).toBe("weur");
+    expect(Number(get.headers.get("x-replication-lag-ms"))).toBeGreaterThanOrEqual(0);
+    expect(new Uint8Array(await get.arrayBuffer())).toEqual(value);
+  });
+
+  it("accepts keys with slashes, spaces and non-ASCII, percent-encoded", async () => {
+    const key = `${uniqueKey("odd")}/a b/ключ/🔑`;
+    const path = `/v1/kv/${encodeURIComponent(key)}?region=enam`;
+    expect((await api(path, { method: "PUT", body: "v" })).status).toBe(200);
+    expect(await (await api(path)).text()).toBe("v");
+  });
+
+  it("deletes with a tombstone: 404 afterwards, and a re-write brings it back", async () => {
+    const key = uniqueKey("delete");
+    await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "1" });
+    const del = await api(`/v1/kv/${key}?region=enam`, { method: "DELETE" });
+    expect(del.status).toBe(200);
+    expect(await del.json()).toMatchObject({ key, region: "enam", acked: ["enam"] });
+    expect(await errorOf(await api(`/v1/kv/${key}?region=enam`))).toMatchObject({ status: 404, code: "not_found" });
+    await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "2" });
+    expect(await (await api(`/v1/kv/${key}?region=enam`)).text()).toBe("2");
+  });
+
+  it("refuses bad keys, unknown regions and oversized values, keeping what was stored", async () => {
+    const key = uniqueKey("guard");
+    await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "kept" });
+    expect(await errorOf(await api(`/v1/kv/${"k".repeat(513)}`, { method: "PUT", body: "x" }))).toMatchObject({
+      status: 400,
+      code: "invalid_key",
+    });
+    expect(await errorOf(await api("/v1/kv/%E0%A4%A", { method: "PUT", body: "x" }))).toMatchObject({
+      status: 400,
+      code: "invalid_key",
+    });
+    expect(await errorOf(await api(`/v1/kv/${key}?region=mars`, { method: "PUT", body: "x" }))).toMatchObject({
+      status: 400,
+      code: "unknown_region",
+    });
+    expect(await errorOf(await api(`/v1/kv/${key}?region=sam`))).toMatchObject({ status: 400, code: "unknown_region" });
+    const big = new Uint8Array(1024 * 1024 + 1);
+    expect(await errorOf(await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: big }))).toMatchObject({
+      status: 413,
+      code: "value_too_large",
+    });
+    expect((await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: new Uint8Array(1024 * 1024) })).status).toBe(
+      200,
+    );
+    expect(await errorOf(await api(`/v1/kv/${key}?ack=bogus`, { method: "PUT", body: "x" }))).toMatchObject({
+      status: 400,
+      code: "invalid_ack",
+    });
+    expect((await (await api(`/v1/kv/${key}?region=enam`)).arrayBuffer()).byteLength).toBe(1024 * 1024);
+  });
+
+  it("answers 512-byte keys and refuses 513", async () => {
+    const exact = "é".repeat(256); // 512 bytes of UTF-8
+    expect((await api(`/v1/kv/${encodeURIComponent(exact)}`, { method: "PUT", body: "x" })).status).toBe(200);
+    expect((await api(`/v1/kv/${encodeURIComponent(`${exact}a`)}`, { method: "PUT", body: "x" })).status).toBe(400);
+  });
+
+  it("lists by prefix in pages with a cursor, skipping deleted keys", async () => {
+    const prefix = `${uniqueKey("list")}/`;
+    const names = Array.from({ length: 7 }, (_, i) => `${prefix}${String(i).padStart(2, "0")}`);
+    for (const name of names) await api(`/v1/kv/${name}?region=apac`, { method: "PUT", body: "v" });
+    await api(`/v1/kv/${names[3]}?region=apac`, { method: "DELETE" });
+    await api(`/v1/kv/${prefix.slice(0, -1)}x?region=apac`, { method: "PUT", body: "outside" });
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page += 1) {
+      const q = new URLSearchParams({ prefix, limit: "2", region: "apac", ...(cursor ? { cursor } : {}) });
+      const res = await api(`/v1/kv?${q}`);
+      const body = (await res.json()) as { keys: Array<{ name: string; version: string }>; cursor: string | null };
+      expect(body.keys.length).toBeLessThanOrEqual(2);
+      for (const k of body.keys) expect(k.version).toMatch(/^[A-Za-z0-9_-]+$/);
+      seen.push(...body.keys.map((k) => k.name));
+      cursor = body.cursor;
+      if (cursor === null) break;
+    }
+    expect(seen).toEqual(names.filter((_, i) => i !== 3));
+  });
+
+  it("validates listing parameters", async () => {
+    expect(await errorOf(await api("/v1/kv?limit=0"))).toMatchObject({ status: 400, code: "invalid_query" });
+    expect(await errorOf(await api("/v1/kv?limit=1001"))).toMatchObject({ status: 400, code: "invalid_query" });
+    expect(await errorOf(await api("/v1/kv?limit=abc"))).toMatchObject({ status: 400, code: "invalid_query" });
+    expect(await errorOf(await api("/v1/kv?cursor=!!!"))).toMatchObject({ status: 400, code: "invalid_cursor" });
+  });
+});
+
+describe("counters and sets", () => {
+  it("adds to a PN-counter and reads it back", async () => {
+    const key = uniqueKey("counter");
+    const post = (delta: unknown) =>
+      api(`/v1/counters/${key}?region=enam`, { method: "POST", body: JSON.stringify({ delta }) });
+    expect(await (await post(5)).json()).toMatchObject({ key, value: 5, region: "enam" });
+    expect(await (await post(-7)).json()).toMatchObject({ value: -2 });
+    expect(await (await api(`/v1/counters/${key}?region=enam`)).json()).toEqual({ key, value: -2 });
+  });
+
+  it("refuses bad counter bodies and overflow", async () => {
+    const key = uniqueKey("counter-bad");
+    const post = (body: string) => api(`/v1/counters/${key}?region=enam`, { method: "POST", body });
+    for (const body of [
+      "{",
+      "[]",
+      '{"delta":"1"}',
+      '{"delta":1.5}',
+      `{"delta":${2 ** 53}}`,
+      '{"delta":1,"x":2}',
+      "{}",
+    ]) {
+      expect(await errorOf(await post(body))).toMatchObject({ status: 400, code: "invalid_body" });
+    }
+    expect((await post(`{"delta":${Number.MAX_SAFE_INTEGER}}`)).status).toBe(200);
+    expect(await errorOf(await post('{"delta":1}'))).toMatchObject({ status: 409, code: "counter_overflow" });
+    expect(await (await api(`/v1/counters/${key}?region=enam`)).json()).toEqual({
+      key,
+      value: Number.MAX_SAFE_INTEGER,
+    });
+  });
+
+  it("adds and removes set members (add wins within one request)", async () => {
+    const key = uniqueKey("set");
+    const post = (body: unknown) => api(`/v1/sets/${key}?region=weur`, { method: "POST", body: JSON.stringify(body) });
+    expect(await (await post({ add: ["b", "a", "c"] })).json()).toMatchObject({ key, members: ["a", "b", "c"] });
+    expect(await (await post({ remove: ["b", "zzz"] })).json()).toMatchObject({ members: ["a", "c"] });
+    expect(await (await post({ add: ["d"], remove: ["d"] })).json()).toMatchObject({ members: ["a", "c", "d"] });
+    expect(await (await api(`/v1/sets/${key}?region=weur`)).json()).toEqual({ key, members: ["a", "c", "d"] });
+    expect(await errorOf(await post({ add: [1] }))).toMatchObject({ status: 400, code: "invalid_body" });
+    expect(await errorOf(await post({ add: [""] }))).toMatchObject({ status: 400, code: "invalid_body" });
+  });
+
+  it("keeps one type per key: 409 type_mismatch across types", async () => {
+    const key = uniqueKey("typed");
+    await api(`/v1/counters/${key}?region=enam`, { method: "POST", body: '{"delta":1}' });
+    expect(await errorOf(await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "x" }))).toMatchObject({
+      status: 409,
+      code: "type_mismatch",
+    });
+    expect(await errorOf(await api(`/v1/kv/${key}?region=enam`))).toMatchObject({ status: 409, code: "type_mismatch" });
+    expect(
+      await errorOf(await api(`/v1/sets/${key}?region=enam`, { method: "POST", body: '{"add":["a"]}' })),
+    ).toMatchObject({ status: 409, code: "type_mismatch" });
+    expect(await (await api(`/v1/counters/${key}?region=enam`)).json()).toEqual({ key, value: 1 });
+    const reg = uniqueKey("typed-reg");
+    await api(`/v1/kv/${reg}?region=enam`, { method: "PUT", body: "x" });
+    await api(`/v1/kv/${reg}?region=enam`, { method: "DELETE" });
+    // A deleted register keeps its type (its tombstone must keep winning over older writes).
+    expect(
+      await errorOf(await api(`/v1/counters/${reg}?region=enam`, { method: "POST", body: '{"delta":1}' })),
+    ).toMatchObject({ status: 409, code: "type_mismatch" });
+  });
+
+  it("answers 404 for counters and sets never written", async () => {
+    expect(await errorOf(await api(`/v1/counters/${uniqueKey("none")}`))).toMatchObject({
+      status: 404,
+      code: "not_found",
+    });
+    expect(await errorOf(await api(`/v1/sets/${uniqueKey("none")}`))).toMatchObject({ status: 404, code: "not_found" });
+  });
+});
+
+async function near(latitude: string, longitude: string): Promise<{ closest: string }> {
+  const res = await api("/v1/regions", { cf: { latitude, longitude } } as RequestInit);
+  return (await res.json()) as { closest: string };
+}
+
+describe("observability", () => {
+  it("lists regions with location, health and lag per peer", async () => {
+    const res = await api("/v1/regions", { token: READER });
+    const body = (await res.json()) as {
+      regions: Array<{
+        id: string;
+        location: { lat: number; lon: number };
+        healthy: boolean;
+        lag: Record<string, { entries: number; ms: number }>;
+      }>;
+      closest: string;
+    };
+    expect(body.regions.map((r) => r.id)).toEqual(["wnam", "enam", "weur", "apac"]);
+    expect(body.closest).toBe("enam");
+    for (const region of body.regions) {
+      expect(region.healthy).toBe(true);
+      expect(Object.keys(region.lag).sort()).toEqual(
+        body.regions
+          .map((r) => r.id)
+          .filter((id) => id !== region.id)
+          .sort(),
+      );
+    }
+  });
+
+  it("picks the region nearest to the client's coordinates", async () => {
+    expect((await near("48.85", "2.35")).closest).toBe("weur"); // Paris
+    expect((await near("35.68", "139.69")).closest).toBe("apac"); // Tokyo
+    expect((await near("34.05", "-118.24")).closest).toBe("wnam"); // Los Angeles
+  });
+
+  it("serves Prometheus metrics with replication series and latency histograms", async () => {
+    await api(`/v1/kv/${uniqueKey("m")}`, { method: "PUT", body: "x" });
+    const res = await api("/metrics", { token: READER });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    const text = await res.text();
+    for (const name of [
+      "replication_lag_seconds",
+      "replication_errors_total",
+      "replication_bytes_total",
+      "replication_messages_total",
+      "http_request_duration_seconds_bucket",
+    ]) {
+      expect(text).toContain(`# TYPE ${name.replace(/_bucket$/, "")}`);
+    }
+    expect(text).toMatch(/replication_lag_seconds\{region="wnam",peer="enam"\} \d/);
+    expect(text).toMatch(/http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/\*",status="200"\} \d+/);
+  });
+
+  it("pages through the conflict log and validates its parameters", async () => {
+    const res = await api("/v1/conflicts?region=enam&limit=5", { token: ADMIN });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ region: "enam", conflicts: expect.any(Array) });
+    expect(await errorOf(await api("/v1/conflicts?limit=0"))).toMatchObject({ status: 400, code: "invalid_query" });
+  });
+
+  it("answers unknown routes with a JSON 404", async () => {
+    expect(await errorOf(await api("/v2/nothing"))).toMatchObject({ status: 404, code: "not_found" });
+  });
+});

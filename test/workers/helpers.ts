@@ -1,0 +1,79 @@
+// Shared helpers for tests that run inside workerd.
+import { env, exports } from "cloudflare:workers";
+import { type RegionId } from "../../shared/regions.ts";
+import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
+import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { formatHlc, type HlcStamp } from "../../shared/hlc.ts";
+import { type Result } from "../../shared/errors.ts";
+import { type ReadOutcome } from "../../workers/replica/replica.ts";
+
+export const ADMIN = "test-admin";
+export const WRITER = "test-write";
+export const READER = "test-read";
+
+/** Calls the router as a client would. */
+export function api(path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const token = init.token === undefined ? ADMIN : init.token;
+  if (token !== null) headers.set("Authorization", `Bearer ${token}`);
+  return exports.default.fetch(new Request(`http://kv.test${path}`, { ...init, headers }));
+}
+
+/** A replica stub. */
+export function replica(region: RegionId) {
+  return env.REPLICA.getByName(region);
+}
+
+/** A unique key per call, since storage is shared by the tests of one file. */
+let counter = 0;
+export function uniqueKey(label: string): string {
+  counter += 1;
+  return `${label}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** An entries message carrying the given states as consecutive writes from `origin`. */
+export function entries(
+  origin: RegionId,
+  target: RegionId,
+  from: number,
+  writes: Array<{ key: string; state: KeyState; stamp: HlcStamp; writtenMs?: number }>,
+): EntriesMessage {
+  return {
+    v: WIRE_VERSION,
+    kind: "entries",
+    origin,
+    target,
+    from,
+    to: from + writes.length - 1,
+    entries: writes.map((w, i) => ({
+      seq: from + i,
+      key: w.key,
+      stamp: formatHlc(w.stamp),
+      writtenMs: w.writtenMs ?? w.stamp.wallMs,
+      state: encodeKeyState(w.state),
+    })),
+  };
+}
+
+/** A heartbeat from `origin`. */
+export function heartbeat(origin: RegionId, target: RegionId, seq: number, atMs: number): HeartbeatMessage {
+  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs };
+}
+
+/** The value of an ok result; fails the test with the error otherwise. */
+export function okValue<T>(result: Result<T>): T {
+  if (!result.ok) throw new Error(`expected ok, got ${result.error.code}: ${result.error.message}`);
+  return result.value;
+}
+
+/** The error code of a result, or "ok". */
+export function codeOf(result: Result<unknown> | undefined): string {
+  if (result === undefined) return "missing";
+  return result.ok ? "ok" : result.error.code;
+}
+
+/** The text of a register read through a replica stub, or null when absent or not a register. */
+export function registerText(result: Result<ReadOutcome>): string | null {
+  const view = okValue(result).view;
+  return view?.type === "register" && view.value !== null ? new TextDecoder().decode(view.value) : null;
+}

@@ -1,0 +1,219 @@
+// The replica Durable Object: durable writes with their outbox, idempotent merges in any
+// order, conflict logging, the skew guard, large-state pulls, lag figures, and restarts.
+import { env } from "cloudflare:workers";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import { hlcNow, hlcZero, type HlcStamp } from "../../shared/hlc.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { applyKeyOp, decodeKeyState, encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
+import { type Replica } from "../../workers/replica/replica.ts";
+import { codeOf, entries, heartbeat, okValue, registerText, replica, uniqueKey } from "./helpers.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+
+/** Builds a history of register writes at `region`, each on top of the previous. */
+function history(region: RegionId, values: string[], startMs: number): Array<{ state: KeyState; stamp: HlcStamp }> {
+  let clock = hlcZero(region);
+  let state: KeyState | undefined;
+  return values.map((value, i) => {
+    clock = hlcNow(clock, startMs + i);
+    const next = applyKeyOp(
+      state,
+      { type: "register", op: { kind: "put", value: text(value), contentType: "text/plain" } },
+      region,
+      clock,
+    );
+    if (!next.ok) throw new Error(next.error.message);
+    state = next.value;
+    return { state: next.value, stamp: clock };
+  });
+}
+
+function sqlCount(state: DurableObjectState, query: string, ...bindings: unknown[]): number {
+  return state.storage.sql.exec<{ n: number }>(query, ...bindings).one().n;
+}
+
+describe("replica writes", () => {
+  it("records its migrations once", async () => {
+    const names = await runInDurableObject(replica("wnam"), (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM _migrations ORDER BY id")
+        .toArray()
+        .map((r) => r.name),
+    );
+    expect(names).toEqual(["0001_init"]);
+  });
+
+  it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {
+    const key = uniqueKey("outbox");
+    const stub = replica("wnam");
+    await runInDurableObject(stub, async (instance: Replica, state) => {
+      const real = env.REPLICATION_QUEUE;
+      const failing = {
+        ...real,
+        sendBatch: () => Promise.reject(new Error("queue down")),
+        send: () => Promise.reject(new Error("queue down")),
+      };
+      const holder = instance as unknown as { env: Env };
+      holder.env = { ...env, REPLICATION_QUEUE: failing as unknown as Queue };
+      const written = await instance.write(key, {
+        type: "register",
+        op: { kind: "put", value: text("v1"), contentType: "text/plain" },
+      });
+      expect(codeOf(written)).toBe("ok");
+      // Let the failed background drain settle.
+      await vi.waitFor(() =>
+        expect(
+          sqlCount(state, "SELECT count(*) AS n FROM metrics WHERE name = 'replication_send_errors_total'"),
+        ).toBeGreaterThan(0),
+      );
+      expect(sqlCount(state, "SELECT count(*) AS n FROM log WHERE key = ?", key)).toBe(1);
+      holder.env = env;
+    });
+    // A restart loses nothing: the row is in SQLite, not memory.
+    await evictDurableObject(stub);
+    await runDurableObjectAlarm(stub);
+    await runInDurableObject(stub, (_i, state) => {
+      expect(sqlCount(state, "SELECT count(*) AS n FROM log WHERE key = ?", key)).toBe(0);
+    });
+    // The real queue delivers it to every other region.
+    for (const region of ["enam", "weur", "apac"] as const) {
+      await vi.waitFor(
+        async () => {
+          expect(registerText(await replica(region).read(key))).toBe("v1");
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+    }
+  });
+
+  it("continues its clock and sequence after eviction", async () => {
+    const stub = replica("apac");
+    const first = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
+    await evictDurableObject(stub);
+    const second = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
+    expect(okValue(second).seq).toBe(okValue(first).seq + 1);
+  });
+});
+
+describe("applying replication", () => {
+  it("converges under duplicated and reordered messages, and tracks the contiguous watermark", async () => {
+    const key = uniqueKey("reorder");
+    const writes = history("wnam", ["a", "b", "c"], 1_700_000_000_000).map((w) => ({ key, ...w }));
+    const stub = replica("weur");
+    const m1 = entries("wnam", "weur", 101, [writes[0]!]);
+    const m2 = entries("wnam", "weur", 102, [writes[1]!]);
+    const m3 = entries("wnam", "weur", 103, [writes[2]!]);
+    // Earlier sequence numbers 1..100 of wnam belong to other tests' traffic; start the stream there.
+    const results = await stub.applyReplication([m3, m1, m1, m2, m3]);
+    expect(results.every((r) => r.ok)).toBe(true);
+    const stored = await runInDurableObject(stub, (_i, state) => {
+      const row = state.storage.sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).one();
+      return new Uint8Array(row.state);
+    });
+    expect(stored).toEqual(encodeKeyState(writes[2]!.state));
+    const pending = await runInDurableObject(stub, (_i, state) =>
+      JSON.parse(
+        state.storage.sql.exec<{ pending: string }>("SELECT pending FROM peer_recv WHERE origin = 'wnam'").one()
+          .pending,
+      ),
+    );
+    // 101..103 wait for 1..100 (which this test never sends): they are pending, merged as one range.
+    expect(pending).toEqual([{ from: 101, to: 103, lastWrittenMs: writes[2]!.stamp.wallMs }]);
+  });
+
+  it("logs a conflict once per concurrent pair, whatever the delivery order and duplication", async () => {
+    const key = uniqueKey("conflict");
+    const [fromWnam] = history("wnam", ["west"], 1_700_000_000_000);
+    const [fromApac] = history("apac", ["east"], 1_700_000_000_005);
+    const stub = replica("enam");
+    const a = entries("wnam", "enam", 1, [{ key, ...fromWnam! }]);
+    const b = entries("apac", "enam", 1, [{ key, ...fromApac! }]);
+    expect((await stub.applyReplication([b, a, a, b])).every((r) => r.ok)).toBe(true);
+    const rows = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql
+        .exec<{ rule: string; winner_stamp: string; loser_stamp: string }>(
+          "SELECT rule, winner_stamp, loser_stamp FROM conflicts WHERE key = ?",
+          key,
+        )
+        .toArray(),
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.rule).toBe("hlc");
+    expect(rows[0]!.winner_stamp.endsWith(".apac")).toBe(true);
+    expect(registerText(await stub.read(key))).toBe("east");
+  });
+
+  it("refuses stamps beyond the skew bound without applying anything", async () => {
+    const key = uniqueKey("skew");
+    const [future] = history("wnam", ["from the future"], Date.now() + 3_600_000);
+    const stub = replica("apac");
+    const [result] = await stub.applyReplication([entries("wnam", "apac", 1, [{ key, ...future! }])]);
+    expect(codeOf(result)).toBe("clock_skew");
+    expect(okValue(await stub.read(key)).view).toBeNull();
+  });
+
+  it("rejects malformed and misaddressed messages", async () => {
+    const stub = replica("apac");
+    const results = await stub.applyReplication([
+      { v: 1, kind: "entries" },
+      heartbeat("wnam", "weur", 1, 1),
+      heartbeat("apac", "apac", 1, 1),
+    ]);
+    expect(results.map((r) => r.ok)).toEqual([false, false, false]);
+  });
+
+  it("pulls a state too large for a queue message from its origin", async () => {
+    const key = uniqueKey("large");
+    const big = new Uint8Array(300 * 1024).fill(7);
+    const origin = replica("wnam");
+    const written = await origin.write(key, {
+      type: "register",
+      op: { kind: "put", value: big, contentType: "application/octet-stream" },
+    });
+    const seq = okValue(written).seq;
+    const logged = await runInDurableObject(origin, (_i, state) =>
+      state.storage.sql.exec<{ state: ArrayBuffer | null }>("SELECT state FROM log WHERE seq = ?", seq).toArray(),
+    );
+    // The row may already be drained; if it is still there it must be by reference.
+    for (const row of logged) expect(row.state).toBeNull();
+    const message = entries("wnam", "weur", seq, [
+      { key, state: decodeKeyState((await origin.keyState(key))!), stamp: hlcNow(hlcZero("wnam"), Date.now()) },
+    ]);
+    message.entries[0]!.state = null;
+    // The pull is idempotent, so it does not matter whether the real queue delivered it already.
+    const [result] = await replica("weur").applyReplication([message]);
+    expect(codeOf(result)).toBe("ok");
+    const view = okValue(await replica("weur").read(key)).view;
+    expect(view?.type === "register" ? view.value?.length : -1).toBe(big.length);
+  });
+});
+
+describe("lag", () => {
+  it("reports writes known but not applied, and zero once caught up", async () => {
+    const stub = replica("enam");
+    const now = Date.now();
+    // weur says it has issued 5 writes; none applied here yet.
+    await stub.applyReplication([heartbeat("weur", "enam", 5, now - 1000)]);
+    let status = await stub.status();
+    expect(status.lag.weur?.entries).toBe(5);
+    expect(status.lag.weur?.ms).toBeGreaterThan(0);
+    const key = uniqueKey("lag");
+    const writes = history("weur", ["1", "2", "3", "4", "5"], now - 2000).map((w) => ({ key, ...w }));
+    await stub.applyReplication([entries("weur", "enam", 1, writes)]);
+    await stub.applyReplication([heartbeat("weur", "enam", 5, Date.now())]);
+    status = await stub.status();
+    expect(status.lag.weur).toMatchObject({ entries: 0, ms: 0 });
+    expect(registerText(await stub.read(key))).toBe("5");
+  });
+
+  it("decodes every stored state it wrote", async () => {
+    const stub = replica("wnam");
+    const key = uniqueKey("decode");
+    await stub.write(key, { type: "set", add: ["x", "y"], remove: [] });
+    const bytes = await stub.keyState(key);
+    expect(bytes).not.toBeNull();
+    const state = decodeKeyState(bytes!);
+    expect(state.type).toBe("set");
+  });
+});
