@@ -13,6 +13,8 @@ export interface Config {
   readonly defaultRegion: RegionId;
   /** How often each replica heartbeats its peers and re-drains its outbox. */
   readonly heartbeatIntervalMs: number;
+  /** Whether replicas also push writes straight to their peers over RPC (the queue stays the durable path). */
+  readonly directPush: boolean;
 }
 
 /** Default heartbeat period: short enough that idle lag and health are seen within seconds. */
@@ -25,11 +27,17 @@ function positiveInt(name: string, raw: string | undefined, fallback: number): n
   return value;
 }
 
+function flag(name: string, raw: string | undefined): boolean {
+  const value = (raw ?? "").trim().toLowerCase();
+  assert(value === "" || value === "on" || value === "off", `${name} must be "on" or "off", got "${raw}"`);
+  return value === "on";
+}
+
 let cached: { key: string; config: Config } | undefined;
 
 /** The settings for `env`, parsed once per distinct set of values. */
 export function loadConfig(env: Env): Config {
-  const key = `${env.REGIONS}|${env.DEFAULT_REGION}|${env.HEARTBEAT_INTERVAL_MS}`;
+  const key = `${env.REGIONS}|${env.DEFAULT_REGION}|${env.HEARTBEAT_INTERVAL_MS}|${env.DIRECT_PUSH}`;
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
   assert(list.ok, `REGIONS: ${list.ok ? "" : list.message}`);
@@ -39,6 +47,7 @@ export function loadConfig(env: Env): Config {
     regions: list.regions,
     defaultRegion,
     heartbeatIntervalMs: positiveInt("HEARTBEAT_INTERVAL_MS", env.HEARTBEAT_INTERVAL_MS, HEARTBEAT_INTERVAL_MS_DEFAULT),
+    directPush: flag("DIRECT_PUSH", env.DIRECT_PUSH),
   };
   cached = { key, config };
   return config;

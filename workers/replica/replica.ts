@@ -323,6 +323,7 @@ export class Replica extends DurableObject<Env> {
     const rows = this.store.log.after(floor, LOG_BATCH_ROWS_MAX);
     if (rows.length === 0) return false;
     const messages = peers.flatMap((peer) => messagesFor(this.region, peer, rows, sentOf(peer)));
+    if (this.config.directPush) this.ctx.waitUntil(this.pushDirect(messages.map((m) => m.message)));
     for (const batch of sendBatches(messages)) {
       await this.env.REPLICATION_QUEUE.sendBatch(batch.map((m) => ({ body: m.message, contentType: "v8" as const })));
       this.ctx.storage.transactionSync(() => {
@@ -332,6 +333,24 @@ export class Replica extends DurableObject<Env> {
     const after = this.store.peerSend.all();
     this.store.log.prune(Math.min(...peers.map((p) => after.get(p) ?? 0)));
     return true;
+  }
+
+  /**
+   * The optional fast path: hands the same messages straight to the target replicas over RPC.
+   * The queue stays the durable path (a failed push is simply dropped, and the queued copy is
+   * merged idempotently later), so this only shortens convergence.
+   */
+  private async pushDirect(messages: readonly EntriesMessage[]): Promise<void> {
+    const byTarget = Map.groupBy(messages, (m) => m.target);
+    await Promise.all(
+      [...byTarget].map(async ([target, group]) => {
+        try {
+          await this.env.REPLICA.getByName(target).applyReplication(group);
+        } catch (error) {
+          console.warn(`replica ${this.region}: direct push to ${target} failed; the queue will deliver:`, error);
+        }
+      }),
+    );
   }
 
   /** Heartbeats every peer, re-drains the outbox, and schedules itself again. */
