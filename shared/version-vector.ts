@@ -61,7 +61,16 @@ export function vvIncrement(vv: VersionVector, region: RegionId): { vv: VersionV
 
 /** The least upper bound: the pointwise maximum. */
 export function vvMerge(a: VersionVector, b: VersionVector): VersionVector {
-  return vvFrom([...vvEntries(a), ...vvEntries(b)]);
+  // A plain loop over the fixed region table: merge sits on every replicated write's path,
+  // and this is several times faster than building entry arrays.
+  const out: Partial<Record<RegionId, number>> = {};
+  for (const region of LOCATION_HINTS) {
+    const x = a[region] ?? 0;
+    const y = b[region] ?? 0;
+    const max = x > y ? x : y;
+    if (max > 0) out[region] = max;
+  }
+  return Object.freeze(out);
 }
 
 /** Whether `vv` includes `dot`. */
@@ -71,7 +80,8 @@ export function vvHasDot(vv: VersionVector, dot: Dot): boolean {
 
 /** Whether `a` includes every event of `b` (a >= b). */
 export function vvDescends(a: VersionVector, b: VersionVector): boolean {
-  return vvEntries(b).every(([region, count]) => vvGet(a, region) >= count);
+  for (const region of LOCATION_HINTS) if ((a[region] ?? 0) < (b[region] ?? 0)) return false;
+  return true;
 }
 
 /** Compares two vectors: equal, a before b, a after b, or concurrent. */

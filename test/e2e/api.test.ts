@@ -1,0 +1,89 @@
+// Black-box API behaviour: auth, bad input answered with its code and nothing lost, and the
+// operational views (regions with lag, Prometheus metrics).
+import { describe, expect, it } from "vitest";
+import { READ_TOKEN, REGIONS, call, eventually, json, readValue, uniqueKey } from "./client.ts";
+
+describe("health and auth", () => {
+  it("serves /healthz without a token", async () => {
+    expect(await json("/healthz", { token: null })).toEqual({ status: "ok", regions: [...REGIONS] });
+  });
+
+  it("requires a token with enough scope", async () => {
+    const missing = await call("/v1/kv/x", { token: null });
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get("www-authenticate")).toMatch(/^Bearer/);
+    expect((await call("/v1/kv/x", { token: "wrong" })).status).toBe(401);
+    expect((await call("/v1/kv/x", { method: "PUT", body: "x", token: READ_TOKEN })).status).toBe(403);
+    expect((await call("/metrics", { token: null })).status).toBe(401);
+  });
+});
+
+describe("bad input loses nothing", () => {
+  it("answers each bad request with its code while the stored value stays intact everywhere", async () => {
+    const key = uniqueKey("guarded");
+    const path = `/v1/kv/${encodeURIComponent(key)}`;
+    expect((await call(`${path}?region=enam`, { method: "PUT", body: "precious" })).status).toBe(200);
+    for (const region of REGIONS)
+      await eventually(async () => expect((await readValue(key, region))?.text).toBe("precious"));
+
+    const cases: Array<[string, RequestInit, number, string]> = [
+      [`${path}?region=nowhere`, { method: "PUT", body: "x" }, 400, "unknown_region"],
+      [`${path}?region=enam`, { method: "PUT", body: new Uint8Array(1024 * 1024 + 1) }, 413, "value_too_large"],
+      [`${path}?region=enam&ack=sometimes`, { method: "PUT", body: "x" }, 400, "invalid_ack"],
+      [`/v1/kv/${"x".repeat(600)}`, { method: "PUT", body: "x" }, 400, "invalid_key"],
+      [`/v1/counters/${encodeURIComponent(key)}`, { method: "POST", body: '{"delta":1}' }, 409, "type_mismatch"],
+      [
+        `/v1/counters/${encodeURIComponent(uniqueKey("c"))}`,
+        { method: "POST", body: '{"delta":0.5}' },
+        400,
+        "invalid_body",
+      ],
+      [`/v1/counters/${encodeURIComponent(uniqueKey("c"))}`, { method: "POST", body: "not json" }, 400, "invalid_body"],
+      [`/v1/sets/${encodeURIComponent(uniqueKey("s"))}`, { method: "POST", body: '{"add":"a"}' }, 400, "invalid_body"],
+      ["/v1/kv?limit=5000", {}, 400, "invalid_query"],
+      ["/v1/kv?cursor=%%%", {}, 400, "invalid_cursor"],
+      [`/v1/kv/${encodeURIComponent(uniqueKey("missing"))}`, {}, 404, "not_found"],
+    ];
+    for (const [url, init, status, code] of cases) {
+      const res = await call(url, init);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect({ url, status: res.status, code: body.error.code }).toEqual({ url, status, code });
+      expect(body.error.message.length).toBeGreaterThan(10);
+    }
+    for (const region of REGIONS) expect((await readValue(key, region))?.text).toBe("precious");
+  });
+});
+
+describe("operations views", () => {
+  it("reports every region healthy with lag per peer, caught up when idle", async () => {
+    await eventually(
+      async () => {
+        const body: {
+          regions: Array<{ id: string; healthy: boolean; lag: Record<string, { entries: number; ms: number }> }>;
+          closest: string;
+        } = await json("/v1/regions", { token: READ_TOKEN });
+        expect(body.regions.map((r) => r.id)).toEqual([...REGIONS]);
+        for (const region of body.regions) {
+          expect(region.healthy).toBe(true);
+          for (const peer of REGIONS.filter((r) => r !== region.id))
+            expect(region.lag[peer]).toEqual({ entries: 0, ms: 0 });
+        }
+      },
+      20_000,
+      250,
+    );
+  });
+
+  it("exposes Prometheus metrics with replication traffic", async () => {
+    const key = uniqueKey("metrics");
+    await call(`/v1/kv/${encodeURIComponent(key)}?region=wnam`, { method: "PUT", body: "x" });
+    await eventually(async () => {
+      const text = await (await call("/metrics", { token: READ_TOKEN })).text();
+      expect(text).toMatch(/replication_messages_total\{region="enam",peer="wnam"\} [1-9]/);
+      expect(text).toMatch(/replication_bytes_total\{region="enam",peer="wnam"\} [1-9]/);
+      expect(text).toContain("# TYPE replication_lag_seconds gauge");
+      expect(text).toContain("# TYPE replication_errors_total counter");
+      expect(text).toContain("http_request_duration_seconds_bucket");
+    });
+  });
+});

@@ -1,0 +1,57 @@
+// A small HTTP client for the black-box tests: the store as `npm start` runs it.
+import { inject } from "vitest";
+
+export const REGIONS = ["wnam", "enam", "weur", "apac"] as const;
+export type Region = (typeof REGIONS)[number];
+export const ADMIN_TOKEN = "dev-token";
+export const READ_TOKEN = "dev-read-token";
+
+/** A request against the running store; `token: null` sends none. */
+export function call(path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const token = init.token === undefined ? ADMIN_TOKEN : init.token;
+  if (token !== null) headers.set("Authorization", `Bearer ${token}`);
+  return fetch(`${inject("baseUrl")}${path}`, { ...init, headers });
+}
+
+/** JSON of a request, asserting its status. */
+export async function json<T>(
+  path: string,
+  init: RequestInit & { token?: string | null } = {},
+  status = 200,
+): Promise<T> {
+  const res = await call(path, init);
+  const text = await res.text();
+  if (res.status !== status)
+    throw new Error(`${init.method ?? "GET"} ${path}: expected ${status}, got ${res.status}: ${text}`);
+  return JSON.parse(text) as T;
+}
+
+/** Polls `check` until it stops throwing, within `timeoutMs`; rethrows the last failure. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 15_000, intervalMs = 50): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  }
+}
+
+/** A key unique to this run. */
+export function uniqueKey(label: string): string {
+  return `e2e/${label}/${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** The value of a register in `region`, or null on 404. */
+export async function readValue(key: string, region: Region): Promise<{ text: string; etag: string | null } | null> {
+  const res = await call(`/v1/kv/${encodeURIComponent(key)}?region=${region}`);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return null;
+  }
+  if (res.status !== 200) throw new Error(`GET ${key} in ${region}: ${res.status} ${await res.text()}`);
+  return { text: await res.text(), etag: res.headers.get("etag") };
+}
