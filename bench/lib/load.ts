@@ -27,6 +27,8 @@ export interface ClosedLoopOptions {
   readonly durationMs: number;
   /** The run stops early once this many operations have failed: a broken target is not a figure. */
   readonly errorsMax: number;
+  /** The run stops after this many operations (default: unbounded, time decides). */
+  readonly opsMax?: number;
 }
 
 /** Open-loop settings. */
@@ -62,7 +64,7 @@ export async function measure(into: Histogram, op: () => Promise<void>): Promise
 
 /** Drives `op` with `concurrency` workers for `durationMs`. */
 export async function closedLoop(op: Operation, options: ClosedLoopOptions): Promise<RunResult> {
-  const { concurrency, durationMs, errorsMax } = options;
+  const { concurrency, durationMs, errorsMax, opsMax = Number.POSITIVE_INFINITY } = options;
   if (!(concurrency >= 1 && concurrency <= CONCURRENCY_MAX))
     throw new Error(`concurrency out of range: ${concurrency}`);
   const latency = histogram();
@@ -73,7 +75,7 @@ export async function closedLoop(op: Operation, options: ClosedLoopOptions): Pro
   const started = performance.now();
   const deadline = started + durationMs;
   const worker = async (): Promise<void> => {
-    while (performance.now() < deadline && errors < errorsMax) {
+    while (performance.now() < deadline && errors < errorsMax && n < opsMax) {
       const index = n;
       n += 1;
       try {

@@ -152,7 +152,7 @@ export function runDir(): string {
  * The environment for a child: ours, with this Node first on the PATH, because wrangler refuses
  * Node < 22 and the machine's default `node` may be older.
  */
-function childEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+function childEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
   const pathVar = `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ""}`;
   return { ...process.env, PATH: pathVar, ...extra };
 }

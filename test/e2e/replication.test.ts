@@ -141,7 +141,7 @@ describe("replication", () => {
             loser: { valueBase64url: string };
           }>;
         } = await json(`/v1/conflicts?region=${region}&limit=1000`);
-        for (const c of body.conflicts.filter((c) => c.key === key)) {
+        for (const c of body.conflicts.filter((entry) => entry.key === key)) {
           expect(["hlc", "region_tiebreak"]).toContain(c.rule);
           logged.add(Buffer.from(c.loser.valueBase64url, "base64url").toString());
         }

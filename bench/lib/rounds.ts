@@ -1,0 +1,135 @@
+/**
+ * Interleaved rounds. The machine is shared and noisy, so a single long phase per scenario would
+ * measure whatever else ran at the time. Instead every round runs each scenario once, floor and
+ * store back to back (order alternating between rounds, so neither always goes first), and the
+ * figures are medians over rounds. Ratios are taken within a round, then the median is reported.
+ */
+import { type Histogram, type LatencySummary, histogram, mergeInto, quantile, summarize } from "./histogram.ts";
+import { closedLoop } from "./load.ts";
+import { type Scenario, type ScenarioKind } from "./scenarios.ts";
+
+/** Settings of the rounds. */
+export interface RoundsOptions {
+  readonly rounds: number;
+  readonly phaseMs: number;
+  readonly concurrency: number;
+  readonly errorsMax: number;
+  /** Runs after every store write phase, before the next phase: waits out the replication it caused. */
+  readonly settleAfterStoreWrite: () => Promise<number>;
+  readonly log: (line: string) => void;
+}
+
+/** One phase's figures. */
+export interface PhaseFigures {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly opsPerSec: number;
+  readonly ok: number;
+  readonly errors: number;
+  readonly firstError: string | null;
+  /** Store write phases: how long replication took to drain after the phase ended. */
+  readonly drainMs?: number;
+}
+
+/** A store scenario compared with the floor scenario of its kind (store / floor). */
+export interface Ratio {
+  readonly p50: number;
+  readonly p99: number;
+  readonly throughput: number;
+}
+
+/** All rounds' results. */
+export interface RoundsResult {
+  readonly rounds: Array<Record<string, PhaseFigures>>;
+  /** Median over rounds of each figure, per scenario. */
+  readonly medians: Record<string, { p50Ms: number; p99Ms: number; opsPerSec: number }>;
+  /** Median over rounds of the per-round ratio, per store scenario. */
+  readonly ratios: Record<string, Ratio>;
+  /** Every round's latencies merged, per scenario. */
+  readonly merged: Record<string, LatencySummary>;
+  readonly errors: number;
+}
+
+const ROUNDS_MAX = 100;
+
+/** The median of `values` (NaN when empty). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function ordered(scenarios: readonly Scenario[], kind: ScenarioKind, round: number): Scenario[] {
+  const ofKind = scenarios.filter((s) => s.kind === kind);
+  const floors = ofKind.filter((s) => s.system === "floor");
+  const stores = ofKind.filter((s) => s.system === "store");
+  return round % 2 === 0 ? [...floors, ...stores] : [...stores, ...floors];
+}
+
+/** Runs `options.rounds` interleaved rounds of `scenarios`. */
+export async function runRounds(scenarios: readonly Scenario[], options: RoundsOptions): Promise<RoundsResult> {
+  const { rounds, phaseMs, concurrency, errorsMax, settleAfterStoreWrite, log } = options;
+  if (!(rounds >= 1 && rounds <= ROUNDS_MAX)) throw new Error(`rounds out of range: ${rounds}`);
+  const merged = new Map<string, Histogram>(scenarios.map((s) => [s.name, histogram()]));
+  const results: Array<Record<string, PhaseFigures>> = [];
+  let errors = 0;
+  for (let round = 0; round < rounds; round += 1) {
+    const figures: Record<string, PhaseFigures> = {};
+    for (const kind of ["write", "read"] as const) {
+      for (const scenario of ordered(scenarios, kind, round)) {
+        const run = await closedLoop(scenario.op, { concurrency, durationMs: phaseMs, errorsMax });
+        mergeInto(merged.get(scenario.name) as Histogram, run.latency);
+        errors += run.errors;
+        const drainMs =
+          scenario.system === "store" && scenario.kind === "write" ? await settleAfterStoreWrite() : undefined;
+        const phase: PhaseFigures = {
+          p50Ms: quantile(run.latency, 0.5),
+          p99Ms: quantile(run.latency, 0.99),
+          opsPerSec: run.opsPerSec,
+          ok: run.ok,
+          errors: run.errors,
+          firstError: run.firstError,
+          ...(drainMs === undefined ? {} : { drainMs }),
+        };
+        figures[scenario.name] = phase;
+        const drained = drainMs === undefined ? "" : `, replication drained ${drainMs.toFixed(0)} ms after`;
+        const failed = run.errors === 0 ? "" : `, ${run.errors} errors (first: ${run.firstError})`;
+        log(
+          `  round ${round + 1}/${rounds} ${scenario.name.padEnd(12)} p50 ${phase.p50Ms.toFixed(2)} ms, ` +
+            `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s${drained}${failed}`,
+        );
+      }
+    }
+    results.push(figures);
+  }
+  const pick = (name: string, f: (p: PhaseFigures) => number): number[] =>
+    results.map((r) => r[name]).flatMap((p) => (p === undefined ? [] : [f(p)]));
+  const medians: RoundsResult["medians"] = {};
+  for (const s of scenarios) {
+    medians[s.name] = {
+      p50Ms: median(pick(s.name, (p) => p.p50Ms)),
+      p99Ms: median(pick(s.name, (p) => p.p99Ms)),
+      opsPerSec: median(pick(s.name, (p) => p.opsPerSec)),
+    };
+  }
+  const ratios: RoundsResult["ratios"] = {};
+  for (const s of scenarios.filter((x) => x.system === "store")) {
+    const floor = scenarios.find((x) => x.system === "floor" && x.kind === s.kind);
+    if (floor === undefined) continue;
+    const per = (f: (p: PhaseFigures) => number): number =>
+      median(
+        results.flatMap((r) => {
+          const a = r[s.name];
+          const b = r[floor.name];
+          return a === undefined || b === undefined ? [] : [f(a) / f(b)];
+        }),
+      );
+    ratios[s.name] = { p50: per((p) => p.p50Ms), p99: per((p) => p.p99Ms), throughput: per((p) => p.opsPerSec) };
+  }
+  const summaries: RoundsResult["merged"] = {};
+  for (const [name, h] of merged) summaries[name] = summarize(h);
+  return { rounds: results, medians, ratios, merged: summaries, errors };
+}
