@@ -23,6 +23,8 @@ export default defineConfig({
                 SESSION_SECRET: "test-session-secret",
                 // Tests drive heartbeats and outbox re-drains explicitly with runDurableObjectAlarm.
                 HEARTBEAT_INTERVAL_MS: "3600000",
+                // One prefix with automatic failover, one without.
+                PRIMARY_PREFIXES: "strong/=enam:failover,manual/=wnam",
               },
             },
           }),

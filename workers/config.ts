@@ -4,6 +4,7 @@
  */
 import { assert } from "../shared/assert.ts";
 import { type RegionId, parseRegionId, parseRegionList } from "../shared/regions.ts";
+import { type PrimaryPrefix, parsePrimaryPrefixes } from "../shared/store/primaries.ts";
 
 /** Parsed settings. */
 export interface Config {
@@ -15,7 +16,20 @@ export interface Config {
   readonly heartbeatIntervalMs: number;
   /** Whether replicas also push writes straight to their peers over RPC (the queue stays the durable path). */
   readonly directPush: boolean;
+  /** Strong prefixes with their configured primaries. */
+  readonly primaryPrefixes: readonly PrimaryPrefix[];
+  /** Default bound on waiting for `ack=` beyond local, overridable per request with `timeout_ms`. */
+  readonly ackTimeoutMs: number;
+  /** How long a session read waits for replication before fetching what it lacks. */
+  readonly sessionWaitMs: number;
+  /** A region no peer has heard from for this long is unhealthy. */
+  readonly healthSilenceMs: number;
 }
+
+/** Default for {@link Config.ackTimeoutMs}. */
+export const ACK_TIMEOUT_MS_DEFAULT = 5000;
+/** Default for {@link Config.sessionWaitMs}. */
+export const SESSION_WAIT_MS_DEFAULT = 50;
 
 /** Default heartbeat period: short enough that idle lag and health are seen within seconds. */
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 1000;
@@ -37,17 +51,37 @@ let cached: { key: string; config: Config } | undefined;
 
 /** The settings for `env`, parsed once per distinct set of values. */
 export function loadConfig(env: Env): Config {
-  const key = `${env.REGIONS}|${env.DEFAULT_REGION}|${env.HEARTBEAT_INTERVAL_MS}|${env.DIRECT_PUSH}`;
+  const key = [
+    env.REGIONS,
+    env.DEFAULT_REGION,
+    env.HEARTBEAT_INTERVAL_MS,
+    env.DIRECT_PUSH,
+    env.PRIMARY_PREFIXES,
+    env.ACK_TIMEOUT_MS,
+    env.SESSION_WAIT_MS,
+    env.HEALTH_SILENCE_MS,
+  ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
   assert(list.ok, `REGIONS: ${list.ok ? "" : list.message}`);
   const defaultRegion = parseRegionId(env.DEFAULT_REGION.trim());
   assert(defaultRegion !== undefined && list.regions.includes(defaultRegion), "DEFAULT_REGION must be one of REGIONS");
+  const heartbeatIntervalMs = positiveInt(
+    "HEARTBEAT_INTERVAL_MS",
+    env.HEARTBEAT_INTERVAL_MS,
+    HEARTBEAT_INTERVAL_MS_DEFAULT,
+  );
+  const primaries = parsePrimaryPrefixes(env.PRIMARY_PREFIXES ?? "", list.regions);
+  assert(primaries.ok, `PRIMARY_PREFIXES: ${primaries.ok ? "" : primaries.message}`);
   const config: Config = {
     regions: list.regions,
     defaultRegion,
-    heartbeatIntervalMs: positiveInt("HEARTBEAT_INTERVAL_MS", env.HEARTBEAT_INTERVAL_MS, HEARTBEAT_INTERVAL_MS_DEFAULT),
+    heartbeatIntervalMs,
     directPush: flag("DIRECT_PUSH", env.DIRECT_PUSH),
+    primaryPrefixes: primaries.prefixes,
+    ackTimeoutMs: positiveInt("ACK_TIMEOUT_MS", env.ACK_TIMEOUT_MS, ACK_TIMEOUT_MS_DEFAULT),
+    sessionWaitMs: positiveInt("SESSION_WAIT_MS", env.SESSION_WAIT_MS, SESSION_WAIT_MS_DEFAULT),
+    healthSilenceMs: positiveInt("HEALTH_SILENCE_MS", env.HEALTH_SILENCE_MS, 3 * heartbeatIntervalMs),
   };
   cached = { key, config };
   return config;

@@ -4,6 +4,7 @@
 import { createApp } from "./router/app.ts";
 import { DEAD_LETTER_QUEUE, consumeDeadLetters, consumeReplication } from "./queue/consumer.ts";
 
+export { Control } from "./control/control.ts";
 export { Replica } from "./replica/replica.ts";
 
 const app = createApp();

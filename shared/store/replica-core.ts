@@ -16,6 +16,7 @@ import {
   type KeyState,
   applyKeyOp,
   encodeKeyState,
+  keyIsLive,
   keyVersion,
   mergeKeyState,
 } from "./key-state.ts";
@@ -152,14 +153,29 @@ export function planMerge(
   return merged.conflict ? { ...base, conflict: conflictRecord(merged.conflict) } : base;
 }
 
-/** Validates a key: 1..512 bytes of UTF-8 (the Workers KV bound). */
-export const KEY_BYTES_MAX = 512;
+/** Conditions of a compare-and-set write (HTTP `If-Match` / `If-None-Match: *`). */
+export interface WriteConditions {
+  /** The write applies only if the key is live at exactly this version. */
+  readonly ifMatch?: string;
+  /** The write applies only if the key is absent or deleted. */
+  readonly ifNoneMatch?: boolean;
+}
 
-/** Checks a decoded key against {@link KEY_BYTES_MAX}. */
-export function checkKey(key: string): Result<string> {
-  const length = new TextEncoder().encode(key).length;
-  if (length === 0) return fail("invalid_key", "the key is empty; keys are 1 to 512 bytes of UTF-8");
-  if (length > KEY_BYTES_MAX)
-    return fail("invalid_key", `the key is ${length} bytes; keys are at most ${KEY_BYTES_MAX} bytes of UTF-8`);
-  return ok(key);
+/** Checks CAS conditions against the key's current state; `precondition_failed` when they do not hold. */
+export function checkConditions(current: KeyState | undefined, conditions: WriteConditions): Result<null> {
+  const live = current !== undefined && keyIsLive(current);
+  const version = current === undefined ? null : keyVersion(current);
+  if (conditions.ifNoneMatch === true && live) {
+    return fail("precondition_failed", "If-None-Match: * but the key exists", { version });
+  }
+  if (conditions.ifMatch !== undefined && (!live || version !== conditions.ifMatch)) {
+    return fail(
+      "precondition_failed",
+      `If-Match ${conditions.ifMatch} but the key is ${live ? `at version ${version}` : "absent"}`,
+      {
+        version: live ? version : null,
+      },
+    );
+  }
+  return ok(null);
 }

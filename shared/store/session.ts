@@ -6,7 +6,8 @@
  * wait for writes that never happened. This module is the pure half: payload encoding.
  */
 import { ByteReader, ByteWriter, DecodeError, fromBase64Url, toBase64Url } from "../bytes.ts";
-import { type VersionVector, readVv, writeVv } from "../version-vector.ts";
+import { type RegionId } from "../regions.ts";
+import { type VersionVector, readVv, vvEntries, vvGet, writeVv } from "../version-vector.ts";
 
 /** Token format version, the first field of every token. */
 export const SESSION_TOKEN_VERSION = "s1";
@@ -42,4 +43,14 @@ export function splitSessionToken(token: string): { payload: string; mac: string
 /** Joins a payload and its MAC into a token. */
 export function joinSessionToken(payload: string, mac: string): string {
   return `${SESSION_TOKEN_VERSION}.${payload}.${mac}`;
+}
+
+/**
+ * The regions whose writes a replica with applied vector `applied` still lacks to serve a
+ * session that has seen `seen`: every region r with seen[r] > applied[r].
+ */
+export function sessionLagging(applied: VersionVector, seen: VersionVector): RegionId[] {
+  return vvEntries(seen)
+    .filter(([region, count]) => vvGet(applied, region) < count)
+    .map(([region]) => region);
 }

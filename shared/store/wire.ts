@@ -23,6 +23,8 @@ export const replicationEntrySchema = z.object({
   /** Origin wall time of the write. */
   writtenMs: ms,
   state: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "state must be bytes").nullable(),
+  /** The fencing epoch a strong write was accepted under; absent outside strong prefixes. */
+  epoch: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 /** A contiguous range `from..to` of one origin's writes, for one target region. */

@@ -41,7 +41,7 @@ describe("replica writes", () => {
         .toArray()
         .map((r) => r.name),
     );
-    expect(names).toEqual(["0001_init"]);
+    expect(names).toEqual(["0001_init", "0002_primaries"]);
   });
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {

@@ -54,6 +54,7 @@ export function messagesFor(
           stamp: r.stamp,
           writtenMs: r.writtenMs,
           state: r.state,
+          ...(r.epoch === null ? {} : { epoch: r.epoch }),
         })),
       },
       bytes: size,

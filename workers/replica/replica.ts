@@ -2,16 +2,22 @@
  * The regional replica: a Durable Object with SQLite storage, one per region. It takes writes
  * locally (multi-leader), commits each together with its outbox row before answering, drains
  * the outbox to the replication Queue, and merges what peers send, in any order and any number
- * of times. All decisions are made by the pure core (`shared/store/replica-core.ts`); this class
- * reads, persists and talks to the platform.
+ * of times. It also serves the consistency modes: synchronous acks, session reads that never go
+ * back in time, bounded-staleness and strong reads, and compare-and-set on strong prefixes.
+ * Decisions are made by the pure core (`shared/store/`); this class reads, persists and talks to
+ * the platform.
  */
 import { DurableObject } from "cloudflare:workers";
 import { assert } from "../../shared/assert.ts";
-import { DecodeError, utf8 } from "../../shared/bytes.ts";
+import { DecodeError } from "../../shared/bytes.ts";
 import { type Result, fail, ok } from "../../shared/errors.ts";
 import { type HlcStamp, formatHlc, hlcReceive, hlcZero, parseHlc } from "../../shared/hlc.ts";
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
-import { type KeyOp, type KeyState, decodeKeyState } from "../../shared/store/key-state.ts";
+import { type ClusterView, EMPTY_VIEW, isHealthy, isTakenOut, majority } from "../../shared/store/cluster.ts";
+import { lwwEmpty } from "../../shared/crdt/lww-register.ts";
+import { type KeyOp, type KeyState, decodeKeyState, encodeKeyState } from "../../shared/store/key-state.ts";
+import { prefixEnd } from "../../shared/store/keys.ts";
+import { prefixOf } from "../../shared/store/primaries.ts";
 import {
   type Lag,
   progressAccepts,
@@ -19,60 +25,90 @@ import {
   progressHeartbeat,
   progressLag,
 } from "../../shared/store/progress.ts";
-import { type KeyView, keyView, planMerge, planWrite } from "../../shared/store/replica-core.ts";
+import {
+  type KeyView,
+  type WriteConditions,
+  checkConditions,
+  keyView,
+  planMerge,
+  planWrite,
+} from "../../shared/store/replica-core.ts";
+import { sessionLagging } from "../../shared/store/session.ts";
 import {
   type EntriesMessage,
   type HeartbeatMessage,
-  type ReplicationMessage,
   WIRE_VERSION,
-  fromJsonText,
   replicationMessageSchema,
-  toJsonText,
 } from "../../shared/store/wire.ts";
+import { type VersionVector, vvFrom } from "../../shared/version-vector.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { migrate } from "./migrations.ts";
-import { messagesFor, sendBatches } from "./outbox.ts";
-import { type ConflictRow, type DeadLetterRow, type KeyListing, type ReplicaStore, replicaStore } from "./store.ts";
+import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
+import { DeadLetters } from "./dead-letters.ts";
+import { Outbox } from "./outbox-drain.ts";
+import { type ConflictRow, type KeyListing, type ReplicaStore, replicaStore } from "./store.ts";
+import { type AckResult, awaitAcks } from "./sync.ts";
 
-/** Outbox rows read per drain round. */
-const LOG_BATCH_ROWS_MAX = 1000;
-/** Drain rounds per flush before yielding to the alarm (bounds one flush's work). */
-const FLUSH_ROUNDS_MAX = 20;
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
 const SILENT_HEARTBEATS_MAX = 3;
-/** Dead letters replayed per call. */
-const REPLAY_BATCH_MAX = 100;
+/** Poll period while a session read waits for replication to catch up. */
+const SESSION_POLL_MS = 5;
+/** Keys copied per page while a new primary recovers a prefix from a peer. */
+const RECOVERY_PAGE_KEYS = 200;
+/** Bound on pages per donor during recovery (200 x 5,000 = one million keys). */
+const RECOVERY_PAGES_MAX = 5000;
+
+/** A strong (single-leader) operation: the prefix and the epoch the router resolved. */
+export interface StrongScope {
+  readonly prefix: string;
+  readonly epoch: number;
+}
+
+/** How a write is acknowledged and guarded. */
+export interface WriteOptions extends WriteConditions {
+  /** Regions that must have applied the write before it is acknowledged, this one included. */
+  readonly acks: number;
+  readonly timeoutMs: number;
+  readonly strong?: StrongScope;
+}
 
 /** A write's answer. */
 export interface WriteOutcome {
   readonly region: RegionId;
   readonly seq: number;
   readonly view: KeyView;
+  /** Regions that durably applied the write when this answered, this one first. */
+  readonly acked: RegionId[];
+  /** Whether `acked` reached the requested count. */
+  readonly complete: boolean;
 }
 
-/** A read's answer: the key's view (null when never written here) and this replica's lag. */
+/** How a read is served. */
+export interface ReadOptions {
+  /** The session's seen vector: never answer a state older than it. */
+  readonly session?: VersionVector;
+  /** Refuse (`staleness_exceeded`) when this replica may be staler than this. */
+  readonly maxStalenessMs?: number;
+  readonly strong?: StrongScope;
+}
+
+/** A read's answer: the key's view (null when never written here), lag, and what this replica has applied. */
 export interface ReadOutcome {
   readonly region: RegionId;
   readonly view: KeyView | null;
   readonly lagMs: number;
+  readonly applied: VersionVector;
 }
 
-/** A replica's health and progress, for /v1/regions and /metrics. */
+/** A replica's health and progress, for /v1/regions, /metrics and the control object. */
 export interface ReplicaStatus {
   readonly region: RegionId;
   readonly seq: number;
   readonly clock: string;
+  readonly takenOut: boolean;
   readonly outboxPending: number;
   readonly deadLetters: number;
-  readonly lag: Record<string, Lag & { heardMs: number }>;
+  readonly lag: Record<string, Lag & { heardMs: number; appliedSeq: number }>;
   readonly metrics: Array<{ name: string; peer: string; value: number }>;
-}
-
-/** A dead letter as recorded by the dead-letter consumer. */
-export interface DeadLetterInput {
-  readonly body: unknown;
-  readonly attempts: number;
-  readonly reason: string;
 }
 
 export class Replica extends DurableObject<Env> {
@@ -80,19 +116,25 @@ export class Replica extends DurableObject<Env> {
   private region: RegionId = "enam";
   private clock: HlcStamp = hlcZero("enam");
   private seq = 0;
-  private flushing = false;
-  private flushAgain = false;
+  private view: ClusterView = EMPTY_VIEW;
+  private readonly outbox: Outbox;
+  /** Dead-letter records of messages for this region, and their replay. */
+  private readonly letters: DeadLetters;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = replicaStore(ctx.storage.sql);
+    this.outbox = new Outbox(ctx, this.store, () => ({ region: this.region, view: this.view, env: this.env }));
+    this.letters = new DeadLetters(ctx, env, this.store);
     void ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage, Date.now());
+      migrate(ctx.storage, REPLICA_MIGRATIONS, Date.now());
       const region = parseRegionId(ctx.id.name ?? "");
       assert(region !== undefined, "a replica is addressed by its region name");
       this.region = region;
       this.clock = parseHlc(this.store.meta.get("clock") ?? "") ?? hlcZero(region);
       this.seq = Number(this.store.meta.get("seq") ?? "0");
+      // Configured strong prefixes start at epoch 1; the control object moves them forward.
+      for (const p of this.config.primaryPrefixes) this.store.primaries.advance(p.prefix, p.region, 1);
       if ((await ctx.storage.getAlarm()) === null)
         await ctx.storage.setAlarm(Date.now() + this.config.heartbeatIntervalMs);
     });
@@ -106,36 +148,209 @@ export class Replica extends DurableObject<Env> {
     return this.config.regions.filter((r) => r !== this.region);
   }
 
-  /** Applies a local write, commits it with its outbox row, and starts replicating it. */
-  async write(key: string, op: KeyOp): Promise<Result<WriteOutcome>> {
+  private unavailable<T>(): Result<T> {
+    return fail("region_unavailable", `region ${this.region} is taken out of service`, { region: this.region });
+  }
+
+  /** Takes the control object's view: health, and primaries whose epochs fence old writes. */
+  async applyView(view: ClusterView): Promise<void> {
+    const wasOut = isTakenOut(this.view, this.region);
+    if (view.atMs < this.view.atMs) return;
+    this.view = view;
+    this.ctx.storage.transactionSync(() => {
+      for (const [prefix, p] of Object.entries(view.primaries)) this.store.primaries.advance(prefix, p.region, p.epoch);
+    });
+    // Held writes go out as soon as a region (this one or a peer) is back.
+    if (wasOut !== isTakenOut(view, this.region) || Object.values(view.health).some((h) => h.healthy))
+      this.ctx.waitUntil(this.outbox.flush());
+  }
+
+  /** Checks that this replica is the primary of `scope` under its epoch, here and at the control object. */
+  private async confirmPrimary(scope: StrongScope): Promise<Result<null>> {
+    const known = this.store.primaries.all().get(scope.prefix);
+    const fenced = fail<null>(
+      "fenced",
+      `region ${this.region} is not the primary of "${scope.prefix}" at epoch ${scope.epoch}; retry`,
+      {
+        prefix: scope.prefix,
+      },
+    );
+    if (known === undefined || known.region !== this.region || known.epoch !== scope.epoch) return fenced;
+    const confirmed = await this.env.CONTROL.getByName("control").confirmPrimary(
+      scope.prefix,
+      this.region,
+      scope.epoch,
+    );
+    return confirmed ? ok(null) : fenced;
+  }
+
+  /**
+   * Applies a local write and commits it with its outbox row; then, for `acks` > 1, pushes it
+   * to healthy peers and waits for them (bounded by `timeoutMs`). The commit is never undone.
+   */
+  async write(
+    key: string,
+    op: KeyOp,
+    options: WriteOptions = { acks: 1, timeoutMs: 0 },
+  ): Promise<Result<WriteOutcome>> {
+    if (isTakenOut(this.view, this.region)) return this.unavailable();
+    let acks = Math.min(options.acks, this.config.regions.length);
+    if (options.strong !== undefined) {
+      const confirmed = await this.confirmPrimary(options.strong);
+      if (!confirmed.ok) return confirmed;
+      acks = Math.max(acks, majority(this.config.regions.length));
+    }
     const now = Date.now();
-    const result = this.ctx.storage.transactionSync((): Result<WriteOutcome> => {
-      const plan = planWrite(this.store.kv.get(key), op, this.region, this.clock, this.seq, now);
+    const epoch = options.strong?.epoch ?? null;
+    const committed = this.ctx.storage.transactionSync(() => {
+      const current = this.store.kv.get(key);
+      const conditions = checkConditions(current, options);
+      if (!conditions.ok) return conditions;
+      const plan = planWrite(current, op, this.region, this.clock, this.seq, now);
       if (!plan.ok) return plan;
       const { state, encoded, stamp, seq, logState } = plan.value;
       const view = keyView(state);
       if (!view.ok) return view;
       this.store.kv.put(key, state, encoded);
-      this.store.log.append({ seq, key, stamp: formatHlc(stamp), writtenMs: now, state: logState });
+      this.store.log.append({ seq, key, stamp: formatHlc(stamp), writtenMs: now, state: logState, epoch });
       this.store.meta.set("clock", formatHlc(stamp));
       this.store.meta.set("seq", String(seq));
       // In-memory copies move only once the transaction has committed, so a failed write
       // never leaves a gap in the sequence numbers peers wait for.
       this.clock = stamp;
       this.seq = seq;
-      return ok({ region: this.region, seq, view: view.value });
+      return ok({ seq, view: view.value, encoded, stamp });
     });
-    if (result.ok) this.ctx.waitUntil(this.flush());
-    return result;
+    if (!committed.ok) return committed;
+    const { seq, view, encoded, stamp } = committed.value;
+    this.ctx.waitUntil(this.outbox.flush());
+    let result: AckResult = { acked: [], complete: true };
+    if (acks > 1) {
+      const entry = {
+        seq,
+        key,
+        stamp: formatHlc(stamp),
+        writtenMs: now,
+        state: encoded,
+        ...(epoch === null ? {} : { epoch }),
+      };
+      const messages: EntriesMessage[] = this.peers()
+        .filter((peer) => isHealthy(this.view, peer))
+        .map((target) => ({
+          v: WIRE_VERSION,
+          kind: "entries",
+          origin: this.region,
+          target,
+          from: seq,
+          to: seq,
+          entries: [entry],
+        }));
+      result = await awaitAcks(messages, acks - 1, options.timeoutMs, async (message) => {
+        const [applied] = await this.env.REPLICA.getByName(message.target).applyReplication([message]);
+        return applied?.ok === true;
+      });
+    }
+    return ok({ region: this.region, seq, view, acked: [this.region, ...result.acked], complete: result.complete });
   }
 
-  /** The key as this replica holds it, and how far behind its peers it may be. */
-  async read(key: string): Promise<Result<ReadOutcome>> {
-    const state = this.store.kv.get(key);
+  /** This replica's applied vector: its own writes and, per peer, the contiguous watermark. */
+  private appliedVector(): VersionVector {
+    return vvFrom([
+      [this.region, this.seq],
+      ...this.peers().map((p) => [p, this.store.peerRecv.get(p).appliedSeq] as const),
+    ]);
+  }
+
+  /** The key as this replica holds it, served under the requested consistency. */
+  async read(key: string, options: ReadOptions = {}): Promise<Result<ReadOutcome>> {
+    if (isTakenOut(this.view, this.region)) return this.unavailable();
+    if (options.strong !== undefined) {
+      const confirmed = await this.confirmPrimary(options.strong);
+      if (!confirmed.ok) return confirmed;
+    }
     const lagMs = this.maxLagMs();
-    if (state === undefined) return ok({ region: this.region, view: null, lagMs });
+    if (options.maxStalenessMs !== undefined && lagMs > options.maxStalenessMs) {
+      return fail(
+        "staleness_exceeded",
+        `region ${this.region} may be ${lagMs} ms stale (bound ${options.maxStalenessMs} ms)`,
+        {
+          region: this.region,
+          lagMs,
+        },
+      );
+    }
+    if (options.session !== undefined) {
+      const caughtUp = await this.catchUp(key, options.session);
+      if (!caughtUp.ok) return caughtUp;
+    }
+    const state = this.store.kv.get(key);
+    const applied = this.appliedVector();
+    if (state === undefined) return ok({ region: this.region, view: null, lagMs, applied });
     const view = keyView(state);
-    return view.ok ? ok({ region: this.region, view: view.value, lagMs }) : view;
+    return view.ok ? ok({ region: this.region, view: view.value, lagMs, applied }) : view;
+  }
+
+  /**
+   * Makes sure this replica holds everything `seen` covers for `key`: waits up to the
+   * configured bound for replication, then fetches the key from each region it still lags.
+   */
+  private async catchUp(key: string, seen: VersionVector): Promise<Result<null>> {
+    const deadline = Date.now() + this.config.sessionWaitMs;
+    let lagging = sessionLagging(this.appliedVector(), seen);
+    while (lagging.length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, SESSION_POLL_MS));
+      lagging = sessionLagging(this.appliedVector(), seen);
+    }
+    for (const origin of lagging) {
+      if (origin === this.region || !this.config.regions.includes(origin)) continue;
+      let bytes: Uint8Array | null;
+      try {
+        bytes = await this.env.REPLICA.getByName(origin).keyState(key);
+      } catch (error) {
+        console.warn(`session read in ${this.region}: ${origin} unreachable:`, error);
+        return fail(
+          "region_unavailable",
+          `region ${this.region} lags ${origin}, which did not answer; retry or read elsewhere`,
+          {
+            region: origin,
+          },
+        );
+      }
+      if (bytes !== null) this.mergeState(key, bytes, origin);
+    }
+    return ok(null);
+  }
+
+  /** Merges a whole state into the key (read repair, session fetches, recovery); true when it changed. */
+  private mergeState(key: string, bytes: Uint8Array, from: string): boolean {
+    const remote = decodeKeyState(bytes);
+    return this.ctx.storage.transactionSync(() => this.mergeInto(key, remote, from, Date.now()));
+  }
+
+  /** Merges `remote` into the stored key and logs any conflict; call inside a transaction. */
+  private mergeInto(key: string, remote: KeyState, from: string, now: number): boolean {
+    const plan = planMerge(this.store.kv.get(key), this.store.kv.getEncoded(key), remote);
+    if (plan.changed) this.store.kv.put(key, plan.state, plan.encoded);
+    if (plan.conflict) {
+      const { kind, rule, winnerStamp, loserStamp, winner, loser } = plan.conflict;
+      const fresh = this.store.conflicts.insert({
+        key,
+        kind,
+        rule,
+        detectedMs: now,
+        winnerStamp,
+        loserStamp,
+        winner,
+        loser,
+      });
+      if (fresh) this.store.metrics.add("conflicts_total", from, 1);
+    }
+    return plan.changed;
+  }
+
+  /** Read repair: merges a state the router assembled from a quorum. */
+  async repair(key: string, bytes: Uint8Array): Promise<boolean> {
+    return this.mergeState(key, bytes, "repair");
   }
 
   /** Live keys in `[low, high)` after `after`; `more` tells whether another page exists. */
@@ -149,12 +364,67 @@ export class Replica extends DurableObject<Env> {
     return { keys: rows.slice(0, limit), more: rows.length > limit };
   }
 
+  /** Keys and encoded states (tombstones too) of a prefix, for recovery by a new primary. */
+  async prefixStates(
+    low: string,
+    high: string | null,
+    after: string | null,
+    limit: number,
+  ): Promise<Array<{ key: string; state: Uint8Array }>> {
+    return this.store.prefixStates.page(low, high, after, limit);
+  }
+
+  /**
+   * Run by a newly promoted primary before it serves: merges every key of the prefix from
+   * each donor, so any write a quorum acknowledged under the old primary is here, and logs
+   * each key that changed as a new write under the new epoch so every region converges on it.
+   */
+  async recoverPrefix(prefix: string, epoch: number, donors: readonly RegionId[]): Promise<number> {
+    const high = prefixEnd(prefix);
+    let merged = 0;
+    for (const donor of donors) {
+      let after: string | null = null;
+      for (let page = 0; page < RECOVERY_PAGES_MAX; page += 1) {
+        const rows = await this.env.REPLICA.getByName(donor).prefixStates(prefix, high, after, RECOVERY_PAGE_KEYS);
+        const now = Date.now();
+        this.ctx.storage.transactionSync(() => {
+          for (const row of rows) {
+            if (!this.mergeInto(row.key, decodeKeyState(row.state), donor, now)) continue;
+            merged += 1;
+            const state = this.store.kv.getEncoded(row.key);
+            assert(state !== null, "a merged key is stored");
+            this.seq += 1;
+            this.store.log.append({
+              seq: this.seq,
+              key: row.key,
+              stamp: formatHlc(this.clock),
+              writtenMs: now,
+              state,
+              epoch,
+            });
+            this.store.meta.set("seq", String(this.seq));
+          }
+        });
+        after = rows.at(-1)?.key ?? null;
+        if (rows.length < RECOVERY_PAGE_KEYS) break;
+      }
+    }
+    this.ctx.waitUntil(this.outbox.flush());
+    return merged;
+  }
+
   /** The conflict log, oldest first, after `afterId`. */
   async conflicts(afterId: number, limit: number): Promise<ConflictRow[]> {
     return this.store.conflicts.page(afterId, limit);
   }
 
-  /** The key's canonical state, for peers pulling a state too large to inline. */
+  /** The key's encoded state and this replica's applied vector, for quorum reads. */
+  async snapshot(key: string): Promise<{ state: Uint8Array | null; applied: VersionVector }> {
+    if (isTakenOut(this.view, this.region)) throw new Error(`region ${this.region} is taken out of service`);
+    return { state: this.store.kv.getEncoded(key), applied: this.appliedVector() };
+  }
+
+  /** The key's canonical state (null when never written here). */
   async keyState(key: string): Promise<Uint8Array | null> {
     return this.store.kv.getEncoded(key);
   }
@@ -165,12 +435,17 @@ export class Replica extends DurableObject<Env> {
     const lag: ReplicaStatus["lag"] = {};
     for (const peer of this.peers()) {
       const progress = this.store.peerRecv.get(peer);
-      lag[peer] = { ...progressLag(progress, now, this.silenceMsMax()), heardMs: progress.heardMs };
+      lag[peer] = {
+        ...progressLag(progress, now, this.silenceMsMax()),
+        heardMs: progress.heardMs,
+        appliedSeq: progress.appliedSeq,
+      };
     }
     return {
       region: this.region,
       seq: this.seq,
       clock: formatHlc(this.clock),
+      takenOut: isTakenOut(this.view, this.region),
       outboxPending: this.store.log.count(),
       deadLetters: this.store.deadLetters.count(),
       lag,
@@ -197,6 +472,10 @@ export class Replica extends DurableObject<Env> {
   async applyReplication(bodies: readonly unknown[]): Promise<Array<Result<null>>> {
     const results: Array<Result<null>> = [];
     for (const body of bodies) {
+      if (isTakenOut(this.view, this.region)) {
+        results.push(this.unavailable());
+        continue;
+      }
       const parsed = replicationMessageSchema.safeParse(body);
       if (!parsed.success) {
         results.push(fail("invalid_body", `malformed replication message: ${parsed.error.message}`));
@@ -256,26 +535,23 @@ export class Replica extends DurableObject<Env> {
         if (!received.ok) return { ok: false, error: received.error };
         clock = received.stamp;
       }
+      const epochs = this.store.primaries.all();
       let bytes = 0;
       message.entries.forEach((entry, i) => {
         const remote = states[i] as KeyState;
-        const plan = planMerge(this.store.kv.get(entry.key), this.store.kv.getEncoded(entry.key), remote);
-        if (plan.changed) this.store.kv.put(entry.key, plan.state, plan.encoded);
-        if (plan.conflict) {
-          const { kind, rule, winnerStamp, loserStamp, winner, loser } = plan.conflict;
-          const fresh = this.store.conflicts.insert({
-            key: entry.key,
-            kind,
-            rule,
-            detectedMs: now,
-            winnerStamp,
-            loserStamp,
-            winner,
-            loser,
-          });
-          if (fresh) this.store.metrics.add("conflicts_total", message.origin, 1);
-        }
         bytes += entry.state?.length ?? 0;
+        const strong = prefixOf(entry.key, this.config.primaryPrefixes);
+        const known = strong === undefined ? undefined : epochs.get(strong.prefix);
+        if (strong !== undefined && known !== undefined) {
+          const entryEpoch = entry.epoch ?? 0;
+          if (entryEpoch < known.epoch) {
+            this.fence(entry.key, remote, entry.stamp, entryEpoch, known.epoch, message.origin, now);
+            return;
+          }
+          // A newer epoch than known means the control object's push has not arrived yet.
+          if (entryEpoch > known.epoch) this.store.primaries.advance(strong.prefix, message.origin, entryEpoch);
+        }
+        this.mergeInto(entry.key, remote, message.origin, now);
       });
       const last = message.entries.at(-1);
       assert(last !== undefined, "a message has entries");
@@ -292,79 +568,48 @@ export class Replica extends DurableObject<Env> {
     });
   }
 
-  /** Drains the outbox to the queue; one drain at a time, re-run when writes arrive meanwhile. */
-  private async flush(): Promise<void> {
-    if (this.flushing) {
-      this.flushAgain = true;
-      return;
-    }
-    this.flushing = true;
-    try {
-      for (let round = 0; round < FLUSH_ROUNDS_MAX; round += 1) {
-        this.flushAgain = false;
-        const sent = await this.flushOnce();
-        if (!sent && !this.flushAgain) break;
-      }
-    } catch (error) {
-      // The rows stay in the outbox; the next alarm drains them again.
-      this.store.metrics.add("replication_send_errors_total", this.region, 1);
-      console.error(`replica ${this.region}: outbox drain failed, will retry:`, error);
-    } finally {
-      this.flushing = false;
-    }
-  }
-
-  private async flushOnce(): Promise<boolean> {
-    const peers = this.peers();
-    if (peers.length === 0) return false;
-    const sent = this.store.peerSend.all();
-    const sentOf = (peer: RegionId): number => sent.get(peer) ?? 0;
-    const floor = Math.min(...peers.map(sentOf));
-    const rows = this.store.log.after(floor, LOG_BATCH_ROWS_MAX);
-    if (rows.length === 0) return false;
-    const messages = peers.flatMap((peer) => messagesFor(this.region, peer, rows, sentOf(peer)));
-    if (this.config.directPush) this.ctx.waitUntil(this.pushDirect(messages.map((m) => m.message)));
-    for (const batch of sendBatches(messages)) {
-      await this.env.REPLICATION_QUEUE.sendBatch(batch.map((m) => ({ body: m.message, contentType: "v8" as const })));
-      this.ctx.storage.transactionSync(() => {
-        for (const { message } of batch) this.store.peerSend.set(message.target, message.to);
-      });
-    }
-    const after = this.store.peerSend.all();
-    this.store.log.prune(Math.min(...peers.map((p) => after.get(p) ?? 0)));
-    return true;
-  }
-
   /**
-   * The optional fast path: hands the same messages straight to the target replicas over RPC.
-   * The queue stays the durable path (a failed push is simply dropped, and the queued copy is
-   * merged idempotently later), so this only shortens convergence.
+   * Refuses a strong write accepted under an epoch older than the prefix's current one (a
+   * deposed primary's late write): it is not merged, and it is logged as a `fenced` conflict
+   * so it is never lost silently.
    */
-  private async pushDirect(messages: readonly EntriesMessage[]): Promise<void> {
-    const byTarget = Map.groupBy(messages, (m) => m.target);
-    await Promise.all(
-      [...byTarget].map(async ([target, group]) => {
-        try {
-          await this.env.REPLICA.getByName(target).applyReplication(group);
-        } catch (error) {
-          console.warn(`replica ${this.region}: direct push to ${target} failed; the queue will deliver:`, error);
-        }
-      }),
-    );
+  private fence(
+    key: string,
+    remote: KeyState,
+    stamp: string,
+    epoch: number,
+    current: number,
+    origin: string,
+    now: number,
+  ): void {
+    const kept = this.store.kv.getEncoded(key);
+    const fresh = this.store.conflicts.insert({
+      key,
+      kind: "fenced",
+      rule: "stale_epoch",
+      detectedMs: now,
+      winnerStamp: `epoch ${current}`,
+      loserStamp: `${stamp}@${epoch}`,
+      winner: kept ?? encodeKeyState({ type: "register", register: lwwEmpty() }),
+      loser: encodeKeyState(remote),
+    });
+    if (fresh) this.store.metrics.add("replication_fenced_total", origin, 1);
   }
 
-  /** Heartbeats every peer, re-drains the outbox, and schedules itself again. */
+  /** Heartbeats every healthy peer, re-drains the outbox, refreshes the view, and schedules itself again. */
   override async alarm(): Promise<void> {
     const now = Date.now();
     await this.ctx.storage.setAlarm(now + this.config.heartbeatIntervalMs);
-    const heartbeats: HeartbeatMessage[] = this.peers().map((target) => ({
-      v: WIRE_VERSION,
-      kind: "heartbeat",
-      origin: this.region,
-      target,
-      seq: this.seq,
-      atMs: now,
-    }));
+    try {
+      // The control object pushes every change; this pull only heals a missed push.
+      await this.applyView(await this.env.CONTROL.getByName("control").getView());
+    } catch (error) {
+      console.warn(`replica ${this.region}: could not refresh the cluster view:`, error);
+    }
+    if (isTakenOut(this.view, this.region)) return;
+    const heartbeats: HeartbeatMessage[] = this.peers()
+      .filter((target) => !isTakenOut(this.view, target))
+      .map((target) => ({ v: WIRE_VERSION, kind: "heartbeat", origin: this.region, target, seq: this.seq, atMs: now }));
     try {
       if (heartbeats.length > 0)
         await this.env.REPLICATION_QUEUE.sendBatch(heartbeats.map((body) => ({ body, contentType: "v8" as const })));
@@ -372,44 +617,21 @@ export class Replica extends DurableObject<Env> {
       this.store.metrics.add("replication_send_errors_total", this.region, 1);
       console.error(`replica ${this.region}: heartbeat send failed:`, error);
     }
-    await this.flush();
+    await this.outbox.flush();
   }
 
   /** Records messages for this region that exhausted their retries. */
-  async recordDeadLetters(items: readonly DeadLetterInput[]): Promise<void> {
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      for (const item of items) {
-        const origin =
-          typeof item.body === "object" && item.body !== null && "origin" in item.body
-            ? String(item.body.origin)
-            : "unknown";
-        this.store.deadLetters.insert({
-          origin,
-          receivedMs: now,
-          attempts: item.attempts,
-          reason: item.reason,
-          body: utf8(toJsonText(item.body)),
-        });
-        this.store.metrics.add("replication_dead_letters_total", origin, 1);
-      }
-    });
+  async recordDeadLetters(items: Parameters<DeadLetters["record"]>[0]): Promise<void> {
+    this.letters.record(items);
   }
 
   /** The dead letters after `afterId`. */
-  async deadLetters(afterId: number, limit: number): Promise<DeadLetterRow[]> {
-    return this.store.deadLetters.page(afterId, limit);
+  async deadLetters(afterId: number, limit: number): ReturnType<DeadLetters["page"]> {
+    return this.letters.page(afterId, limit);
   }
 
-  /** Sends up to {@link REPLAY_BATCH_MAX} dead letters back to the replication queue, then forgets them. */
-  async replayDeadLetters(): Promise<{ replayed: number; remaining: number }> {
-    const rows = this.store.deadLetters.page(0, REPLAY_BATCH_MAX);
-    const bodies = rows.map((row) => fromJsonText(new TextDecoder().decode(row.body)) as ReplicationMessage);
-    const sized = bodies.map((body, i) => ({ body, bytes: (rows[i] as DeadLetterRow).body.length }));
-    for (const batch of sendBatches(sized)) {
-      await this.env.REPLICATION_QUEUE.sendBatch(batch.map((m) => ({ body: m.body, contentType: "v8" as const })));
-    }
-    this.ctx.storage.transactionSync(() => this.store.deadLetters.delete(rows.map((r) => r.id)));
-    return { replayed: rows.length, remaining: this.store.deadLetters.count() };
+  /** Sends a batch of dead letters back to the replication queue, then forgets them. */
+  async replayDeadLetters(): ReturnType<DeadLetters["replay"]> {
+    return this.letters.replay();
   }
 }

@@ -19,6 +19,8 @@ export interface LogRow {
   readonly stamp: string;
   readonly writtenMs: number;
   readonly state: Uint8Array | null;
+  /** The fencing epoch of a strong write; null outside strong prefixes. */
+  readonly epoch: number | null;
 }
 
 /** A stored conflict. */
@@ -88,27 +90,80 @@ export function replicaStore(sql: SqlStorage) {
         return rows.map((row) => ({ name: row.key, version: row.version }));
       },
     },
+    primaries: {
+      /** The fencing epoch this replica knows for each strong prefix. */
+      all(): Map<string, { region: string; epoch: number }> {
+        const rows = sql
+          .exec<{ prefix: string; region: string; epoch: number }>("SELECT prefix, region, epoch FROM primaries")
+          .toArray();
+        return new Map(rows.map((r) => [r.prefix, { region: r.region, epoch: r.epoch }]));
+      },
+      /** Records a primary; epochs only move forward. */
+      advance(prefix: string, region: string, epoch: number): void {
+        sql.exec(
+          "INSERT INTO primaries (prefix, region, epoch) VALUES (?1, ?2, ?3) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3 WHERE epoch < ?3",
+          prefix,
+          region,
+          epoch,
+        );
+      },
+    },
+    prefixStates: {
+      /** Keys with their encoded states (tombstones too) in `[low, high)` after `after`, in key order. */
+      page(
+        low: string,
+        high: string | null,
+        after: string | null,
+        limit: number,
+      ): Array<{ key: string; state: Uint8Array }> {
+        return sql
+          .exec<{ key: string; state: ArrayBuffer }>(
+            "SELECT key, state FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            low,
+            after,
+            high,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({ key: r.key, state: new Uint8Array(r.state) }));
+      },
+    },
     log: {
       append(row: LogRow): void {
         sql.exec(
-          "INSERT INTO log (seq, key, stamp, written_ms, state) VALUES (?, ?, ?, ?, ?)",
+          "INSERT INTO log (seq, key, stamp, written_ms, state, epoch) VALUES (?, ?, ?, ?, ?, ?)",
           row.seq,
           row.key,
           row.stamp,
           row.writtenMs,
           row.state,
+          row.epoch,
         );
       },
       /** Outbox rows after `afterSeq`, in order, at most `limit`. */
       after(afterSeq: number, limit: number): LogRow[] {
         return sql
-          .exec<{ seq: number; key: string; stamp: string; written_ms: number; state: ArrayBuffer | null }>(
-            "SELECT seq, key, stamp, written_ms, state FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+          .exec<{
+            seq: number;
+            key: string;
+            stamp: string;
+            written_ms: number;
+            state: ArrayBuffer | null;
+            epoch: number | null;
+          }>(
+            "SELECT seq, key, stamp, written_ms, state, epoch FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
             afterSeq,
             limit,
           )
           .toArray()
-          .map((r) => ({ seq: r.seq, key: r.key, stamp: r.stamp, writtenMs: r.written_ms, state: bytes(r.state) }));
+          .map((r) => ({
+            seq: r.seq,
+            key: r.key,
+            stamp: r.stamp,
+            writtenMs: r.written_ms,
+            state: bytes(r.state),
+            epoch: r.epoch,
+          }));
       },
       /** Drops rows every peer's queue has accepted. */
       prune(uptoSeq: number): void {

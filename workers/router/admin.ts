@@ -5,12 +5,26 @@ import { type Hono } from "hono";
 import { fromJsonText } from "../../shared/store/wire.ts";
 import { loadConfig } from "../config.ts";
 import { type AppEnv } from "./app.ts";
-import { callReplicaPlain, intParam } from "./http.ts";
+import { z } from "zod";
+import { callReplicaPlain, intParam, readJson } from "./http.ts";
+import { controlOf, rememberView } from "./view.ts";
 import { LOG_PAGE_MAX } from "./observe.ts";
 import { parsePinnedRegion, replicaOf } from "./routing.ts";
 
+const healthBodySchema = z.strictObject({ healthy: z.boolean() });
+
 /** Mounts the admin routes. */
 export function mountAdmin(app: Hono<AppEnv>): void {
+  // Takes a region out of service (or puts it back) as if it were down: nothing is routed to
+  // it, deliveries to it wait, and a strong prefix it leads fails over if configured to.
+  app.post("/v1/admin/regions/:id/health", async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+    const body = await readJson(c.req.raw, healthBodySchema);
+    const view = await controlOf(c.env).setHealth(region, body.healthy);
+    rememberView(view);
+    return c.json({ region, healthy: body.healthy, health: view.health, primaries: view.primaries });
+  });
+
   app.get("/v1/admin/regions/:id/dead-letters", async (c) => {
     const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, 100);

@@ -7,7 +7,7 @@ import { type z } from "zod";
 import { DecodeError, fromBase64Url, toBase64Url, utf8 } from "../../shared/bytes.ts";
 import { type Result, StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
-import { checkKey } from "../../shared/store/replica-core.ts";
+import { checkKey } from "../../shared/store/keys.ts";
 
 /** Largest value a register holds: 1 MiB. */
 export const VALUE_BYTES_MAX = 1024 * 1024;
@@ -133,17 +133,4 @@ export async function callReplica<T>(region: RegionId, call: () => Promise<Resul
 /** Like {@link callReplica} for calls that cannot fail with an operating error. */
 export async function callReplicaPlain<T>(region: RegionId, call: () => Promise<T>): Promise<T> {
   return callReplica(region, async () => ({ ok: true, value: await call() }));
-}
-
-/** The smallest string greater than every string starting with `prefix`, or null if none exists. */
-export function prefixEnd(prefix: string): string | null {
-  const points = [...prefix];
-  while (points.length > 0) {
-    const last = (points.pop() as string).codePointAt(0) as number;
-    let next = last + 1;
-    // Skip the surrogate block: those code points are not characters and sort as U+E000.. in UTF-8 order.
-    if (next >= 0xd800 && next <= 0xdfff) next = 0xe000;
-    if (next <= 0x10ffff) return points.join("") + String.fromCodePoint(next);
-  }
-  return null;
 }

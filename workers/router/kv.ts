@@ -3,33 +3,35 @@
  */
 import { type Hono } from "hono";
 import { StoreError } from "../../shared/errors.ts";
+import { prefixEnd } from "../../shared/store/keys.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { loadConfig } from "../config.ts";
 import { type AppEnv } from "./app.ts";
+import { chooseRegion, performRead, performWrite } from "./consistency.ts";
 import {
   CONTENT_TYPE_CHARS_MAX,
   VALUE_BYTES_MAX,
-  callReplica,
   callReplicaPlain,
   decodeCursor,
   encodeCursor,
   intParam,
   keyFromPath,
-  prefixEnd,
   readBodyCapped,
 } from "./http.ts";
-import { replicaOf, servingRegion } from "./routing.ts";
-import { parseWriteAck, writeAnswerHeaders } from "./writes.ts";
+import { replicaOf } from "./routing.ts";
+import { clusterView } from "./view.ts";
 
 const KV_PREFIX = "/v1/kv/";
 /** Page size bounds for listing, as in Workers KV. */
 export const LIST_LIMIT_MAX = 1000;
 
-function registerOnly(view: KeyView, key: string): Extract<KeyView, { type: "register" }> {
-  if (view.type !== "register")
-    throw new StoreError("type_mismatch", `key "${key}" holds a ${view.type}; read it under /v1/${view.type}s/`, {
+/** Narrows a view to a register, or answers `type_mismatch`. */
+export function registerOnly(view: KeyView, key: string): Extract<KeyView, { type: "register" }> {
+  if (view.type !== "register") {
+    throw new StoreError("type_mismatch", `key "${key}" holds a ${view.type}; use /v1/${view.type}s/`, {
       type: view.type,
     });
+  }
   return view;
 }
 
@@ -38,10 +40,11 @@ export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   app.get("/v1/kv", async (c) => {
     const config = loadConfig(c.env);
-    const region = servingRegion(config, c.req.raw, c.req.query("region"));
+    const region = chooseRegion(config, await clusterView(c.env), c.req.raw, c.req.query("region"));
     const prefix = c.req.query("prefix") ?? "";
-    if (new TextEncoder().encode(prefix).length > 512)
+    if (new TextEncoder().encode(prefix).length > 512) {
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
+    }
     const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
     const after = decodeCursor(c.req.query("cursor"));
     const page = await callReplicaPlain(region, () =>
@@ -53,43 +56,29 @@ export function mountKv(app: Hono<AppEnv>): void {
   });
 
   app.put(`${KV_PREFIX}*`, async (c) => {
-    const config = loadConfig(c.env);
     const key = keyFromPath(c.req.raw, KV_PREFIX);
-    const region = servingRegion(config, c.req.raw, c.req.query("region"));
-    const ack = parseWriteAck(c.req.query("ack"));
     const contentType = c.req.header("content-type") ?? "application/octet-stream";
-    if (contentType.length > CONTENT_TYPE_CHARS_MAX)
+    if (contentType.length > CONTENT_TYPE_CHARS_MAX) {
       throw new StoreError("invalid_body", `Content-Type is longer than ${CONTENT_TYPE_CHARS_MAX} characters`);
+    }
     const value = await readBodyCapped(c.req.raw, VALUE_BYTES_MAX);
-    const outcome = await callReplica(region, () =>
-      replicaOf(c.env, region).write(key, { type: "register", op: { kind: "put", value, contentType } }),
-    );
-    await writeAnswerHeaders(c, outcome, ack);
-    return c.json({ key, region: outcome.region, version: outcome.view.version, acked: [outcome.region] });
+    const written = await performWrite(c, key, { type: "register", op: { kind: "put", value, contentType } });
+    return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
   });
 
   app.delete(`${KV_PREFIX}*`, async (c) => {
-    const config = loadConfig(c.env);
     const key = keyFromPath(c.req.raw, KV_PREFIX);
-    const region = servingRegion(config, c.req.raw, c.req.query("region"));
-    const ack = parseWriteAck(c.req.query("ack"));
-    const outcome = await callReplica(region, () =>
-      replicaOf(c.env, region).write(key, { type: "register", op: { kind: "delete" } }),
-    );
-    await writeAnswerHeaders(c, outcome, ack);
-    return c.json({ key, region: outcome.region, version: outcome.view.version, acked: [outcome.region] });
+    const written = await performWrite(c, key, { type: "register", op: { kind: "delete" } });
+    return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
   });
 
   app.get(`${KV_PREFIX}*`, async (c) => {
-    const config = loadConfig(c.env);
     const key = keyFromPath(c.req.raw, KV_PREFIX);
-    const region = servingRegion(config, c.req.raw, c.req.query("region"));
-    const outcome = await callReplica(region, () => replicaOf(c.env, region).read(key));
-    c.header("X-Served-By", outcome.region);
-    c.header("X-Replication-Lag-Ms", String(Math.round(outcome.lagMs)));
-    const view = outcome.view === null ? null : registerOnly(outcome.view, key);
-    if (view === null || view.value === null)
-      throw new StoreError("not_found", `key "${key}" does not exist in region ${outcome.region}`);
+    const read = await performRead(c, key);
+    const view = read.view === null ? null : registerOnly(read.view, key);
+    if (view === null || view.value === null) {
+      throw new StoreError("not_found", `key "${key}" does not exist in region ${read.region}`);
+    }
     c.header("ETag", `"${view.version}"`);
     c.header("Content-Type", view.contentType);
     return c.body(view.value.slice().buffer);

@@ -10,7 +10,9 @@ import { type ReplicaStatus } from "../replica/replica.ts";
 import { type AppEnv } from "./app.ts";
 import { callReplicaPlain, intParam } from "./http.ts";
 import { renderMetrics } from "./metrics.ts";
-import { replicaOf, servingRegion } from "./routing.ts";
+import { isHealthy } from "../../shared/store/cluster.ts";
+import { regionPreference, replicaOf, servingRegion } from "./routing.ts";
+import { clusterView } from "./view.ts";
 
 /** How long a status fan-out waits for a region before calling it unreachable. */
 export const STATUS_TIMEOUT_MS = 2000;
@@ -48,14 +50,21 @@ function pageCursor(raw: string | undefined): number {
 export function mountObserve(app: Hono<AppEnv>): void {
   app.get("/v1/regions", async (c) => {
     const config = loadConfig(c.env);
-    const statuses = await gatherStatuses(c.env);
+    const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
     const regions = config.regions.map((id) => {
       const status = statuses.get(id) ?? null;
       const lag: Record<string, { entries: number; ms: number }> = {};
       for (const [peer, l] of Object.entries(status?.lag ?? {})) lag[peer] = { entries: l.entries, ms: l.ms };
-      return { id, location: REGION_LOCATIONS[id], healthy: status !== null, lag };
+      const health = view.health[id];
+      const healthy = status !== null && (health?.healthy ?? true);
+      const reason = status === null ? "unreachable" : (health?.reason ?? null);
+      return { id, location: REGION_LOCATIONS[id], healthy, ...(healthy ? {} : { reason }), lag };
     });
-    return c.json({ regions, closest: servingRegion(config, c.req.raw, undefined) });
+    const primaries: Record<string, { region: string; epoch: number; ready: boolean; failover: boolean }> = {};
+    for (const [prefix, p] of Object.entries(view.primaries)) primaries[prefix] = { ...p };
+    const nearest = regionPreference(config, c.req.raw);
+    const closest = nearest.find((r) => isHealthy(view, r)) ?? nearest[0];
+    return c.json({ regions, closest, primaries });
   });
 
   app.get("/v1/conflicts", async (c) => {

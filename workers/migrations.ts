@@ -1,0 +1,49 @@
+/**
+ * Applies numbered SQL migrations in order, each once, recording it in `_migrations`. Runs
+ * inside `blockConcurrencyWhile` when a Durable Object starts, so no request sees a
+ * half-migrated schema; each file runs in its own `transactionSync` (SQL `BEGIN` and
+ * `PRAGMA user_version` are refused in Durable Objects).
+ */
+import control0001 from "../migrations/control/0001_init.sql";
+import replica0001 from "../migrations/0001_init.sql";
+import replica0002 from "../migrations/0002_primaries.sql";
+
+/** One migration file. */
+export interface Migration {
+  readonly id: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+/** The replica's migrations, in order. Append only: never edit or reorder a released file. */
+export const REPLICA_MIGRATIONS: readonly Migration[] = [
+  { id: 1, name: "0001_init", sql: replica0001 },
+  { id: 2, name: "0002_primaries", sql: replica0002 },
+];
+
+/** The control object's migrations, in order. Append only. */
+export const CONTROL_MIGRATIONS: readonly Migration[] = [{ id: 1, name: "control/0001_init", sql: control0001 }];
+
+/** Applies the migrations not yet recorded; returns the names it applied. */
+export function migrate(storage: DurableObjectStorage, migrations: readonly Migration[], nowMs: number): string[] {
+  const sql = storage.sql;
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)",
+  );
+  const done = new Set(
+    sql
+      .exec<{ id: number }>("SELECT id FROM _migrations")
+      .toArray()
+      .map((row) => row.id),
+  );
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    if (done.has(migration.id)) continue;
+    storage.transactionSync(() => {
+      sql.exec(migration.sql);
+      sql.exec("INSERT INTO _migrations (id, name, applied_ms) VALUES (?, ?, ?)", migration.id, migration.name, nowMs);
+    });
+    applied.push(migration.name);
+  }
+  return applied;
+}
