@@ -1,0 +1,160 @@
+// Consistency choices through the router: write acks (with a region out), session reads
+// across regions, quorum reads with read repair, and their parameter errors.
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type RegionId } from "../../shared/regions.ts";
+import { signSession } from "../../workers/router/session.ts";
+import { api, okValue, registerText, replica, uniqueKey } from "./helpers.ts";
+
+const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
+
+async function setHealth(region: RegionId, healthy: boolean): Promise<void> {
+  const res = await api(`/v1/admin/regions/${region}/health`, { method: "POST", body: JSON.stringify({ healthy }) });
+  expect(res.status).toBe(200);
+}
+
+/** Writes `value` in `region` with replication held back: only that region has it afterwards. */
+async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
+  await runInDurableObject(replica(region), async (instance) => {
+    const holder = instance as unknown as { env: Env };
+    holder.env = { ...env, REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue };
+    okValue(await instance.write(key, { type: "register", op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" } }));
+    holder.env = env;
+  });
+}
+
+afterEach(async () => {
+  for (const region of REGIONS) await setHealth(region, true);
+});
+
+describe("write acks", () => {
+  it("acknowledges after 1, k, a majority, or every region has applied the write", async () => {
+    for (const [ack, least] of [["local", 1], ["2", 2], ["quorum", 3], ["all", 4]] as const) {
+      const res = await api(`/v1/kv/${uniqueKey("ack")}?region=weur&ack=${ack}`, { method: "PUT", body: "v" });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { acked: string[] };
+      expect(body.acked[0]).toBe("weur");
+      expect(new Set(body.acked).size).toBe(body.acked.length);
+      expect(body.acked.length).toBeGreaterThanOrEqual(least);
+    }
+  });
+
+  it("has every acked region hold the write durably", async () => {
+    const key = uniqueKey("ack-durable");
+    const body = (await (await api(`/v1/kv/${key}?region=apac&ack=all`, { method: "PUT", body: "everywhere" })).json()) as { acked: RegionId[] };
+    expect([...body.acked].sort()).toEqual([...REGIONS].sort());
+    for (const region of body.acked) expect(registerText(await replica(region).read(key))).toBe("everywhere");
+  });
+
+  it("refuses unknown ack values and timeouts", async () => {
+    for (const ack of ["0", "5", "most", "-1", "1.5"]) {
+      const res = await api(`/v1/kv/${uniqueKey("bad")}?ack=${ack}`, { method: "PUT", body: "v" });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_ack");
+    }
+    const res = await api(`/v1/kv/${uniqueKey("bad")}?ack=all&timeout_ms=0`, { method: "PUT", body: "v" });
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_query");
+  });
+
+  it("answers 504 ack_timeout listing who applied when a region is out, and delivers once it is back", async () => {
+    const key = uniqueKey("ack-out");
+    await setHealth("weur", false);
+    const res = await api(`/v1/kv/${key}?region=enam&ack=all&timeout_ms=300`, { method: "PUT", body: "eventually" });
+    expect(res.status).toBe(504);
+    const body = (await res.json()) as { error: { code: string; acked: string[]; version: string } };
+    expect(body.error.code).toBe("ack_timeout");
+    expect([...body.error.acked].sort()).toEqual(["apac", "enam", "wnam"]);
+    // Not rolled back: the other regions have it; nothing is routed to weur meanwhile.
+    expect(registerText(await replica("apac").read(key))).toBe("eventually");
+    expect((await api(`/v1/kv/${key}?region=weur`)).status).toBe(503);
+    await setHealth("weur", true);
+    await vi.waitFor(async () => expect(registerText(await replica("weur").read(key))).toBe("eventually"), { timeout: 15_000, interval: 100 });
+  });
+
+  it("routes unpinned requests around an unhealthy region", async () => {
+    await setHealth("enam", false);
+    const res = await api(`/v1/kv/${uniqueKey("around")}`, { method: "PUT", body: "v" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).not.toBe("enam");
+  });
+});
+
+describe("session reads", () => {
+  it("read-your-writes from another region, every time", async () => {
+    for (let i = 0; i < 25; i += 1) {
+      const key = uniqueKey("ryw");
+      const write = await api(`/v1/kv/${key}?region=wnam`, { method: "PUT", body: `v${i}` });
+      const token = write.headers.get("x-session-token");
+      expect(token).toMatch(/^s1\./);
+      const read = await api(`/v1/kv/${key}?region=apac&consistency=session`, { headers: { "X-Session-Token": token! } });
+      expect(read.status).toBe(200);
+      expect(await read.text()).toBe(`v${i}`);
+      expect(read.headers.get("x-served-by")).toBe("apac");
+    }
+  });
+
+  it("fetches what the serving replica lacks when replication does not arrive in time", async () => {
+    const key = uniqueKey("fetch");
+    await writeHeldBack("wnam", key, "only in wnam");
+    // The token a client of that write holds: it has seen wnam's newest write.
+    const seen = await signSession("test-session-secret", { wnam: (await replica("wnam").status()).seq });
+    expect(okValue(await replica("weur").read(key)).view).toBeNull();
+    const read = await api(`/v1/kv/${key}?region=weur&consistency=session`, { headers: { "X-Session-Token": seen } });
+    expect(read.status).toBe(200);
+    expect(await read.text()).toBe("only in wnam");
+    // Without the session the same replica answers its own (older) state.
+    expect((await api(`/v1/kv/${key}?region=apac`)).status).toBe(404);
+  });
+
+  it("gives a token to clients that never wrote, and refuses garbled or forged tokens", async () => {
+    const key = uniqueKey("tokens");
+    await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "v" });
+    const fresh = await api(`/v1/kv/${key}?region=enam&consistency=session`);
+    const token = fresh.headers.get("x-session-token")!;
+    expect((await api(`/v1/kv/${key}?region=enam&consistency=session`, { headers: { "X-Session-Token": token } })).status).toBe(200);
+    const [version, payload] = token.split(".");
+    for (const bad of ["garbage", `${version}.${payload}.AAAA`, `${version}.${payload}x.${token.split(".")[2]}`, "s1..", "s2.a.b"]) {
+      const res = await api(`/v1/kv/${key}?consistency=session`, { headers: { "X-Session-Token": bad } });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_session_token");
+    }
+  });
+
+  it("refuses unknown consistency levels", async () => {
+    const res = await api(`/v1/kv/x?consistency=linearizable`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_consistency");
+    const missing = await api(`/v1/kv/x?consistency=bounded`);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe("invalid_consistency");
+  });
+});
+
+describe("quorum reads", () => {
+  it("answer a write only one region has, and repair the stale replicas", async () => {
+    const key = uniqueKey("repair");
+    await writeHeldBack("apac", key, "from apac");
+    for (const region of ["wnam", "enam", "weur"] as const) expect(okValue(await replica(region).read(key)).view).toBeNull();
+    const read = await api(`/v1/kv/${key}?region=enam&consistency=quorum`);
+    expect(read.status).toBe(200);
+    expect(await read.text()).toBe("from apac");
+    for (const region of ["wnam", "enam", "weur"] as const) {
+      await vi.waitFor(async () => expect(registerText(await replica(region).read(key))).toBe("from apac"), { timeout: 5000, interval: 20 });
+    }
+  });
+
+  it("merge counters across regions exactly", async () => {
+    const key = uniqueKey("qcounter");
+    await api(`/v1/counters/${key}?region=wnam&ack=all`, { method: "POST", body: '{"delta":5}' });
+    const read = await api(`/v1/counters/${key}?region=weur&consistency=quorum`);
+    expect(await read.json()).toEqual({ key, value: 5 });
+  });
+
+  it("need a majority of healthy regions", async () => {
+    await setHealth("wnam", false);
+    await setHealth("enam", false);
+    const res = await api(`/v1/kv/${uniqueKey("q")}?consistency=quorum`);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("region_unavailable");
+  });
+});

@@ -1,0 +1,131 @@
+// Strong prefixes: writes go to the primary and wait for a quorum, compare-and-set is exact,
+// strong reads come from the confirmed primary, and failover promotes the replica that applied
+// the most of the old primary's writes under a new epoch that fences the old primary.
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, vi } from "vitest";
+import { hlcNow, hlcZero } from "../../shared/hlc.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { applyKeyOp } from "../../shared/store/key-state.ts";
+import { api, codeOf, entries, okValue, replica, uniqueKey } from "./helpers.ts";
+
+async function errorCode(res: Response): Promise<string> {
+  return ((await res.json()) as { error: { code: string } }).error.code;
+}
+
+async function regions(): Promise<{ primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }> }> {
+  return (await api("/v1/regions")).json() as Promise<{ primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }> }>;
+}
+
+describe("strong prefixes", () => {
+  it("forwards writes to the primary and acknowledges them with a quorum", async () => {
+    const res = await api(`/v1/kv/strong/${uniqueKey("fwd")}?region=apac`, { method: "PUT", body: "v" });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { region: string; acked: string[] };
+    expect(body.region).toBe("enam");
+    expect(body.acked.length).toBeGreaterThanOrEqual(3);
+    expect((await regions()).primaries["strong/"]).toMatchObject({ region: "enam", epoch: 1, ready: true });
+  });
+
+  it("creates only once with If-None-Match: * and updates only at the matching ETag", async () => {
+    const key = `strong/${uniqueKey("cas")}`;
+    const created = await api(`/v1/kv/${key}`, { method: "PUT", body: "1", headers: { "If-None-Match": "*" } });
+    expect(created.status).toBe(200);
+    const again = await api(`/v1/kv/${key}`, { method: "PUT", body: "x", headers: { "If-None-Match": "*" } });
+    expect(again.status).toBe(412);
+    expect(await errorCode(again)).toBe("precondition_failed");
+    const etag = created.headers.get("etag")!;
+    const stale = await api(`/v1/kv/${key}`, { method: "PUT", body: "x", headers: { "If-Match": '"AAAA"' } });
+    expect(stale.status).toBe(412);
+    const updated = await api(`/v1/kv/${key}`, { method: "PUT", body: "2", headers: { "If-Match": etag } });
+    expect(updated.status).toBe(200);
+    const read = await api(`/v1/kv/${key}?consistency=strong`);
+    expect(await read.text()).toBe("2");
+    expect(read.headers.get("x-served-by")).toBe("enam");
+  });
+
+  it("lets exactly one of two racing compare-and-set writes win, every time", async () => {
+    for (let round = 0; round < 10; round += 1) {
+      const key = `strong/${uniqueKey("race")}`;
+      const etag = (await api(`/v1/kv/${key}`, { method: "PUT", body: "start" })).headers.get("etag")!;
+      const [a, b] = await Promise.all(
+        (["weur", "apac"] as const).map((region) =>
+          api(`/v1/kv/${key}?region=${region}`, { method: "PUT", body: `from ${region}`, headers: { "If-Match": etag } }),
+        ),
+      );
+      expect([a!.status, b!.status].sort()).toEqual([200, 412]);
+      const winner = a!.status === 200 ? "from weur" : "from apac";
+      expect(await (await api(`/v1/kv/${key}?consistency=strong`)).text()).toBe(winner);
+    }
+  });
+
+  it("refuses strong reads outside strong prefixes", async () => {
+    const res = await api(`/v1/kv/${uniqueKey("weak")}?consistency=strong`);
+    expect(res.status).toBe(400);
+    expect(await errorCode(res)).toBe("invalid_consistency");
+  });
+
+  it("answers 503 primary_unavailable while a primary without failover is out", async () => {
+    await api(`/v1/admin/regions/wnam/health`, { method: "POST", body: '{"healthy":false}' });
+    const res = await api(`/v1/kv/manual/${uniqueKey("m")}`, { method: "PUT", body: "v" });
+    expect(res.status).toBe(503);
+    expect(await errorCode(res)).toBe("primary_unavailable");
+    expect((await regions()).primaries["manual/"]).toMatchObject({ region: "wnam", epoch: 1 });
+    await api(`/v1/admin/regions/wnam/health`, { method: "POST", body: '{"healthy":true}' });
+    expect((await api(`/v1/kv/manual/${uniqueKey("m")}`, { method: "PUT", body: "v" })).status).toBe(200);
+  });
+
+  it("fails over to the most caught-up replica, keeps every quorum-acked write, and fences the old primary", async () => {
+    // Quorum-acknowledged writes under the first primary.
+    const keys = Array.from({ length: 6 }, (_, i) => `strong/${uniqueKey(`kept-${i}`)}`);
+    for (const [i, key] of keys.entries()) {
+      const res = await api(`/v1/kv/${key}?ack=quorum`, { method: "PUT", body: `value ${i}` });
+      expect(res.status).toBe(200);
+    }
+    // Make apac the replica that has applied the most of enam's writes, yet missing half of
+    // these keys (as if their deliveries were still in flight): recovery must bring them back.
+    await vi.waitFor(async () => {
+      for (const key of keys) expect(await replica("apac").keyState(key)).not.toBeNull();
+    });
+    await runInDurableObject(replica("apac"), (_i, state) => {
+      state.storage.sql.exec("UPDATE peer_recv SET applied_seq = applied_seq + 1000000 WHERE origin = 'enam'");
+      for (const key of keys.slice(0, 3)) state.storage.sql.exec("DELETE FROM kv WHERE key = ?", key);
+    });
+    const taken = await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":false}' });
+    expect(taken.status).toBe(200);
+    const after = (await regions()).primaries["strong/"];
+    expect(after).toMatchObject({ region: "apac", epoch: 2, ready: true });
+
+    // No acknowledged write is lost, and the new primary takes writes.
+    for (const [i, key] of keys.entries()) {
+      const read = await api(`/v1/kv/${key}?consistency=strong`);
+      expect(read.headers.get("x-served-by")).toBe("apac");
+      expect(await read.text()).toBe(`value ${i}`);
+    }
+    const next = await api(`/v1/kv/${keys[0]}`, { method: "PUT", body: "after failover" });
+    expect(next.status).toBe(200);
+    expect(((await next.json()) as { region: string }).region).toBe("apac");
+
+    // The old primary comes back as a follower: its writes under the old epoch are refused...
+    await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":true}' });
+    const late = await replica("enam").write(keys[1]!, { type: "register", op: { kind: "put", value: new Uint8Array([1]), contentType: "x" } }, {
+      acks: 3,
+      timeoutMs: 500,
+      strong: { prefix: "strong/", epoch: 1 },
+    });
+    expect(codeOf(late)).toBe("fenced");
+    // ...and a late replicated write it accepted under epoch 1 is not merged anywhere, but logged.
+    const stamp = hlcNow(hlcZero("enam"), Date.now());
+    const stale = applyKeyOp(undefined, { type: "register", op: { kind: "put", value: new TextEncoder().encode("late"), contentType: "text/plain" } }, "enam", stamp);
+    const message = entries("enam", "weur", 5_000_000, [{ key: keys[2]!, state: okValue(stale), stamp }]);
+    message.entries[0] = { ...message.entries[0]!, epoch: 1 };
+    expect(codeOf((await replica("weur").applyReplication([message]))[0])).toBe("ok");
+    const weurRead = okValue(await replica("weur").read(keys[2]!));
+    expect(weurRead.view?.type === "register" ? new TextDecoder().decode(weurRead.view.value!) : null).toBe("value 2");
+    const log = (await (await api("/v1/conflicts?region=weur&limit=1000")).json()) as { conflicts: Array<{ key: string; kind: string; rule: string }> };
+    expect(log.conflicts.find((c) => c.key === keys[2])).toMatchObject({ kind: "fenced", rule: "stale_epoch" });
+    // Strong writes routed by the router keep going to the new primary.
+    expect((await (await api(`/v1/kv/${keys[3]}?region=enam`, { method: "PUT", body: "x" })).json()) as { region: string }).toMatchObject({
+      region: "apac",
+    });
+  });
+});
