@@ -40,6 +40,8 @@ export default defineConfig({
           include: ["test/e2e/**/*.test.ts"],
           environment: "node",
           globalSetup: ["test/e2e/global-setup.ts"],
+          // One store serves every file; the failover test takes a region out, so files run one at a time.
+          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },

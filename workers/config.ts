@@ -24,6 +24,11 @@ export interface Config {
   readonly sessionWaitMs: number;
   /** A region no peer has heard from for this long is unhealthy. */
   readonly healthSilenceMs: number;
+  /**
+   * Fault injection for tests and drills: every replication message waits this long in the
+   * queue (Queues' own `delaySeconds`), as a slow WAN link would. 0 in production.
+   */
+  readonly replicationDelaySeconds: number;
 }
 
 /** Default for {@link Config.ackTimeoutMs}. */
@@ -38,6 +43,16 @@ function positiveInt(name: string, raw: string | undefined, fallback: number): n
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
   assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
+
+function nonNegativeInt(name: string, raw: string | undefined, fallback: number, max: number): number {
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  assert(
+    Number.isSafeInteger(value) && value >= 0 && value <= max,
+    `${name} must be an integer from 0 to ${max}, got "${raw}"`,
+  );
   return value;
 }
 
@@ -60,6 +75,7 @@ export function loadConfig(env: Env): Config {
     env.ACK_TIMEOUT_MS,
     env.SESSION_WAIT_MS,
     env.HEALTH_SILENCE_MS,
+    env.REPLICATION_DELAY_SECONDS,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -82,6 +98,7 @@ export function loadConfig(env: Env): Config {
     ackTimeoutMs: positiveInt("ACK_TIMEOUT_MS", env.ACK_TIMEOUT_MS, ACK_TIMEOUT_MS_DEFAULT),
     sessionWaitMs: positiveInt("SESSION_WAIT_MS", env.SESSION_WAIT_MS, SESSION_WAIT_MS_DEFAULT),
     healthSilenceMs: positiveInt("HEALTH_SILENCE_MS", env.HEALTH_SILENCE_MS, 3 * heartbeatIntervalMs),
+    replicationDelaySeconds: nonNegativeInt("REPLICATION_DELAY_SECONDS", env.REPLICATION_DELAY_SECONDS, 0, 43_200),
   };
   cached = { key, config };
   return config;

@@ -6,12 +6,19 @@ export type Region = (typeof REGIONS)[number];
 export const ADMIN_TOKEN = "dev-token";
 export const READ_TOKEN = "dev-read-token";
 
+let baseOverride: string | undefined;
+
+/** Points this file's requests at another store (one the file started itself). */
+export function useStore(baseUrl: string | undefined): void {
+  baseOverride = baseUrl;
+}
+
 /** A request against the running store; `token: null` sends none. */
 export function call(path: string, init: RequestInit & { token?: string | null } = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   const token = init.token === undefined ? ADMIN_TOKEN : init.token;
   if (token !== null) headers.set("Authorization", `Bearer ${token}`);
-  return fetch(`${inject("baseUrl")}${path}`, { ...init, headers });
+  return fetch(`${baseOverride ?? inject("baseUrl")}${path}`, { ...init, headers });
 }
 
 /** JSON of a request, asserting its status. */

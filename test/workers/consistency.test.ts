@@ -18,8 +18,16 @@ async function setHealth(region: RegionId, healthy: boolean): Promise<void> {
 async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
   await runInDurableObject(replica(region), async (instance) => {
     const holder = instance as unknown as { env: Env };
-    holder.env = { ...env, REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue };
-    okValue(await instance.write(key, { type: "register", op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" } }));
+    holder.env = {
+      ...env,
+      REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue,
+    };
+    okValue(
+      await instance.write(key, {
+        type: "register",
+        op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
+      }),
+    );
     holder.env = env;
   });
 }
@@ -30,7 +38,12 @@ afterEach(async () => {
 
 describe("write acks", () => {
   it("acknowledges after 1, k, a majority, or every region has applied the write", async () => {
-    for (const [ack, least] of [["local", 1], ["2", 2], ["quorum", 3], ["all", 4]] as const) {
+    for (const [ack, least] of [
+      ["local", 1],
+      ["2", 2],
+      ["quorum", 3],
+      ["all", 4],
+    ] as const) {
       const res = await api(`/v1/kv/${uniqueKey("ack")}?region=weur&ack=${ack}`, { method: "PUT", body: "v" });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { acked: string[] };
@@ -42,7 +55,9 @@ describe("write acks", () => {
 
   it("has every acked region hold the write durably", async () => {
     const key = uniqueKey("ack-durable");
-    const body = (await (await api(`/v1/kv/${key}?region=apac&ack=all`, { method: "PUT", body: "everywhere" })).json()) as { acked: RegionId[] };
+    const body = (await (
+      await api(`/v1/kv/${key}?region=apac&ack=all`, { method: "PUT", body: "everywhere" })
+    ).json()) as { acked: RegionId[] };
     expect([...body.acked].sort()).toEqual([...REGIONS].sort());
     for (const region of body.acked) expect(registerText(await replica(region).read(key))).toBe("everywhere");
   });
@@ -69,7 +84,10 @@ describe("write acks", () => {
     expect(registerText(await replica("apac").read(key))).toBe("eventually");
     expect((await api(`/v1/kv/${key}?region=weur`)).status).toBe(503);
     await setHealth("weur", true);
-    await vi.waitFor(async () => expect(registerText(await replica("weur").read(key))).toBe("eventually"), { timeout: 15_000, interval: 100 });
+    await vi.waitFor(async () => expect(registerText(await replica("weur").read(key))).toBe("eventually"), {
+      timeout: 15_000,
+      interval: 100,
+    });
   });
 
   it("routes unpinned requests around an unhealthy region", async () => {
@@ -87,7 +105,9 @@ describe("session reads", () => {
       const write = await api(`/v1/kv/${key}?region=wnam`, { method: "PUT", body: `v${i}` });
       const token = write.headers.get("x-session-token");
       expect(token).toMatch(/^s1\./);
-      const read = await api(`/v1/kv/${key}?region=apac&consistency=session`, { headers: { "X-Session-Token": token! } });
+      const read = await api(`/v1/kv/${key}?region=apac&consistency=session`, {
+        headers: { "X-Session-Token": token! },
+      });
       expect(read.status).toBe(200);
       expect(await read.text()).toBe(`v${i}`);
       expect(read.headers.get("x-served-by")).toBe("apac");
@@ -112,9 +132,17 @@ describe("session reads", () => {
     await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "v" });
     const fresh = await api(`/v1/kv/${key}?region=enam&consistency=session`);
     const token = fresh.headers.get("x-session-token")!;
-    expect((await api(`/v1/kv/${key}?region=enam&consistency=session`, { headers: { "X-Session-Token": token } })).status).toBe(200);
+    expect(
+      (await api(`/v1/kv/${key}?region=enam&consistency=session`, { headers: { "X-Session-Token": token } })).status,
+    ).toBe(200);
     const [version, payload] = token.split(".");
-    for (const bad of ["garbage", `${version}.${payload}.AAAA`, `${version}.${payload}x.${token.split(".")[2]}`, "s1..", "s2.a.b"]) {
+    for (const bad of [
+      "garbage",
+      `${version}.${payload}.AAAA`,
+      `${version}.${payload}x.${token.split(".")[2]}`,
+      "s1..",
+      "s2.a.b",
+    ]) {
       const res = await api(`/v1/kv/${key}?consistency=session`, { headers: { "X-Session-Token": bad } });
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_session_token");
@@ -134,12 +162,16 @@ describe("quorum reads", () => {
   it("answer a write only one region has, and repair the stale replicas", async () => {
     const key = uniqueKey("repair");
     await writeHeldBack("apac", key, "from apac");
-    for (const region of ["wnam", "enam", "weur"] as const) expect(okValue(await replica(region).read(key)).view).toBeNull();
+    for (const region of ["wnam", "enam", "weur"] as const)
+      expect(okValue(await replica(region).read(key)).view).toBeNull();
     const read = await api(`/v1/kv/${key}?region=enam&consistency=quorum`);
     expect(read.status).toBe(200);
     expect(await read.text()).toBe("from apac");
     for (const region of ["wnam", "enam", "weur"] as const) {
-      await vi.waitFor(async () => expect(registerText(await replica(region).read(key))).toBe("from apac"), { timeout: 5000, interval: 20 });
+      await vi.waitFor(async () => expect(registerText(await replica(region).read(key))).toBe("from apac"), {
+        timeout: 5000,
+        interval: 20,
+      });
     }
   });
 

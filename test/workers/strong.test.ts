@@ -13,7 +13,9 @@ async function errorCode(res: Response): Promise<string> {
 }
 
 async function regions(): Promise<{ primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }> }> {
-  return (await api("/v1/regions")).json() as Promise<{ primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }> }>;
+  return (await api("/v1/regions")).json() as Promise<{
+    primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }>;
+  }>;
 }
 
 describe("strong prefixes", () => {
@@ -49,7 +51,11 @@ describe("strong prefixes", () => {
       const etag = (await api(`/v1/kv/${key}`, { method: "PUT", body: "start" })).headers.get("etag")!;
       const [a, b] = await Promise.all(
         (["weur", "apac"] as const).map((region) =>
-          api(`/v1/kv/${key}?region=${region}`, { method: "PUT", body: `from ${region}`, headers: { "If-Match": etag } }),
+          api(`/v1/kv/${key}?region=${region}`, {
+            method: "PUT",
+            body: `from ${region}`,
+            headers: { "If-Match": etag },
+          }),
         ),
       );
       expect([a!.status, b!.status].sort()).toEqual([200, 412]);
@@ -107,24 +113,37 @@ describe("strong prefixes", () => {
 
     // The old primary comes back as a follower: its writes under the old epoch are refused...
     await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":true}' });
-    const late = await replica("enam").write(keys[1]!, { type: "register", op: { kind: "put", value: new Uint8Array([1]), contentType: "x" } }, {
-      acks: 3,
-      timeoutMs: 500,
-      strong: { prefix: "strong/", epoch: 1 },
-    });
+    const late = await replica("enam").write(
+      keys[1]!,
+      { type: "register", op: { kind: "put", value: new Uint8Array([1]), contentType: "x" } },
+      {
+        acks: 3,
+        timeoutMs: 500,
+        strong: { prefix: "strong/", epoch: 1 },
+      },
+    );
     expect(codeOf(late)).toBe("fenced");
     // ...and a late replicated write it accepted under epoch 1 is not merged anywhere, but logged.
     const stamp = hlcNow(hlcZero("enam"), Date.now());
-    const stale = applyKeyOp(undefined, { type: "register", op: { kind: "put", value: new TextEncoder().encode("late"), contentType: "text/plain" } }, "enam", stamp);
+    const stale = applyKeyOp(
+      undefined,
+      { type: "register", op: { kind: "put", value: new TextEncoder().encode("late"), contentType: "text/plain" } },
+      "enam",
+      stamp,
+    );
     const message = entries("enam", "weur", 5_000_000, [{ key: keys[2]!, state: okValue(stale), stamp }]);
     message.entries[0] = { ...message.entries[0]!, epoch: 1 };
     expect(codeOf((await replica("weur").applyReplication([message]))[0])).toBe("ok");
     const weurRead = okValue(await replica("weur").read(keys[2]!));
     expect(weurRead.view?.type === "register" ? new TextDecoder().decode(weurRead.view.value!) : null).toBe("value 2");
-    const log = (await (await api("/v1/conflicts?region=weur&limit=1000")).json()) as { conflicts: Array<{ key: string; kind: string; rule: string }> };
+    const log = (await (await api("/v1/conflicts?region=weur&limit=1000")).json()) as {
+      conflicts: Array<{ key: string; kind: string; rule: string }>;
+    };
     expect(log.conflicts.find((c) => c.key === keys[2])).toMatchObject({ kind: "fenced", rule: "stale_epoch" });
     // Strong writes routed by the router keep going to the new primary.
-    expect((await (await api(`/v1/kv/${keys[3]}?region=enam`, { method: "PUT", body: "x" })).json()) as { region: string }).toMatchObject({
+    expect(
+      (await (await api(`/v1/kv/${keys[3]}?region=enam`, { method: "PUT", body: "x" })).json()) as { region: string },
+    ).toMatchObject({
       region: "apac",
     });
   });

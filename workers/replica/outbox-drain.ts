@@ -75,9 +75,15 @@ export class Outbox {
     if (rows.length === 0) return false;
     const messages = targets.flatMap((peer) => messagesFor(region, peer, rows, sentOf(peer)));
     if (messages.length === 0) return false;
-    if (loadConfig(this.env).directPush) this.ctx.waitUntil(this.pushDirect(messages.map((m) => m.message)));
+    const config = loadConfig(this.env);
+    // A fault-injected delay stands for a slow link; a direct push would bypass it.
+    const delaySeconds = config.replicationDelaySeconds;
+    if (config.directPush && delaySeconds === 0) this.ctx.waitUntil(this.pushDirect(messages.map((m) => m.message)));
     for (const batch of sendBatches(messages)) {
-      await this.env.REPLICATION_QUEUE.sendBatch(batch.map((m) => ({ body: m.message, contentType: "v8" as const })));
+      await this.env.REPLICATION_QUEUE.sendBatch(
+        batch.map((m) => ({ body: m.message, contentType: "v8" as const })),
+        delaySeconds > 0 ? { delaySeconds } : undefined,
+      );
       this.ctx.storage.transactionSync(() => {
         for (const { message } of batch) this.store.peerSend.set(message.target, message.to);
       });

@@ -1,0 +1,82 @@
+// Starts the store exactly as `npm start` does (scripts/start.mjs -> wrangler dev) on a free
+// port with fresh local state, and waits until it answers /healthz.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const STARTUP_MS_MAX = 90_000;
+const POLL_MS = 250;
+
+/** A running store. */
+export interface RunningStore {
+  readonly baseUrl: string;
+  stop(): void;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
+      );
+    });
+  });
+}
+
+async function waitHealthy(baseUrl: string, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = performance.now() + STARTUP_MS_MAX;
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`npm start exited with ${child.exitCode}:\n${log()}`);
+    try {
+      const res = await fetch(`${baseUrl}/healthz`);
+      if (res.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  throw new Error(`the store did not answer /healthz within ${STARTUP_MS_MAX} ms:\n${log()}`);
+}
+
+/** Starts a store; `vars` override wrangler.toml vars (as `KV_VARS` does for `npm start`). */
+export async function startStore(vars: Record<string, string> = {}): Promise<RunningStore> {
+  const port = await freePort();
+  const persistDir = mkdtempSync(path.join(tmpdir(), "kv-e2e-"));
+  const root = path.resolve(import.meta.dirname, "..", "..");
+  let output = "";
+  const child = spawn("node", [path.join(root, "scripts", "start.mjs")], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      KV_PERSIST_DIR: persistDir,
+      KV_VARS: Object.entries(vars)
+        .map(([name, value]) => `${name}:${value}`)
+        .join(","),
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const stop = (): void => {
+    if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGTERM");
+    rmSync(persistDir, { recursive: true, force: true });
+  };
+  try {
+    await waitHealthy(baseUrl, child, () => output);
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return { baseUrl, stop };
+}
