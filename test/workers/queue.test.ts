@@ -7,7 +7,7 @@ import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { WIRE_VERSION, type EntriesMessage } from "../../shared/store/wire.ts";
 import worker from "../../workers/index.ts";
 import { retryDelaySeconds } from "../../workers/queue/consumer.ts";
-import { api, heartbeat, registerText, replica, uniqueKey } from "./helpers.ts";
+import { api, codeOf, heartbeat, registerText, replica, uniqueKey } from "./helpers.ts";
 
 async function deliver(queue: string, bodies: unknown[], attempts = 1) {
   const batch = createMessageBatch(
@@ -62,6 +62,24 @@ describe("replication consumer", () => {
     expect(status.metrics.some((m) => m.name === "replication_errors_total" && m.peer === "wnam" && m.value > 0)).toBe(
       true,
     );
+  });
+});
+
+describe("regions taken out", () => {
+  it("parks their messages (acked and re-sent with a delay) instead of using up retries", async () => {
+    await api("/v1/admin/regions/apac/health", { method: "POST", body: '{"healthy":false}' });
+    try {
+      const result = await deliver("kv-replication", [heartbeat("wnam", "apac", 0, Date.now())], 9);
+      expect(result.explicitAcks).toEqual(["m0"]);
+      expect(result.retryMessages).toEqual([]);
+      // The replica itself refuses while out, as if it were down.
+      expect(codeOf((await replica("apac").applyReplication([heartbeat("wnam", "apac", 0, Date.now())]))[0])).toBe(
+        "region_unavailable",
+      );
+    } finally {
+      await api("/v1/admin/regions/apac/health", { method: "POST", body: '{"healthy":true}' });
+    }
+    expect(codeOf((await replica("apac").applyReplication([heartbeat("wnam", "apac", 0, Date.now())]))[0])).toBe("ok");
   });
 });
 

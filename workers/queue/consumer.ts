@@ -6,7 +6,9 @@
  */
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { loadConfig } from "../config.ts";
+import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../router/routing.ts";
+import { clusterView } from "../router/view.ts";
 
 /** Queue names, as in wrangler.toml. */
 export const REPLICATION_QUEUE = "kv-replication";
@@ -39,11 +41,36 @@ function byTarget(messages: readonly Message[]): Map<RegionId | undefined, Messa
   return groups;
 }
 
+/** How long a message for a region taken out of service waits before it is looked at again. */
+const TAKEN_OUT_RECHECK_SECONDS = 30;
+
+/**
+ * Re-enqueues messages for a region an operator took out, with a delay, and acks the
+ * originals: deliveries wait for the region without using up their retries.
+ */
+async function park(env: Env, messages: readonly Message[]): Promise<void> {
+  try {
+    await env.REPLICATION_QUEUE.sendBatch(
+      messages.map((m) => ({ body: m.body, contentType: "v8" as const })),
+      { delaySeconds: TAKEN_OUT_RECHECK_SECONDS },
+    );
+    for (const m of messages) m.ack();
+  } catch (error) {
+    console.error(`could not park ${messages.length} messages:`, error);
+    for (const m of messages) m.retry({ delaySeconds: TAKEN_OUT_RECHECK_SECONDS });
+  }
+}
+
 /** Delivers a replication batch, one replica call per target region. */
 export async function consumeReplication(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
+  const view = await clusterView(env);
   await Promise.all(
     [...byTarget(batch.messages)].map(async ([target, messages]) => {
+      if (target !== undefined && isTakenOut(view, target)) {
+        await park(env, messages);
+        return;
+      }
       if (target === undefined || !config.regions.includes(target)) {
         // Cannot be delivered anywhere: let it exhaust its retries into the dead-letter queue.
         console.error(`replication message without a configured target region; ${messages.length} to retry`);

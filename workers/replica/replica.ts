@@ -154,15 +154,13 @@ export class Replica extends DurableObject<Env> {
 
   /** Takes the control object's view: health, and primaries whose epochs fence old writes. */
   async applyView(view: ClusterView): Promise<void> {
-    const wasOut = isTakenOut(this.view, this.region);
     if (view.atMs < this.view.atMs) return;
     this.view = view;
     this.ctx.storage.transactionSync(() => {
       for (const [prefix, p] of Object.entries(view.primaries)) this.store.primaries.advance(prefix, p.region, p.epoch);
     });
-    // Held writes go out as soon as a region (this one or a peer) is back.
-    if (wasOut !== isTakenOut(view, this.region) || Object.values(view.health).some((h) => h.healthy))
-      this.ctx.waitUntil(this.outbox.flush());
+    // Writes held for a region that was out go as soon as the view says it is back.
+    this.ctx.waitUntil(this.outbox.flush());
   }
 
   /** Checks that this replica is the primary of `scope` under its epoch, here and at the control object. */
@@ -424,8 +422,9 @@ export class Replica extends DurableObject<Env> {
     return { state: this.store.kv.getEncoded(key), applied: this.appliedVector() };
   }
 
-  /** The key's canonical state (null when never written here). */
+  /** The key's canonical state (null when never written here); refused while taken out, as if down. */
   async keyState(key: string): Promise<Uint8Array | null> {
+    if (isTakenOut(this.view, this.region)) throw new Error(`region ${this.region} is taken out of service`);
     return this.store.kv.getEncoded(key);
   }
 
