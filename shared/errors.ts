@@ -23,7 +23,6 @@ export const ERROR_STATUS = {
   fenced: 409,
   precondition_failed: 412,
   value_too_large: 413,
-  unsupported_media_type: 415,
   clock_skew: 422,
   region_unavailable: 503,
   primary_unavailable: 503,

@@ -283,6 +283,13 @@ describe("observability", () => {
     expect(await errorOf(await api("/v1/conflicts?limit=0"))).toMatchObject({ status: 400, code: "invalid_query" });
   });
 
+  it("answers 405 with Allow for a method a route does not take", async () => {
+    const res = await api(`/v1/kv/${uniqueKey("m")}`, { method: "PATCH", body: "x" });
+    expect(res.headers.get("allow")).toBe("GET, PUT, DELETE");
+    expect(await errorOf(res)).toMatchObject({ status: 405, code: "method_not_allowed" });
+    expect(await errorOf(await api(`/v1/counters/x`, { method: "PUT", body: "{}" }))).toMatchObject({ status: 405 });
+  });
+
   it("answers unknown routes with a JSON 404", async () => {
     expect(await errorOf(await api("/v2/nothing"))).toMatchObject({ status: 404, code: "not_found" });
   });

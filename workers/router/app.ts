@@ -24,8 +24,9 @@ function neededScope(method: string, path: string): Scope {
   return method === "GET" || method === "HEAD" ? "read" : "write";
 }
 
-function errorAnswer(error: StoreError): Response {
+function errorAnswer(error: StoreError, allow?: string): Response {
   const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (allow !== undefined) headers.Allow = allow;
   if (error.code === "unauthorized") headers["WWW-Authenticate"] = 'Bearer realm="kv"';
   const body: ErrorBody = error.toBody();
   return new Response(JSON.stringify(body), { status: error.status, headers });
@@ -57,12 +58,25 @@ export function createApp(): Hono<AppEnv> {
   mountObserve(app);
   mountAdmin(app);
 
+  // A known path with a method it does not take answers 405, not 404.
+  for (const [pattern, allowed] of [
+    ["/v1/kv", "GET"],
+    ["/v1/kv/*", "GET, PUT, DELETE"],
+    ["/v1/counters/*", "GET, POST"],
+    ["/v1/sets/*", "GET, POST"],
+  ] as const) {
+    app.all(pattern, (c) => {
+      c.header("Allow", allowed);
+      throw new StoreError("method_not_allowed", `${c.req.method} is not supported here; use ${allowed}`);
+    });
+  }
+
   app.notFound(() => errorAnswer(new StoreError("not_found", "no such route; see README.md for the API")));
 
   // The one mapping from errors to HTTP. Operating errors answer their own status; anything
   // else is a bug, logged and answered as JSON without internals.
-  app.onError((error) => {
-    if (error instanceof StoreError) return errorAnswer(error);
+  app.onError((error, c) => {
+    if (error instanceof StoreError) return errorAnswer(error, c.res.headers.get("Allow") ?? undefined);
     console.error("unexpected error:", error);
     return errorAnswer(new StoreError("internal", "the store hit an unexpected error; it has been logged"));
   });
