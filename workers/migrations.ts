@@ -7,6 +7,7 @@
 import control0001 from "../migrations/control/0001_init.sql";
 import replica0001 from "../migrations/0001_init.sql";
 import replica0002 from "../migrations/0002_primaries.sql";
+import replica0003 from "../migrations/0003_key_seqs.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -19,6 +20,7 @@ export interface Migration {
 export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 1, name: "0001_init", sql: replica0001 },
   { id: 2, name: "0002_primaries", sql: replica0002 },
+  { id: 3, name: "0003_key_seqs", sql: replica0003 },
 ];
 
 /** The control object's migrations, in order. Append only. */

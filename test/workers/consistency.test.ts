@@ -127,6 +127,20 @@ describe("session reads", () => {
     expect((await api(`/v1/kv/${key}?region=apac`)).status).toBe(404);
   });
 
+  it("never goes back in time after reading a state that arrived outside the ordered stream", async () => {
+    const key = uniqueKey("monotonic");
+    await writeHeldBack("wnam", key, "repaired into apac only");
+    // apac gets the state by read repair, not through wnam's stream.
+    const snapshot = await replica("wnam").snapshot(key);
+    await replica("apac").repair(key, snapshot.state!, snapshot.seqs);
+    const first = await api(`/v1/kv/${key}?region=apac&consistency=session`);
+    expect(await first.text()).toBe("repaired into apac only");
+    const token = first.headers.get("x-session-token")!;
+    const second = await api(`/v1/kv/${key}?region=enam&consistency=session`, { headers: { "X-Session-Token": token } });
+    expect(second.status).toBe(200);
+    expect(await second.text()).toBe("repaired into apac only");
+  });
+
   it("gives a token to clients that never wrote, and refuses garbled or forged tokens", async () => {
     const key = uniqueKey("tokens");
     await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "v" });

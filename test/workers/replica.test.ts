@@ -41,7 +41,7 @@ describe("replica writes", () => {
         .toArray()
         .map((r) => r.name),
     );
-    expect(names).toEqual(["0001_init", "0002_primaries"]);
+    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs"]);
   });
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {

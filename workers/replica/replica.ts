@@ -40,7 +40,15 @@ import {
   WIRE_VERSION,
   replicationMessageSchema,
 } from "../../shared/store/wire.ts";
-import { type VersionVector, vvFrom } from "../../shared/version-vector.ts";
+import {
+  EMPTY_VV,
+  type VersionVector,
+  parseVv,
+  vvCompare,
+  vvFrom,
+  vvGet,
+  vvMerge,
+} from "../../shared/version-vector.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
 import { DeadLetters } from "./dead-letters.ts";
@@ -91,12 +99,19 @@ export interface ReadOptions {
   readonly strong?: StrongScope;
 }
 
-/** A read's answer: the key's view (null when never written here), lag, and what this replica has applied. */
+/** A read's answer: the key's view (null when never written here), lag, and the key's origin sequence numbers. */
 export interface ReadOutcome {
   readonly region: RegionId;
   readonly view: KeyView | null;
   readonly lagMs: number;
-  readonly applied: VersionVector;
+  /** Per origin region, the highest of its writes the answered state includes (for session tokens). */
+  readonly seqs: VersionVector;
+}
+
+/** A key's raw state as one replica holds it, for quorum reads and session fetches. */
+export interface KeySnapshot {
+  readonly state: Uint8Array | null;
+  readonly seqs: VersionVector;
 }
 
 /** A replica's health and progress, for /v1/regions, /metrics and the control object. */
@@ -201,7 +216,8 @@ export class Replica extends DurableObject<Env> {
     const now = Date.now();
     const epoch = options.strong?.epoch ?? null;
     const committed = this.ctx.storage.transactionSync(() => {
-      const current = this.store.kv.get(key);
+      const row = this.store.kv.getRow(key);
+      const current = row === null ? undefined : decodeKeyState(row.encoded);
       const conditions = checkConditions(current, options);
       if (!conditions.ok) return conditions;
       const plan = planWrite(current, op, this.region, this.clock, this.seq, now);
@@ -209,7 +225,7 @@ export class Replica extends DurableObject<Env> {
       const { state, encoded, stamp, seq, logState } = plan.value;
       const view = keyView(state);
       if (!view.ok) return view;
-      this.store.kv.put(key, state, encoded);
+      this.store.kv.put(key, state, encoded, vvMerge(row?.seqs ?? EMPTY_VV, vvFrom([[this.region, seq]])));
       this.store.log.append({ seq, key, stamp: formatHlc(stamp), writtenMs: now, state: logState, epoch });
       this.store.meta.set("clock", formatHlc(stamp));
       this.store.meta.set("seq", String(seq));
@@ -251,12 +267,21 @@ export class Replica extends DurableObject<Env> {
     return ok({ region: this.region, seq, view, acked: [this.region, ...result.acked], complete: result.complete });
   }
 
-  /** This replica's applied vector: its own writes and, per peer, the contiguous watermark. */
-  private appliedVector(): VersionVector {
-    return vvFrom([
-      [this.region, this.seq],
-      ...this.peers().map((p) => [p, this.store.peerRecv.get(p).appliedSeq] as const),
-    ]);
+  /**
+   * The regions whose writes this replica may still lack for `key`, given a session that has
+   * seen `seen`: a region's writes are covered when its ordered stream is applied that far, or
+   * when the key's state already includes one of its writes that far (a region's writes to one
+   * key are causally ordered, so the later one carries the earlier ones).
+   */
+  private lagging(key: string, seen: VersionVector): RegionId[] {
+    const seqs = this.store.kv.getRow(key)?.seqs ?? EMPTY_VV;
+    return sessionLagging(
+      vvFrom([
+        [this.region, this.seq],
+        ...this.peers().map((p) => [p, this.store.peerRecv.get(p).appliedSeq] as const),
+      ]),
+      seen,
+    ).filter((region) => vvGet(seqs, region) < vvGet(seen, region));
   }
 
   /** The key as this replica holds it, served under the requested consistency. */
@@ -281,29 +306,29 @@ export class Replica extends DurableObject<Env> {
       const caughtUp = await this.catchUp(key, options.session);
       if (!caughtUp.ok) return caughtUp;
     }
-    const state = this.store.kv.get(key);
-    const applied = this.appliedVector();
-    if (state === undefined) return ok({ region: this.region, view: null, lagMs, applied });
-    const view = keyView(state);
-    return view.ok ? ok({ region: this.region, view: view.value, lagMs, applied }) : view;
+    const row = this.store.kv.getRow(key);
+    if (row === null) return ok({ region: this.region, view: null, lagMs, seqs: EMPTY_VV });
+    const view = keyView(decodeKeyState(row.encoded));
+    return view.ok ? ok({ region: this.region, view: view.value, lagMs, seqs: row.seqs }) : view;
   }
 
   /**
    * Makes sure this replica holds everything `seen` covers for `key`: waits up to the
-   * configured bound for replication, then fetches the key from each region it still lags.
+   * configured bound for replication, then fetches the key from each region it still lags
+   * (that region's current state includes all its own writes to the key).
    */
   private async catchUp(key: string, seen: VersionVector): Promise<Result<null>> {
     const deadline = Date.now() + this.config.sessionWaitMs;
-    let lagging = sessionLagging(this.appliedVector(), seen);
+    let lagging = this.lagging(key, seen);
     while (lagging.length > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, SESSION_POLL_MS));
-      lagging = sessionLagging(this.appliedVector(), seen);
+      lagging = this.lagging(key, seen);
     }
     for (const origin of lagging) {
       if (origin === this.region || !this.config.regions.includes(origin)) continue;
-      let bytes: Uint8Array | null;
+      let snapshot: KeySnapshot;
       try {
-        bytes = await this.env.REPLICA.getByName(origin).keyState(key);
+        snapshot = await this.env.REPLICA.getByName(origin).snapshot(key);
       } catch (error) {
         console.warn(`session read in ${this.region}: ${origin} unreachable:`, error);
         return fail(
@@ -314,21 +339,24 @@ export class Replica extends DurableObject<Env> {
           },
         );
       }
-      if (bytes !== null) this.mergeState(key, bytes, origin);
+      if (snapshot.state !== null) this.mergeState(key, snapshot.state, snapshot.seqs, origin);
     }
     return ok(null);
   }
 
-  /** Merges a whole state into the key (read repair, session fetches, recovery); true when it changed. */
-  private mergeState(key: string, bytes: Uint8Array, from: string): boolean {
+  /** Merges a whole state into the key (read repair, session fetches); true when it changed. */
+  private mergeState(key: string, bytes: Uint8Array, seqs: VersionVector, from: string): boolean {
     const remote = decodeKeyState(bytes);
-    return this.ctx.storage.transactionSync(() => this.mergeInto(key, remote, from, Date.now()));
+    return this.ctx.storage.transactionSync(() => this.mergeInto(key, remote, seqs, from, Date.now()));
   }
 
-  /** Merges `remote` into the stored key and logs any conflict; call inside a transaction. */
-  private mergeInto(key: string, remote: KeyState, from: string, now: number): boolean {
-    const plan = planMerge(this.store.kv.get(key), this.store.kv.getEncoded(key), remote);
-    if (plan.changed) this.store.kv.put(key, plan.state, plan.encoded);
+  /** Merges `remote` (which includes `seqs`) into the stored key and logs any conflict; call inside a transaction. */
+  private mergeInto(key: string, remote: KeyState, seqs: VersionVector, from: string, now: number): boolean {
+    const row = this.store.kv.getRow(key);
+    const plan = planMerge(row === null ? undefined : decodeKeyState(row.encoded), row?.encoded ?? null, remote);
+    const mergedSeqs = vvMerge(row?.seqs ?? EMPTY_VV, seqs);
+    if (plan.changed || vvCompare(mergedSeqs, row?.seqs ?? EMPTY_VV) !== "equal")
+      this.store.kv.put(key, plan.state, plan.encoded, mergedSeqs);
     if (plan.conflict) {
       const { kind, rule, winnerStamp, loserStamp, winner, loser } = plan.conflict;
       const fresh = this.store.conflicts.insert({
@@ -347,8 +375,8 @@ export class Replica extends DurableObject<Env> {
   }
 
   /** Read repair: merges a state the router assembled from a quorum. */
-  async repair(key: string, bytes: Uint8Array): Promise<boolean> {
-    return this.mergeState(key, bytes, "repair");
+  async repair(key: string, bytes: Uint8Array, seqs: VersionVector): Promise<boolean> {
+    return this.mergeState(key, bytes, seqs, "repair");
   }
 
   /** Live keys in `[low, high)` after `after`; `more` tells whether another page exists. */
@@ -368,7 +396,7 @@ export class Replica extends DurableObject<Env> {
     high: string | null,
     after: string | null,
     limit: number,
-  ): Promise<Array<{ key: string; state: Uint8Array }>> {
+  ): Promise<Array<{ key: string; state: Uint8Array; seqs: string }>> {
     return this.store.prefixStates.page(low, high, after, limit);
   }
 
@@ -387,7 +415,8 @@ export class Replica extends DurableObject<Env> {
         const now = Date.now();
         this.ctx.storage.transactionSync(() => {
           for (const row of rows) {
-            if (!this.mergeInto(row.key, decodeKeyState(row.state), donor, now)) continue;
+            if (!this.mergeInto(row.key, decodeKeyState(row.state), parseVv(row.seqs) ?? EMPTY_VV, donor, now))
+              continue;
             merged += 1;
             const state = this.store.kv.getEncoded(row.key);
             assert(state !== null, "a merged key is stored");
@@ -416,10 +445,11 @@ export class Replica extends DurableObject<Env> {
     return this.store.conflicts.page(afterId, limit);
   }
 
-  /** The key's encoded state and this replica's applied vector, for quorum reads. */
-  async snapshot(key: string): Promise<{ state: Uint8Array | null; applied: VersionVector }> {
+  /** The key's encoded state and origin sequence numbers; refused while taken out, as if down. */
+  async snapshot(key: string): Promise<KeySnapshot> {
     if (isTakenOut(this.view, this.region)) throw new Error(`region ${this.region} is taken out of service`);
-    return { state: this.store.kv.getEncoded(key), applied: this.appliedVector() };
+    const row = this.store.kv.getRow(key);
+    return { state: row?.encoded ?? null, seqs: row?.seqs ?? EMPTY_VV };
   }
 
   /** The key's canonical state (null when never written here); refused while taken out, as if down. */
@@ -550,7 +580,7 @@ export class Replica extends DurableObject<Env> {
           // A newer epoch than known means the control object's push has not arrived yet.
           if (entryEpoch > known.epoch) this.store.primaries.advance(strong.prefix, message.origin, entryEpoch);
         }
-        this.mergeInto(entry.key, remote, message.origin, now);
+        this.mergeInto(entry.key, remote, vvFrom([[message.origin, entry.seq]]), message.origin, now);
       });
       const last = message.entries.at(-1);
       assert(last !== undefined, "a message has entries");

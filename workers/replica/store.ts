@@ -3,8 +3,15 @@
  * Handlers call these; no SQL appears anywhere else. Multi-row writes are wrapped in
  * `transactionSync` by the caller.
  */
-import { type KeyState, decodeKeyState, encodeKeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { type KeyState, decodeKeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
 import { EMPTY_PROGRESS, type PeerProgress, type PendingRange } from "../../shared/store/progress.ts";
+
+/** A stored key: its encoded state and, per origin region, the highest write sequence merged into it. */
+export interface StoredKey {
+  readonly encoded: Uint8Array;
+  readonly seqs: VersionVector;
+}
 
 /** A stored key's listing entry. */
 export interface KeyListing {
@@ -62,15 +69,23 @@ export function replicaStore(sql: SqlStorage) {
         const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
         return row === undefined ? null : new Uint8Array(row.state);
       },
-      /** Stores the key's state (already encoded as `encoded`). */
-      put(key: string, state: KeyState, encoded: Uint8Array = encodeKeyState(state)): void {
+      /** The key's encoded state with its origin sequence numbers, or null. */
+      getRow(key: string): StoredKey | null {
+        const row = sql
+          .exec<{ state: ArrayBuffer; seqs: string }>("SELECT state, seqs FROM kv WHERE key = ?", key)
+          .toArray()[0];
+        return row === undefined ? null : { encoded: new Uint8Array(row.state), seqs: parseVv(row.seqs) ?? EMPTY_VV };
+      },
+      /** Stores the key's state (already encoded as `encoded`) and its origin sequence numbers. */
+      put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector): void {
         sql.exec(
-          "INSERT INTO kv (key, type, live, version, state) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5",
+          "INSERT INTO kv (key, type, live, version, state, seqs) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6",
           key,
           state.type,
           keyIsLive(state) ? 1 : 0,
           keyVersion(state),
           encoded,
+          formatVv(seqs),
         );
       },
       /** Live keys in `[low, high)` after `after`, in key order, at most `limit`. */
@@ -115,17 +130,17 @@ export function replicaStore(sql: SqlStorage) {
         high: string | null,
         after: string | null,
         limit: number,
-      ): Array<{ key: string; state: Uint8Array }> {
+      ): Array<{ key: string; state: Uint8Array; seqs: string }> {
         return sql
-          .exec<{ key: string; state: ArrayBuffer }>(
-            "SELECT key, state FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+          .exec<{ key: string; state: ArrayBuffer; seqs: string }>(
+            "SELECT key, state, seqs FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
             low,
             after,
             high,
             limit,
           )
           .toArray()
-          .map((r) => ({ key: r.key, state: new Uint8Array(r.state) }));
+          .map((r) => ({ key: r.key, state: new Uint8Array(r.state), seqs: r.seqs }));
       },
     },
     log: {

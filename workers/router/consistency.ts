@@ -185,7 +185,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   const seen = await verifySession(c.env.SESSION_SECRET, c.req.header("x-session-token"));
   const view = await clusterView(c.env);
   const pinned = c.req.query("region");
-  let answer: { region: RegionId; view: KeyView | null; lagMs: number; applied: VersionVector };
+  let answer: { region: RegionId; view: KeyView | null; lagMs: number; seqs: VersionVector };
   switch (consistency) {
     case "eventual":
     case "session": {
@@ -215,7 +215,8 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   }
   c.header("X-Served-By", answer.region);
   c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
-  await answerToken(c, vvMerge(seen, answer.applied));
+  // The client has now seen the answered state: future session reads must not go below it.
+  await answerToken(c, vvMerge(seen, answer.seqs));
   return { region: answer.region, view: answer.view };
 }
 
@@ -291,20 +292,20 @@ async function quorumRead(
     );
   }
   let merged: KeyState | undefined;
-  let applied: VersionVector = {};
+  let seqs: VersionVector = {};
   for (const { reply } of answered) {
     if (reply === null) continue;
-    applied = vvMerge(applied, reply.applied);
+    seqs = vvMerge(seqs, reply.seqs);
     if (reply.state !== null) merged = mergeKeyState(merged, decodeKeyState(reply.state)).state;
   }
   const closest = answered[0] as (typeof answered)[number];
-  if (merged === undefined) return { region: closest.region, view: null, lagMs: 0, applied };
+  if (merged === undefined) return { region: closest.region, view: null, lagMs: 0, seqs };
   const encoded = encodeKeyState(merged);
   for (const { region, reply } of answered) {
     if (reply !== null && (reply.state === null || !equalBytes(reply.state, encoded))) {
       c.executionCtx.waitUntil(
         replicaOf(c.env, region)
-          .repair(key, encoded)
+          .repair(key, encoded, seqs)
           .catch((error: unknown) => console.warn(`read repair of ${region} failed:`, error)),
       );
     }
@@ -312,5 +313,5 @@ async function quorumRead(
   const result = keyView(merged);
   if (!result.ok) throw new StoreError(result.error.code, result.error.message);
   // Lag does not apply: the answer includes every write any answering region had.
-  return { region: closest.region, view: result.value, lagMs: 0, applied };
+  return { region: closest.region, view: result.value, lagMs: 0, seqs };
 }
