@@ -1,35 +1,24 @@
 /**
  * Session tokens: the causal context a client has seen, as a vector of per-region write
- * sequence numbers ("I have seen region r's writes up to n"). A replica whose applied
- * watermarks cover the vector can serve that client without going back in time. The token is
- * opaque to clients and signed by the router (HMAC) so it cannot be forged to make a replica
- * wait for writes that never happened. This module is the pure half: payload encoding.
+ * sequence numbers ("I have seen region r's writes up to n"). A replica that covers the vector
+ * for the key it serves can serve that client without going back in time. The token is opaque
+ * to clients and signed by the router (HMAC), so it cannot be forged to make a replica wait for
+ * writes that never happened. This module is the pure half: the token's shape.
  */
-import { ByteReader, ByteWriter, DecodeError, fromBase64Url, toBase64Url } from "../bytes.ts";
 import { type RegionId } from "../regions.ts";
-import { type VersionVector, readVv, vvEntries, vvGet, writeVv } from "../version-vector.ts";
+import { type VersionVector, formatVv, parseVv, vvEntries, vvGet } from "../version-vector.ts";
 
 /** Token format version, the first field of every token. */
 export const SESSION_TOKEN_VERSION = "s1";
 
-/** The signed part of a token: its payload bytes (as text) and the vector they encode. */
+/** The signed payload of a token: the seen vector in its compact text form. */
 export function encodeSessionPayload(seen: VersionVector): string {
-  const writer = new ByteWriter();
-  writeVv(writer, seen);
-  return toBase64Url(writer.finish());
+  return formatVv(seen);
 }
 
 /** Decodes a payload; `undefined` when malformed. */
 export function decodeSessionPayload(text: string): VersionVector | undefined {
-  try {
-    const reader = new ByteReader(fromBase64Url(text));
-    const vv = readVv(reader);
-    reader.end();
-    return vv;
-  } catch (error) {
-    if (error instanceof DecodeError) return undefined;
-    throw error;
-  }
+  return parseVv(text);
 }
 
 /** Splits `s1.<payload>.<mac>`; `undefined` when the shape is wrong. */
