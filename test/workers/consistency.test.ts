@@ -136,7 +136,9 @@ describe("session reads", () => {
     const first = await api(`/v1/kv/${key}?region=apac&consistency=session`);
     expect(await first.text()).toBe("repaired into apac only");
     const token = first.headers.get("x-session-token")!;
-    const second = await api(`/v1/kv/${key}?region=enam&consistency=session`, { headers: { "X-Session-Token": token } });
+    const second = await api(`/v1/kv/${key}?region=enam&consistency=session`, {
+      headers: { "X-Session-Token": token },
+    });
     expect(second.status).toBe(200);
     expect(await second.text()).toBe("repaired into apac only");
   });

@@ -65,6 +65,11 @@ const RECOVERY_PAGE_KEYS = 200;
 /** Bound on pages per donor during recovery (200 x 5,000 = one million keys). */
 const RECOVERY_PAGES_MAX = 5000;
 
+/** What applying one replication message did: how many of its entries were fenced (refused, logged). */
+export interface Applied {
+  readonly fenced: number;
+}
+
 /** A strong (single-leader) operation: the prefix and the epoch the router resolved. */
 export interface StrongScope {
   readonly prefix: string;
@@ -261,7 +266,8 @@ export class Replica extends DurableObject<Env> {
         }));
       result = await awaitAcks(messages, acks - 1, options.timeoutMs, async (message) => {
         const [applied] = await this.env.REPLICA.getByName(message.target).applyReplication([message]);
-        return applied?.ok === true;
+        // A peer that fenced the write (it knows a newer epoch) has not applied it.
+        return applied?.ok === true && applied.value.fenced === 0;
       });
     }
     return ok({ region: this.region, seq, view, acked: [this.region, ...result.acked], complete: result.complete });
@@ -498,8 +504,8 @@ export class Replica extends DurableObject<Env> {
    * Merges replication messages addressed to this region. Each message is all-or-nothing in
    * its own transaction; the answer per message tells the consumer to ack or retry it.
    */
-  async applyReplication(bodies: readonly unknown[]): Promise<Array<Result<null>>> {
-    const results: Array<Result<null>> = [];
+  async applyReplication(bodies: readonly unknown[]): Promise<Array<Result<Applied>>> {
+    const results: Array<Result<Applied>> = [];
     for (const body of bodies) {
       if (isTakenOut(this.view, this.region)) {
         results.push(this.unavailable());
@@ -524,14 +530,14 @@ export class Replica extends DurableObject<Env> {
     return results;
   }
 
-  private applyHeartbeat(message: HeartbeatMessage): Result<null> {
+  private applyHeartbeat(message: HeartbeatMessage): Result<Applied> {
     const progress = progressHeartbeat(this.store.peerRecv.get(message.origin), message.seq, message.atMs, Date.now());
     this.store.peerRecv.put(message.origin, progress);
     this.store.metrics.add("replication_heartbeats_total", message.origin, 1);
-    return ok(null);
+    return ok({ fenced: 0 });
   }
 
-  private async applyEntries(message: EntriesMessage): Promise<Result<null>> {
+  private async applyEntries(message: EntriesMessage): Promise<Result<Applied>> {
     if (message.to - message.from + 1 !== message.entries.length)
       return fail("invalid_body", "entry count does not match its range");
     if (!progressAccepts(this.store.peerRecv.get(message.origin), message.from, message.to)) {
@@ -555,7 +561,7 @@ export class Replica extends DurableObject<Env> {
       }
     }
     const now = Date.now();
-    return this.ctx.storage.transactionSync((): Result<null> => {
+    return this.ctx.storage.transactionSync((): Result<Applied> => {
       let clock = this.clock;
       for (const entry of message.entries) {
         const stamp = parseHlc(entry.stamp);
@@ -566,6 +572,7 @@ export class Replica extends DurableObject<Env> {
       }
       const epochs = this.store.primaries.all();
       let bytes = 0;
+      let fenced = 0;
       message.entries.forEach((entry, i) => {
         const remote = states[i] as KeyState;
         bytes += entry.state?.length ?? 0;
@@ -575,6 +582,7 @@ export class Replica extends DurableObject<Env> {
           const entryEpoch = entry.epoch ?? 0;
           if (entryEpoch < known.epoch) {
             this.fence(entry.key, remote, entry.stamp, entryEpoch, known.epoch, message.origin, now);
+            fenced += 1;
             return;
           }
           // A newer epoch than known means the control object's push has not arrived yet.
@@ -593,7 +601,7 @@ export class Replica extends DurableObject<Env> {
       this.store.metrics.add("replication_entries_total", message.origin, message.entries.length);
       this.store.metrics.add("replication_bytes_total", message.origin, bytes);
       this.clock = clock;
-      return ok(null);
+      return ok({ fenced });
     });
   }
 

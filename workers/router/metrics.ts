@@ -49,7 +49,8 @@ const COUNTERS: Readonly<Record<string, string>> = {
   replication_send_errors_total: "Failed sends to the replication queue, by sending region.",
   replication_dead_letters_total: "Messages that exhausted their retries, by target region and origin peer.",
   conflicts_total: "Concurrent writes resolved by LWW and logged, by region and the peer whose write arrived.",
-  replication_fenced_total: "Writes refused because a deposed primary accepted them under an old epoch, by region and origin.",
+  replication_fenced_total:
+    "Writes refused because a deposed primary accepted them under an old epoch, by region and origin.",
 };
 
 /** Renders the exposition text from replica statuses (null for a region that did not answer). */
