@@ -13,25 +13,14 @@ import { type Config, loadConfig } from "../config.ts";
 import { CONTROL_MIGRATIONS, migrate } from "../migrations.ts";
 import { type ReplicaStatus } from "../replica/replica.ts";
 import { replicaOf } from "../router/routing.ts";
+import { withTimeout as bounded } from "../timeout.ts";
+
+function withTimeout<T>(call: () => Promise<T>, timeoutMs = CALL_TIMEOUT_MS): Promise<T | null> {
+  return bounded(call, timeoutMs);
+}
 
 /** How long one status or push call may take before the region counts as unreachable. */
 const CALL_TIMEOUT_MS = 1500;
-
-/** Resolves to the call's value, or null when it fails or takes longer than {@link CALL_TIMEOUT_MS}. */
-export async function withTimeout<T>(call: () => Promise<T>, timeoutMs = CALL_TIMEOUT_MS): Promise<T | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), timeoutMs);
-  });
-  try {
-    return await Promise.race([call(), timeout]);
-  } catch (error) {
-    console.error("control call failed:", error);
-    return null;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export class Control extends DurableObject<Env> {
   private readonly startedMs = Date.now();

@@ -13,6 +13,7 @@ import { renderMetrics } from "./metrics.ts";
 import { isHealthy } from "../../shared/store/cluster.ts";
 import { regionPreference, replicaOf, servingRegion } from "./routing.ts";
 import { clusterView } from "./view.ts";
+import { withTimeout } from "../timeout.ts";
 
 /** How long a status fan-out waits for a region before calling it unreachable. */
 export const STATUS_TIMEOUT_MS = 2000;
@@ -24,20 +25,10 @@ const LOG_PAGE_DEFAULT = 100;
 export async function gatherStatuses(env: Env): Promise<Map<RegionId, ReplicaStatus | null>> {
   const config = loadConfig(env);
   const entries = await Promise.all(
-    config.regions.map(async (region): Promise<[RegionId, ReplicaStatus | null]> => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), STATUS_TIMEOUT_MS);
-      });
-      try {
-        return [region, await Promise.race([replicaOf(env, region).status(), timeout])];
-      } catch (error) {
-        console.error(`status of ${region} failed:`, error);
-        return [region, null];
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
+    config.regions.map(async (region): Promise<[RegionId, ReplicaStatus | null]> => [
+      region,
+      await withTimeout(() => replicaOf(env, region).status(), STATUS_TIMEOUT_MS),
+    ]),
   );
   return new Map(entries);
 }
