@@ -13,64 +13,72 @@
  *    measures, tests never do. The exit status is 1 only when operations failed.
  *
  * Settings (environment variables; full-run default, then the BENCH_QUICK=1 default when different):
- *   BENCH_QUICK=1              quick run (about a minute) instead of the full run (about 4 minutes)
+ *   BENCH_QUICK=1              quick run (about a minute) instead of the full run (4 to 5 minutes)
  *   BENCH_ROUNDS               interleaved rounds of every scenario: 4 | 2
- *   BENCH_PHASE_MS             length of one closed-loop phase: 4000 | 1500
- *   BENCH_WARMUP_MS            warm-up per scenario, after writing every key once: 3000 | 1000
- *   BENCH_CONCURRENCY          closed-loop workers: 8
+ *   BENCH_PHASE_MS             length of one closed-loop phase: 2500 | 1000
+ *   BENCH_WARMUP_MS            warm-up per scenario, after writing every key once: 2000 | 500
+ *   BENCH_CONCURRENCY          closed-loop workers, one pass of rounds each; the first pass is held
+ *                              to the targets, 1 shows latency without queueing: 8,1
  *   BENCH_VALUE_BYTES          value size: 256
- *   BENCH_KEYS                 keys written and read: 1000
+ *   BENCH_KEYS                 keys written and read: 500 | 200
  *   BENCH_REGION               region the load is pinned to (writes and reads): enam
  *   BENCH_REGIONS              the store's regions, for convergence: wnam,enam,weur,apac
  *   BENCH_VARIANTS             DIRECT_PUSH values to run, each on a fresh store: off,on
  *   BENCH_EXTRA_VARS           more KV_VARS for every store, e.g. "HEARTBEAT_INTERVAL_MS:500"
- *   BENCH_CONV_RATE            convergence: offered writes per second: 100
- *   BENCH_CONV_MS              convergence: how long writes are offered: 25000 | 8000
- *   BENCH_CONV_SAMPLE_EVERY    convergence: follow every n-th write: 5
+ *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
+ *                              held to the target, the others show the store below saturation ("none"
+ *                              skips convergence): 100,20 | 100
+ *   BENCH_CONV_MS              convergence: how long writes are offered, per rate: 15000 | 6000
+ *   BENCH_CONV_SAMPLES_PER_SEC convergence: writes followed per second (every n-th write): 20
  *   BENCH_POLL_MS              convergence: first poll interval: 5
  *   BENCH_POLL_MS_MAX          convergence: largest poll interval (back-off): 50
  *   BENCH_CONV_TIMEOUT_MS      convergence: a sample not converged by then counts as timed out: 10000
  *   BENCH_SETTLE_TIMEOUT_MS    longest wait for replication to drain between phases: 60000
  *   BENCH_ERRORS_MAX           a phase stops after this many failed operations: 50
  *   BENCH_TOKEN                bearer token for the store: dev-token (what `npm start` accepts)
- *   BENCH_KEEP=1               keep the temporary directory with the servers' logs and state
+ *   BENCH_SOURCE               what the servers run: "worktree" (a copy of the working tree taken
+ *                              at the start, tracked and untracked files) or "HEAD" (the last commit)
+ *   BENCH_KEEP=1               keep the temporary directory with the servers' logs, state and sources
+ *
+ * The servers run from a copy of the sources (see lib/source.ts): `wrangler dev` reloads on every
+ * file change, and others edit this tree while a run is going.
  */
-import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { benchEnvPrefix, loadBenchConfig } from "./lib/config.ts";
-import { measureConvergence } from "./lib/convergence.ts";
-import { summarize } from "./lib/histogram.ts";
+import { type ConvergenceSummary, measureConvergence, summarizeConvergence } from "./lib/convergence.ts";
 import { closedLoop } from "./lib/load.ts";
-import { type Server, logFindings, runDir, startFloor, startStore, stopAll } from "./lib/processes.ts";
-import { type ConvergenceSummary, formatVariant, verdicts } from "./lib/report.ts";
+import { type LogFinding, type Server, logFindings, runDir, startFloor, startStore, stopAll } from "./lib/processes.ts";
+import { type LatencyPass, type Verdict, formatConvergence, formatVariant, verdicts } from "./lib/report.ts";
 import { median, runRounds } from "./lib/rounds.ts";
 import { baseScenarios, keySpace, valuePool, writeOp } from "./lib/scenarios.ts";
 import { settle } from "./lib/settle.ts";
+import { snapshot } from "./lib/source.ts";
 import { type KvTarget, floorTarget, storeTarget, storeText } from "./lib/targets.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
+const projectRoot = path.resolve(import.meta.dirname, "..");
 const config = loadBenchConfig();
 const log = (line: string): void => console.log(line);
 
 function versionOf(packageJson: string): string {
   try {
-    return (JSON.parse(readFileSync(path.join(root, packageJson), "utf8")) as { version: string }).version;
+    return (JSON.parse(readFileSync(path.join(projectRoot, packageJson), "utf8")) as { version: string }).version;
   } catch {
     return "unknown";
   }
 }
 
-function git(args: string[]): string {
-  try {
-    return execFileSync("git", args, { cwd: root, encoding: "utf8" }).trim();
-  } catch {
-    return "unknown";
-  }
-}
-
-function machine(): Record<string, unknown> {
+/** The machine and tool versions, recorded with every result. */
+function machine(): {
+  nproc: number;
+  cpu: string;
+  memoryGiB: number;
+  loadAverage: number[];
+  node: string;
+  wrangler: string;
+  platform: string;
+} {
   return {
     nproc: os.availableParallelism(),
     cpu: os.cpus()[0]?.model ?? "unknown",
@@ -79,17 +87,13 @@ function machine(): Record<string, unknown> {
     node: process.version,
     wrangler: versionOf("node_modules/wrangler/package.json"),
     platform: `${os.platform()} ${os.release()}`,
-    commit: git(["rev-parse", "HEAD"]),
-    dirtyFiles: git(["status", "--porcelain", "workers", "shared", "migrations", "wrangler.toml"])
-      .split("\n")
-      .filter(Boolean).length,
   };
 }
 
 /** Writes every key once, so reads find values and SQLite pages are warm. */
 async function populate(target: KvTarget, keys: readonly string[], values: readonly Uint8Array[]): Promise<void> {
   const run = await closedLoop(writeOp(target, keys, values), {
-    concurrency: config.concurrency,
+    concurrency: Math.max(...config.concurrencies),
     durationMs: 600_000,
     errorsMax: config.errorsMax,
     opsMax: keys.length,
@@ -97,11 +101,25 @@ async function populate(target: KvTarget, keys: readonly string[], values: reado
   if (run.errors > 0) throw new Error(`populating ${target.name} failed: ${run.firstError}`);
 }
 
-/** Everything measured on one store variant. */
-async function runVariant(floor: KvTarget, dir: string, directPush: string): Promise<Record<string, unknown>> {
-  const vars = [`DIRECT_PUSH:${directPush}`, config.extraVars].filter(Boolean).join(",");
-  log(`\n== store with KV_VARS="${vars}"`);
-  const server: Server = await startStore(root, dir, `push-${directPush}`, vars, config.keep);
+/** What one store variant measured, as stored in the results file. */
+interface VariantResult {
+  readonly directPush: string;
+  readonly kvVars: string;
+  readonly passes: readonly LatencyPass[];
+  readonly convergences: readonly ConvergenceSummary[];
+  /** How long replication took to drain after the last convergence run. */
+  readonly finalDrainMs: number;
+  readonly verdicts: readonly Verdict[];
+  /** Failed operations (latency phases and convergence writes). */
+  readonly errors: number;
+  readonly table: readonly string[];
+  /** The store's /metrics samples at the end of the variant. */
+  readonly metrics: readonly string[];
+  readonly logFindings: LogFinding[];
+}
+
+/** Everything measured on one started store (`server`); stops it at the end. */
+async function runVariant(server: Server, floor: KvTarget, directPush: string): Promise<VariantResult> {
   try {
     const store = storeTarget(server.baseUrl, config.token, config.region);
     const peers = config.regions
@@ -118,69 +136,59 @@ async function runVariant(floor: KvTarget, dir: string, directPush: string): Pro
     await populate(store, keys, values);
     await settleStore();
     for (const s of scenarios) {
-      await closedLoop(s.op, {
-        concurrency: config.concurrency,
-        durationMs: config.warmupMs,
-        errorsMax: config.errorsMax,
-      });
+      const { warmupMs, errorsMax } = config;
+      await closedLoop(s.op, { concurrency: Math.max(...config.concurrencies), durationMs: warmupMs, errorsMax });
       if (s.system === "store" && s.kind === "write") await settleStore();
     }
 
-    log(`latency: ${config.rounds} rounds, ${config.phaseMs} ms per phase, concurrency ${config.concurrency}`);
-    const rounds = await runRounds(scenarios, {
-      rounds: config.rounds,
-      phaseMs: config.phaseMs,
-      concurrency: config.concurrency,
-      errorsMax: config.errorsMax,
-      settleAfterStoreWrite: settleStore,
-      log,
-    });
-    const drainMs = median(
-      rounds.rounds.flatMap((r) => (r["store write"]?.drainMs === undefined ? [] : [r["store write"].drainMs])),
-    );
+    const passes: LatencyPass[] = [];
+    for (const concurrency of config.concurrencies) {
+      log(`latency: ${config.rounds} rounds, ${config.phaseMs} ms per phase, concurrency ${concurrency}`);
+      const rounds = await runRounds(scenarios, {
+        rounds: config.rounds,
+        phaseMs: config.phaseMs,
+        concurrency,
+        errorsMax: config.errorsMax,
+        settleAfterStoreWrite: settleStore,
+        log,
+      });
+      const drainMs = median(rounds.rounds.flatMap((r) => r["store write"]?.drainMs ?? []));
+      passes.push({ concurrency, rounds, drainMs });
+    }
 
-    log(
-      `convergence: ${config.convRatePerSec} writes/s to ${config.region} for ${config.convMs} ms, every ${config.convSampleEvery}th followed`,
-    );
-    await settleStore();
-    const conv = await measureConvergence(store, peers, {
-      label: `push-${directPush}`,
-      ratePerSec: config.convRatePerSec,
-      durationMs: config.convMs,
-      sampleEvery: config.convSampleEvery,
-      pollMs: config.pollMs,
-      pollMsMax: config.pollMsMax,
-      timeoutMs: config.convTimeoutMs,
-      valueBytes: config.valueBytes,
-      inFlightMax: 4 * config.convRatePerSec,
-    });
-    const convergence: ConvergenceSummary = {
-      directPush,
-      offeredPerSec: config.convRatePerSec,
-      achievedPerSec: (conv.writes.ok * 1000) / config.convMs,
-      writeErrors: conv.writes.errors,
-      samples: conv.samples,
-      timedOut: conv.timedOut,
-      skipped: conv.skipped,
-      all: summarize(conv.all),
-      perRegion: Object.fromEntries(Object.entries(conv.perRegion).map(([r, h]) => [r, summarize(h)])),
-      ackLatency: summarize(conv.writes.latency),
-      pollsPerSec: (conv.polls * 1000) / conv.writes.elapsedMs,
-      pollErrors: conv.pollErrors,
-    };
+    const convergences: ConvergenceSummary[] = [];
+    for (const rate of config.convRatesPerSec) {
+      const sampleEvery = Math.max(1, Math.round(rate / config.convSamplesPerSec));
+      log(`convergence: ${rate} writes/s to ${config.region} for ${config.convMs} ms, 1 in ${sampleEvery} followed`);
+      await settleStore();
+      const result = await measureConvergence(store, peers, {
+        label: `push-${directPush}-${rate}`,
+        ratePerSec: rate,
+        durationMs: config.convMs,
+        sampleEvery,
+        pollMs: config.pollMs,
+        pollMsMax: config.pollMsMax,
+        timeoutMs: config.convTimeoutMs,
+        valueBytes: config.valueBytes,
+        // Four seconds' worth of writes in flight means the store is far behind; offering more only piles up.
+        inFlightMax: 4 * rate,
+      });
+      const summary = summarizeConvergence(result, directPush, rate);
+      convergences.push(summary);
+      for (const line of formatConvergence(summary)) log(line);
+    }
     const finalDrainMs = await settleStore();
     const metrics = await storeText(server.baseUrl, config.token, "/metrics");
-    const table = formatVariant(directPush, rounds, drainMs, convergence);
-    for (const line of table) log(line);
+    const table = formatVariant(directPush, passes, convergences);
     return {
       directPush,
-      kvVars: vars,
-      rounds,
-      drainMsMedian: drainMs,
-      convergence: { ...convergence, firstWriteError: conv.writes.firstError, firstPollError: conv.firstPollError },
+      kvVars: storeVars(directPush),
+      passes,
+      convergences,
       finalDrainMs,
-      verdicts: verdicts(rounds, convergence),
-      errors: rounds.errors + conv.writes.errors,
+      verdicts: verdicts(passes, convergences),
+      errors:
+        passes.reduce((sum, p) => sum + p.rounds.errors, 0) + convergences.reduce((sum, c) => sum + c.writeErrors, 0),
       table,
       metrics: metrics.split("\n").filter((l) => l !== "" && !l.startsWith("#")),
       logFindings: logFindings(server.logPath),
@@ -188,6 +196,11 @@ async function runVariant(floor: KvTarget, dir: string, directPush: string): Pro
   } finally {
     await server.stop();
   }
+}
+
+/** The KV_VARS a variant's store is started with. */
+function storeVars(directPush: string): string {
+  return [`DIRECT_PUSH:${directPush}`, config.extraVars].filter(Boolean).join(",");
 }
 
 async function main(): Promise<number> {
@@ -209,10 +222,25 @@ async function main(): Promise<number> {
     log(`$ ${command}`);
     log(`machine: ${JSON.stringify(host)}`);
     log(`servers' logs and state: ${dir}${config.keep ? " (kept)" : " (removed at the end)"}`);
-    const floorServer = await startFloor(root, dir, config.keep);
+    const source = snapshot(projectRoot, dir, config.source);
+    log(`sources: ${config.source} at ${source.commit} (${source.changedFiles.length} files changed since)`);
+    const [first, ...rest] = config.variants;
+    if (first === undefined) throw new Error("BENCH_VARIANTS is empty");
+    log(`starting the floor and the store (KV_VARS="${storeVars(first)}")`);
+    // The floor and the first store start together: each start bundles and boots workerd.
+    const [floorServer, firstStore] = await Promise.all([
+      startFloor(source.root, dir, config.keep),
+      startStore(source.root, dir, `push-${first}`, storeVars(first), config.keep),
+    ]);
     const floor = floorTarget(floorServer.baseUrl);
-    const variants: Array<Record<string, unknown>> = [];
-    for (const directPush of config.variants) variants.push(await runVariant(floor, dir, directPush));
+    const variants: VariantResult[] = [];
+    log(`\n== store with KV_VARS="${storeVars(first)}"`);
+    variants.push(await runVariant(firstStore, floor, first));
+    for (const directPush of rest) {
+      log(`\n== store with KV_VARS="${storeVars(directPush)}" (restarted with fresh state)`);
+      const server = await startStore(source.root, dir, `push-${directPush}`, storeVars(directPush), config.keep);
+      variants.push(await runVariant(server, floor, directPush));
+    }
     const floorFindings = logFindings(floorServer.logPath);
     await floorServer.stop();
     const finishedAt = new Date();
@@ -221,26 +249,36 @@ async function main(): Promise<number> {
       startedAt,
       finishedAt,
       config,
-      machine: host,
+      machine: { ...host, loadAverageAtEnd: os.loadavg() },
+      source,
       variants,
       floorLogFindings: floorFindings,
     };
-    const resultsDir = path.join(root, "bench", "results");
+    const resultsDir = path.join(projectRoot, "bench", "results");
     mkdirSync(resultsDir, { recursive: true });
     const file = path.join(resultsDir, `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`);
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
 
     log(`\n== summary (${((finishedAt.getTime() - startedAt.getTime()) / 1000).toFixed(0)} s)`);
     log(`$ ${command}`);
-    for (const v of variants) for (const line of v.table as string[]) log(line);
-    for (const v of variants) {
-      const findings = v.logFindings as Array<{ line: string; count: number }>;
+    log(
+      `${host.nproc} CPUs, load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(" ")}`,
+    );
+    for (const v of variants) for (const line of v.table) log(line);
+    const findingsOf: Array<[string, LogFinding[]]> = [
+      ...variants.map((v): [string, LogFinding[]] => [`store (KV_VARS="${v.kvVars}")`, v.logFindings]),
+      ["floor", floorFindings],
+    ];
+    for (const [name, findings] of findingsOf) {
       if (findings.length === 0) continue;
-      log(`\nstore (DIRECT_PUSH=${String(v.directPush)}) log lines that look like trouble:`);
-      for (const f of findings) log(`  ${String(f.count).padStart(6)} x ${f.line}`);
+      log(`\n${name} log lines that look like trouble:`);
+      for (const finding of findings) log(`  ${String(finding.count).padStart(6)} x ${finding.line}`);
     }
-    log(`\nresults: ${path.relative(root, file)}`);
-    const errors = variants.reduce((sum, v) => sum + (v.errors as number), 0);
+    log(`\nresults: ${path.relative(projectRoot, file)}`);
+    const errors = variants.reduce((sum, v) => sum + v.errors, 0);
     if (errors > 0) console.error(`${errors} operations failed; see the results file`);
     return errors > 0 ? 1 : 0;
   } finally {

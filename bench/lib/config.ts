@@ -9,7 +9,8 @@ export interface BenchConfig {
   readonly rounds: number;
   readonly phaseMs: number;
   readonly warmupMs: number;
-  readonly concurrency: number;
+  /** Closed-loop workers per pass; the first pass is held to the targets. */
+  readonly concurrencies: readonly number[];
   readonly valueBytes: number;
   readonly keys: number;
   readonly region: string;
@@ -18,9 +19,11 @@ export interface BenchConfig {
   readonly variants: readonly string[];
   /** Extra KV_VARS for every variant ("NAME:value,..."). */
   readonly extraVars: string;
-  readonly convRatePerSec: number;
+  /** Offered write rates of the convergence runs; the first is the one held to the target. */
+  readonly convRatesPerSec: readonly number[];
   readonly convMs: number;
-  readonly convSampleEvery: number;
+  /** Samples followed per second (every n-th write is followed, n = rate / this, at least 1). */
+  readonly convSamplesPerSec: number;
   readonly pollMs: number;
   readonly pollMsMax: number;
   readonly convTimeoutMs: number;
@@ -28,6 +31,7 @@ export interface BenchConfig {
   readonly errorsMax: number;
   readonly token: string;
   readonly keep: boolean;
+  readonly source: "worktree" | "HEAD";
 }
 
 function int(name: string, fallback: number, min: number, max: number): number {
@@ -39,9 +43,25 @@ function int(name: string, fallback: number, min: number, max: number): number {
   return value;
 }
 
+function intList(name: string, fallback: readonly number[], min: number, max: number): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return [...fallback];
+  return raw.split(",").map((part) => {
+    const value = Number(part.trim());
+    if (!Number.isSafeInteger(value) || value < min || value > max)
+      throw new Error(`${name} must list integers in [${min}, ${max}], got "${raw}"`);
+    return value;
+  });
+}
+
 function text(name: string, fallback: string): string {
   const raw = process.env[name];
   return raw === undefined || raw === "" ? fallback : raw;
+}
+
+function sourceKind(raw: string): "worktree" | "HEAD" {
+  if (raw !== "worktree" && raw !== "HEAD") throw new Error(`BENCH_SOURCE must be worktree or HEAD, got "${raw}"`);
+  return raw;
 }
 
 /** Reads the settings. */
@@ -59,18 +79,19 @@ export function loadBenchConfig(): BenchConfig {
   return {
     quick,
     rounds: int("BENCH_ROUNDS", quick ? 2 : 4, 1, 100),
-    phaseMs: int("BENCH_PHASE_MS", quick ? 1500 : 4000, 100, 600_000),
-    warmupMs: int("BENCH_WARMUP_MS", quick ? 1000 : 3000, 0, 600_000),
-    concurrency: int("BENCH_CONCURRENCY", 8, 1, 1024),
+    phaseMs: int("BENCH_PHASE_MS", quick ? 1000 : 2500, 100, 600_000),
+    warmupMs: int("BENCH_WARMUP_MS", quick ? 500 : 2000, 0, 600_000),
+    concurrencies: intList("BENCH_CONCURRENCY", [8, 1], 1, 1024),
     valueBytes: int("BENCH_VALUE_BYTES", 256, 1, 1024 * 1024),
-    keys: int("BENCH_KEYS", 1000, 1, 1_000_000),
+    keys: int("BENCH_KEYS", quick ? 200 : 500, 1, 1_000_000),
     region,
     regions,
     variants,
     extraVars: text("BENCH_EXTRA_VARS", ""),
-    convRatePerSec: int("BENCH_CONV_RATE", 100, 1, 10_000),
-    convMs: int("BENCH_CONV_MS", quick ? 8000 : 25_000, 1000, 600_000),
-    convSampleEvery: int("BENCH_CONV_SAMPLE_EVERY", 5, 1, 1_000_000),
+    convRatesPerSec:
+      process.env.BENCH_CONV_RATES === "none" ? [] : intList("BENCH_CONV_RATES", quick ? [100] : [100, 20], 1, 10_000),
+    convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),
+    convSamplesPerSec: int("BENCH_CONV_SAMPLES_PER_SEC", 20, 1, 10_000),
     pollMs: int("BENCH_POLL_MS", 5, 1, 10_000),
     pollMsMax: int("BENCH_POLL_MS_MAX", 50, 1, 10_000),
     convTimeoutMs: int("BENCH_CONV_TIMEOUT_MS", 10_000, 100, 600_000),
@@ -78,6 +99,7 @@ export function loadBenchConfig(): BenchConfig {
     errorsMax: int("BENCH_ERRORS_MAX", 50, 1, 1_000_000),
     token: text("BENCH_TOKEN", "dev-token"),
     keep: process.env.BENCH_KEEP === "1",
+    source: sourceKind(text("BENCH_SOURCE", "worktree")),
   };
 }
 

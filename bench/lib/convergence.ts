@@ -9,7 +9,7 @@
  * `pollMs` and back off to 5% of the time already waited (at most `pollMsMax`), so the error
  * stays within about 5% of the figure while a slow sample does not poll hundreds of times.
  */
-import { type Histogram, histogram, record } from "./histogram.ts";
+import { type Histogram, type LatencySummary, histogram, record, summarize } from "./histogram.ts";
 import { type RunResult, openLoop } from "./load.ts";
 import { type KvTarget } from "./targets.ts";
 
@@ -42,6 +42,52 @@ export interface ConvergenceResult {
   readonly polls: number;
   readonly pollErrors: number;
   readonly firstPollError: string | null;
+}
+
+/** A convergence run's figures, as reported and stored. */
+export interface ConvergenceSummary {
+  readonly directPush: string;
+  readonly offeredPerSec: number;
+  readonly achievedPerSec: number;
+  readonly writeErrors: number;
+  /** Writes not offered because too many were in flight: the store could not keep up. */
+  readonly skippedWrites: number;
+  readonly firstWriteError: string | null;
+  readonly samples: number;
+  readonly timedOut: number;
+  readonly skipped: number;
+  readonly all: LatencySummary;
+  readonly perRegion: Record<string, LatencySummary>;
+  readonly ackLatency: LatencySummary;
+  readonly pollsPerSec: number;
+  readonly pollErrors: number;
+  readonly firstPollError: string | null;
+}
+
+/** The reportable figures of a run. */
+export function summarizeConvergence(
+  result: ConvergenceResult,
+  directPush: string,
+  offeredPerSec: number,
+): ConvergenceSummary {
+  const { writes } = result;
+  return {
+    directPush,
+    offeredPerSec,
+    achievedPerSec: (writes.ok * 1000) / writes.elapsedMs,
+    writeErrors: writes.errors,
+    skippedWrites: writes.skipped,
+    firstWriteError: writes.firstError,
+    samples: result.samples,
+    timedOut: result.timedOut,
+    skipped: result.skipped,
+    all: summarize(result.all),
+    perRegion: Object.fromEntries(Object.entries(result.perRegion).map(([r, h]) => [r, summarize(h)])),
+    ackLatency: summarize(writes.latency),
+    pollsPerSec: (result.polls * 1000) / writes.elapsedMs,
+    pollErrors: result.pollErrors,
+    firstPollError: result.firstPollError,
+  };
 }
 
 /** Samples followed at once, at most: a bound on the polling load if the store falls behind. */

@@ -30,8 +30,11 @@ export interface Server {
 
 const running = new Set<Server>();
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/** Ports handed out by this process: the kernel may offer a just-closed port twice. */
+const handedOut = new Set<number>();
+const PORT_TRIES_MAX = 20;
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
@@ -42,6 +45,17 @@ export async function freePort(): Promise<number> {
       );
     });
   });
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1 and not handed out before by this process. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < PORT_TRIES_MAX; i += 1) {
+    const port = await probePort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no fresh free port after ${PORT_TRIES_MAX} tries`);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -57,7 +71,7 @@ async function waitHealthy(name: string, url: string, child: ChildProcess, logPa
       );
     }
     try {
-      const res = await fetch(url);
+      const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
       if (res.ok) return;
     } catch {
@@ -101,21 +115,34 @@ async function stopGroup(child: ChildProcess): Promise<void> {
   }
 }
 
-interface StartOptions {
-  readonly name: string;
-  readonly root: string;
+/** What to run for one start attempt, given its port. */
+interface Launch {
   readonly command: string;
   readonly args: readonly string[];
   readonly env: NodeJS.ProcessEnv;
-  readonly port: number;
+}
+
+interface StartOptions {
+  readonly name: string;
+  readonly root: string;
   readonly stateDir: string;
   readonly healthPath: string;
   readonly keepState: boolean;
+  readonly launch: (port: number) => Promise<Launch>;
 }
 
-async function start(options: StartOptions): Promise<Server> {
-  const { name, root, command, args, env, port, stateDir, healthPath, keepState } = options;
-  const logPath = path.join(stateDir, `${name}.log`);
+/**
+ * Start attempts per server. wrangler picks some ports itself (the inspector's prefers 9229), so
+ * two wranglers starting at once on this machine (ours, or other sessions') can collide on one;
+ * such a start fails with "Address already in use" and is simply tried again.
+ */
+const START_ATTEMPTS_MAX = 3;
+
+async function startOnce(options: StartOptions, attempt: number): Promise<Server> {
+  const { name, root, stateDir, healthPath, keepState } = options;
+  const port = await freePort();
+  const { command, args, env } = await options.launch(port);
+  const logPath = path.join(stateDir, attempt === 1 ? `${name}.log` : `${name}.${attempt}.log`);
   const log = createWriteStream(logPath);
   const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   child.stdout?.pipe(log);
@@ -143,6 +170,20 @@ async function start(options: StartOptions): Promise<Server> {
   return server;
 }
 
+async function start(options: StartOptions): Promise<Server> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnce(options, attempt);
+    } catch (error) {
+      const collided = error instanceof Error && error.message.includes("Address already in use");
+      if (!collided || attempt >= START_ATTEMPTS_MAX) throw error;
+      console.log(
+        `${options.name}: a port was taken while starting; trying again (${attempt + 1}/${START_ATTEMPTS_MAX})`,
+      );
+    }
+  }
+}
+
 /** A fresh directory for this run's server logs and state. */
 export function runDir(): string {
   return mkdtempSync(path.join(tmpdir(), "kv-bench-"));
@@ -152,12 +193,20 @@ export function runDir(): string {
  * The environment for a child: ours, with this Node first on the PATH, because wrangler refuses
  * Node < 22 and the machine's default `node` may be older.
  */
-function childEnv(extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
+function childEnv(stateDir: string, extra: Readonly<Record<string, string>>): NodeJS.ProcessEnv {
   const pathVar = `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ""}`;
-  return { ...process.env, PATH: pathVar, ...extra };
+  return {
+    ...process.env,
+    PATH: pathVar,
+    // Every `wrangler dev` on the machine shares one registry of running Workers by default and
+    // reacts when another one starts or stops; under that churn (other sessions run their own
+    // tests here) workerd was seen crashing and hanging. A registry per server keeps each alone.
+    WRANGLER_REGISTRY_PATH: path.join(stateDir, "registry"),
+    ...extra,
+  };
 }
 
-/** Starts the store as `npm start` does, with `vars` as KV_VARS (e.g. "DIRECT_PUSH:on"). */
+/** Starts the store as `npm start` does from the project at `root`, with `vars` as KV_VARS (e.g. "DIRECT_PUSH:on"). */
 export async function startStore(
   root: string,
   dir: string,
@@ -165,38 +214,50 @@ export async function startStore(
   vars: string,
   keepState: boolean,
 ): Promise<Server> {
-  const port = await freePort();
   const stateDir = mkdtempSync(path.join(dir, `store-${label}-`));
   return start({
     name: `store-${label}`,
     root,
-    command: process.execPath,
-    args: [path.join(root, "scripts", "start.mjs")],
-    env: childEnv({ PORT: String(port), KV_PERSIST_DIR: path.join(stateDir, "state"), KV_VARS: vars }),
-    port,
     stateDir,
     healthPath: "/healthz",
     keepState,
+    launch: async (port) => ({
+      command: process.execPath,
+      args: [path.join(root, "scripts", "start.mjs")],
+      env: childEnv(stateDir, { PORT: String(port), KV_PERSIST_DIR: path.join(stateDir, "state"), KV_VARS: vars }),
+    }),
   });
 }
 
-/** Starts the storage floor Worker (bench/floor) under the project's wrangler. */
+/** Starts the storage floor Worker (bench/floor) under the wrangler of the project at `root`. */
 export async function startFloor(root: string, dir: string, keepState: boolean): Promise<Server> {
-  const port = await freePort();
   const stateDir = mkdtempSync(path.join(dir, "floor-"));
   const wrangler = path.join(root, "node_modules", ".bin", "wrangler");
-  const args = ["dev", "-c", path.join("bench", "floor", "wrangler.toml"), "--ip", "127.0.0.1", "--port", String(port)];
-  args.push("--persist-to", path.join(stateDir, "state"), "--show-interactive-dev-session=false");
   return start({
     name: "floor",
     root,
-    command: wrangler,
-    args,
-    env: childEnv({ CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" }),
-    port,
     stateDir,
     healthPath: "/healthz",
     keepState,
+    launch: async (port) => ({
+      command: wrangler,
+      args: [
+        "dev",
+        "-c",
+        path.join("bench", "floor", "wrangler.toml"),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        // An inspector port of its own, so the floor never races the store for the default 9229.
+        "--inspector-port",
+        String(await freePort()),
+        "--persist-to",
+        path.join(stateDir, "state"),
+        "--show-interactive-dev-session=false",
+      ],
+      env: childEnv(stateDir, { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" }),
+    }),
   });
 }
 
@@ -205,12 +266,21 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((s) => s.stop()));
 }
 
+/** wrangler colours its errors; the colour codes are dropped from findings. */
+const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+
+/** A kind of suspicious log line: its first occurrence and how often lines of its shape appeared. */
+export interface LogFinding {
+  readonly line: string;
+  count: number;
+}
+
 /**
  * Lines of a server's log that look like trouble (errors, warnings, uncaught exceptions, 5xx
  * answers), with digits masked so repeats collapse; each with how often it occurred.
  */
-export function logFindings(logPath: string): Array<{ line: string; count: number }> {
-  const counts = new Map<string, { line: string; count: number }>();
+export function logFindings(logPath: string): LogFinding[] {
+  const counts = new Map<string, LogFinding>();
   let text = "";
   try {
     text = readFileSync(logPath, "utf8");
@@ -218,7 +288,7 @@ export function logFindings(logPath: string): Array<{ line: string; count: numbe
     return [];
   }
   for (const raw of text.split("\n")) {
-    const line = raw.trim();
+    const line = raw.replace(ANSI_COLOUR, "").trim();
     if (!/error|warn|exception|uncaught|✘|▲| 5\d\d /i.test(line)) continue;
     const shape = line.replace(/\d+/g, "N").slice(0, 300);
     const entry = counts.get(shape) ?? { line: line.slice(0, 300), count: 0 };

@@ -4,6 +4,7 @@
  * store back to back (order alternating between rounds, so neither always goes first), and the
  * figures are medians over rounds. Ratios are taken within a round, then the median is reported.
  */
+import os from "node:os";
 import { type Histogram, type LatencySummary, histogram, mergeInto, quantile, summarize } from "./histogram.ts";
 import { closedLoop } from "./load.ts";
 import { type Scenario, type ScenarioKind } from "./scenarios.ts";
@@ -27,6 +28,8 @@ export interface PhaseFigures {
   readonly ok: number;
   readonly errors: number;
   readonly firstError: string | null;
+  /** The machine's 1-minute load average at the end of the phase: how noisy the neighbours were. */
+  readonly load1m: number;
   /** Store write phases: how long replication took to drain after the phase ended. */
   readonly drainMs?: number;
 }
@@ -92,6 +95,7 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
           ok: run.ok,
           errors: run.errors,
           firstError: run.firstError,
+          load1m: os.loadavg()[0] ?? Number.NaN,
           ...(drainMs === undefined ? {} : { drainMs }),
         };
         figures[scenario.name] = phase;
@@ -99,7 +103,7 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
         const failed = run.errors === 0 ? "" : `, ${run.errors} errors (first: ${run.firstError})`;
         log(
           `  round ${round + 1}/${rounds} ${scenario.name.padEnd(12)} p50 ${phase.p50Ms.toFixed(2)} ms, ` +
-            `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s${drained}${failed}`,
+            `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s, load ${phase.load1m.toFixed(1)}${drained}${failed}`,
         );
       }
     }

@@ -4,6 +4,16 @@
  * connection goes back to the pool. A failed call throws, so the load generator counts it.
  */
 
+/**
+ * No single call may take longer than this: a hung server must fail the phase, not stall the
+ * run. Far above any latency worth measuring here.
+ */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+function timeout(): AbortSignal {
+  return AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+}
+
 /** Query parameters a store call may add (a later step adds `ack` and `consistency`). */
 export type StoreQuery = Readonly<Record<string, string>>;
 
@@ -25,12 +35,16 @@ export function floorTarget(baseUrl: string): KvTarget {
   return {
     name: "floor",
     async put(key, value) {
-      const res = await fetch(`${baseUrl}/kv/${encodeURIComponent(key)}`, { method: "PUT", body: value });
+      const res = await fetch(`${baseUrl}/kv/${encodeURIComponent(key)}`, {
+        method: "PUT",
+        body: value,
+        signal: timeout(),
+      });
       if (!res.ok) throw await failure(res, `floor PUT ${key}`);
       await res.arrayBuffer();
     },
     async get(key) {
-      const res = await fetch(`${baseUrl}/kv/${encodeURIComponent(key)}`);
+      const res = await fetch(`${baseUrl}/kv/${encodeURIComponent(key)}`, { signal: timeout() });
       if (res.status === 404) {
         await res.arrayBuffer();
         return null;
@@ -53,12 +67,13 @@ export function storeTarget(baseUrl: string, token: string, region: string, quer
         method: "PUT",
         body: value,
         headers: { authorization: auth, "content-type": "application/octet-stream" },
+        signal: timeout(),
       });
       if (!res.ok) throw await failure(res, `store PUT ${key} (${params})`);
       await res.arrayBuffer();
     },
     async get(key) {
-      const res = await fetch(url(key), { headers: { authorization: auth } });
+      const res = await fetch(url(key), { headers: { authorization: auth }, signal: timeout() });
       if (res.status === 404) {
         await res.arrayBuffer();
         return null;
@@ -71,14 +86,20 @@ export function storeTarget(baseUrl: string, token: string, region: string, quer
 
 /** GETs a JSON document from the store (e.g. /v1/regions). */
 export async function storeJson(baseUrl: string, token: string, path: string): Promise<unknown> {
-  const res = await fetch(`${baseUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${baseUrl}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: timeout(),
+  });
   if (!res.ok) throw await failure(res, `GET ${path}`);
   return res.json();
 }
 
 /** GETs a text document from the store (e.g. /metrics). */
 export async function storeText(baseUrl: string, token: string, path: string): Promise<string> {
-  const res = await fetch(`${baseUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${baseUrl}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: timeout(),
+  });
   if (!res.ok) throw await failure(res, `GET ${path}`);
   return res.text();
 }
