@@ -24,7 +24,7 @@
  *   BENCH_REGION               region the load is pinned to (writes and reads): enam
  *   BENCH_REGIONS              the store's regions, for convergence: wnam,enam,weur,apac
  *   BENCH_VARIANTS             DIRECT_PUSH values to run, each on a fresh store: off,on
- *   BENCH_EXTRA_VARS           more KV_VARS for every store, e.g. "HEARTBEAT_INTERVAL_MS:500"
+ *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "HEARTBEAT_INTERVAL_MS:500"
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
  *                              held to the target, the others show the store below saturation ("none"
  *                              skips convergence): 100,20 | 100
@@ -200,7 +200,7 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
 
 /** The KV_VARS a variant's store is started with. */
 function storeVars(directPush: string): string {
-  return [`DIRECT_PUSH:${directPush}`, config.extraVars].filter(Boolean).join(",");
+  return [`DIRECT_PUSH:${directPush}`, config.extraVars].filter(Boolean).join(";");
 }
 
 async function main(): Promise<number> {

@@ -3,7 +3,9 @@
 // `wrangler dev` (miniflare) on 127.0.0.1:$PORT (default 8787) with local development secrets.
 // Environment: PORT, KV_PERSIST_DIR (where local state lives; default .wrangler/state),
 // AUTH_TOKENS and SESSION_SECRET (override the development defaults below), KV_VARS
-// (comma-separated NAME:value overrides of wrangler.toml vars, e.g. "DIRECT_PUSH:on").
+// (semicolon-separated NAME:value overrides of wrangler.toml vars, e.g.
+// "DIRECT_PUSH:on;REGIONS:wnam,enam"), WRANGLER_REGISTRY_PATH and KV_INSPECTOR_PORT (to run
+// several stores side by side without them sharing wrangler's registry or inspector port).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -22,7 +24,9 @@ const env = {
 };
 const args = ["dev", "--ip", "127.0.0.1", "--port", port, "--show-interactive-dev-session=false"];
 if (process.env.KV_PERSIST_DIR) args.push("--persist-to", process.env.KV_PERSIST_DIR);
-for (const pair of (process.env.KV_VARS ?? "").split(",").filter(Boolean)) args.push("--var", pair.trim());
+for (const pair of (process.env.KV_VARS ?? "").split(";").filter((p) => p.trim() !== ""))
+  args.push("--var", pair.trim());
+if (process.env.KV_INSPECTOR_PORT) args.push("--inspector-port", process.env.KV_INSPECTOR_PORT);
 if (process.env.KV_LOG_LEVEL) args.push("--log-level", process.env.KV_LOG_LEVEL);
 
 const wrangler = path.join(root, "node_modules", ".bin", "wrangler");

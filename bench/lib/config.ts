@@ -17,7 +17,7 @@ export interface BenchConfig {
   readonly regions: readonly string[];
   /** DIRECT_PUSH values to run, each on a freshly started store. */
   readonly variants: readonly string[];
-  /** Extra KV_VARS for every variant ("NAME:value,..."). */
+  /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
   readonly convRatesPerSec: readonly number[];

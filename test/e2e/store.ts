@@ -46,6 +46,7 @@ async function waitHealthy(baseUrl: string, child: ChildProcess, log: () => stri
 /** Starts a store; `vars` override wrangler.toml vars (as `KV_VARS` does for `npm start`). */
 export async function startStore(vars: Record<string, string> = {}): Promise<RunningStore> {
   const port = await freePort();
+  const inspectorPort = await freePort();
   const persistDir = mkdtempSync(path.join(tmpdir(), "kv-e2e-"));
   const root = path.resolve(import.meta.dirname, "..", "..");
   let output = "";
@@ -54,10 +55,14 @@ export async function startStore(vars: Record<string, string> = {}): Promise<Run
     env: {
       ...process.env,
       PORT: String(port),
-      KV_PERSIST_DIR: persistDir,
+      KV_PERSIST_DIR: path.join(persistDir, "state"),
       KV_VARS: Object.entries(vars)
         .map(([name, value]) => `${name}:${value}`)
-        .join(","),
+        .join(";"),
+      // Each store gets its own wrangler registry and inspector port: stores started side by
+      // side otherwise see (and can take down) each other's workerd.
+      WRANGLER_REGISTRY_PATH: path.join(persistDir, "registry"),
+      KV_INSPECTOR_PORT: String(inspectorPort),
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

@@ -67,6 +67,11 @@ export class Outbox {
     const { region, view } = this.self();
     if (isTakenOut(view, region)) return false;
     const peers = loadConfig(this.env).regions.filter((r) => r !== region);
+    if (peers.length === 0) {
+      // A single-region store has no one to send to: the outbox only needs emptying.
+      this.store.log.prune(Number.MAX_SAFE_INTEGER);
+      return false;
+    }
     const targets = peers.filter((peer) => !isTakenOut(view, peer));
     if (targets.length === 0) return false;
     const sent = this.store.peerSend.all();

@@ -51,6 +51,7 @@ import {
 } from "../../shared/version-vector.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
+import { withTimeout } from "../timeout.ts";
 import { DeadLetters } from "./dead-letters.ts";
 import { Outbox } from "./outbox-drain.ts";
 import { type ConflictRow, type KeyListing, type ReplicaStore, replicaStore } from "./store.ts";
@@ -232,8 +233,7 @@ export class Replica extends DurableObject<Env> {
       if (!view.ok) return view;
       this.store.kv.put(key, state, encoded, vvMerge(row?.seqs ?? EMPTY_VV, vvFrom([[this.region, seq]])));
       this.store.log.append({ seq, key, stamp: formatHlc(stamp), writtenMs: now, state: logState, epoch });
-      this.store.meta.set("clock", formatHlc(stamp));
-      this.store.meta.set("seq", String(seq));
+      this.store.meta.setPosition(formatHlc(stamp), seq);
       // In-memory copies move only once the transaction has committed, so a failed write
       // never leaves a gap in the sequence numbers peers wait for.
       this.clock = stamp;
@@ -644,17 +644,26 @@ export class Replica extends DurableObject<Env> {
       console.warn(`replica ${this.region}: could not refresh the cluster view:`, error);
     }
     if (isTakenOut(this.view, this.region)) return;
-    const heartbeats: HeartbeatMessage[] = this.peers()
+    // Heartbeats go straight to the peers over RPC, not through the queue: a replication
+    // backlog must show up as lag (writes known but not applied), never as a dead region.
+    const heartbeats = this.peers()
       .filter((target) => !isTakenOut(this.view, target))
-      .map((target) => ({ v: WIRE_VERSION, kind: "heartbeat", origin: this.region, target, seq: this.seq, atMs: now }));
-    try {
-      if (heartbeats.length > 0)
-        await this.env.REPLICATION_QUEUE.sendBatch(heartbeats.map((body) => ({ body, contentType: "v8" as const })));
-    } catch (error) {
-      this.store.metrics.add("replication_send_errors_total", this.region, 1);
-      console.error(`replica ${this.region}: heartbeat send failed:`, error);
-    }
-    await this.outbox.flush();
+      .map(async (target) => {
+        const body: HeartbeatMessage = {
+          v: WIRE_VERSION,
+          kind: "heartbeat",
+          origin: this.region,
+          target,
+          seq: this.seq,
+          atMs: now,
+        };
+        const sent = await withTimeout(
+          () => this.env.REPLICA.getByName(target).applyReplication([body]),
+          this.config.heartbeatIntervalMs,
+        );
+        if (sent === null) this.store.metrics.add("replication_heartbeat_failures_total", target, 1);
+      });
+    await Promise.all([...heartbeats, this.outbox.flush()]);
   }
 
   /** Records messages for this region that exhausted their retries. */

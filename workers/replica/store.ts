@@ -319,6 +319,14 @@ export function replicaStore(sql: SqlStorage) {
       },
     },
     meta: {
+      /** Saves the clock and the sequence number together, in one statement (on every write). */
+      setPosition(clock: string, seq: number): void {
+        sql.exec(
+          "INSERT INTO meta (name, value) VALUES ('clock', ?1), ('seq', ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+          clock,
+          String(seq),
+        );
+      },
       get(name: string): string | undefined {
         return sql.exec<{ value: string }>("SELECT value FROM meta WHERE name = ?", name).toArray()[0]?.value;
       },

@@ -18,6 +18,11 @@ async function digest(token: string): Promise<string> {
 
 let cached: { source: string; table: Promise<Map<string, Scope>> } | undefined;
 
+/** Tokens already looked up, so a client's every request does not hash its token again. */
+const seen = new Map<string, Scope>();
+/** Bound on remembered tokens; unknown tokens (guesses) are not remembered at all. */
+const SEEN_TOKENS_MAX = 1024;
+
 /** Parses `AUTH_TOKENS` once per distinct value into digest -> scope. */
 function tokenTable(source: string): Promise<Map<string, Scope>> {
   if (cached?.source === source) return cached.table;
@@ -48,7 +53,14 @@ function tokenTable(source: string): Promise<Map<string, Scope>> {
 export async function authorize(header: string | undefined, tokens: string | undefined, needed: Scope): Promise<Scope> {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
   if (match === null) throw new StoreError("unauthorized", "send Authorization: Bearer <token>");
-  const scope = (await tokenTable(tokens ?? "")).get(await digest(match[1] as string));
+  const token = match[1] as string;
+  const source = tokens ?? "";
+  if (cached?.source !== source) seen.clear();
+  let scope = seen.get(token);
+  if (scope === undefined) {
+    scope = (await tokenTable(source)).get(await digest(token));
+    if (scope !== undefined && seen.size < SEEN_TOKENS_MAX) seen.set(token, scope);
+  }
   if (scope === undefined) throw new StoreError("unauthorized", "the bearer token is not known to this store");
   if (RANK[scope] < RANK[needed])
     throw new StoreError("forbidden", `this operation needs a ${needed} token; yours has ${scope} scope`);

@@ -47,6 +47,7 @@ const COUNTERS: Readonly<Record<string, string>> = {
   replication_errors_total: "Replication messages refused (to be retried), by receiving region and origin peer.",
   replication_heartbeats_total: "Heartbeats received, by receiving region and origin peer.",
   replication_send_errors_total: "Failed sends to the replication queue, by sending region.",
+  replication_heartbeat_failures_total: "Heartbeats a region could not deliver, by sending region and peer.",
   replication_dead_letters_total: "Messages that exhausted their retries, by target region and origin peer.",
   conflicts_total: "Concurrent writes resolved by LWW and logged, by region and the peer whose write arrived.",
   replication_fenced_total:
