@@ -29,6 +29,8 @@ export interface Config {
    * queue (Queues' own `delaySeconds`), as a slow WAN link would. 0 in production.
    */
   readonly replicationDelaySeconds: number;
+  /** How long a replica gathers writes before draining them to the queue as one message per peer. */
+  readonly replicationBatchMs: number;
 }
 
 /** Default for {@link Config.ackTimeoutMs}. */
@@ -76,6 +78,7 @@ export function loadConfig(env: Env): Config {
     env.SESSION_WAIT_MS,
     env.HEALTH_SILENCE_MS,
     env.REPLICATION_DELAY_SECONDS,
+    env.REPLICATION_BATCH_MS,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -99,6 +102,7 @@ export function loadConfig(env: Env): Config {
     sessionWaitMs: positiveInt("SESSION_WAIT_MS", env.SESSION_WAIT_MS, SESSION_WAIT_MS_DEFAULT),
     healthSilenceMs: positiveInt("HEALTH_SILENCE_MS", env.HEALTH_SILENCE_MS, 3 * heartbeatIntervalMs),
     replicationDelaySeconds: nonNegativeInt("REPLICATION_DELAY_SECONDS", env.REPLICATION_DELAY_SECONDS, 0, 43_200),
+    replicationBatchMs: nonNegativeInt("REPLICATION_BATCH_MS", env.REPLICATION_BATCH_MS, 50, 1000),
   };
   cached = { key, config };
   return config;

@@ -1,35 +1,15 @@
 // Consistency choices through the router: write acks (with a region out), session reads
 // across regions, quorum reads with read repair, and their parameter errors.
-import { env } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { signSession } from "../../workers/router/session.ts";
-import { api, okValue, registerText, replica, uniqueKey } from "./helpers.ts";
+import { api, okValue, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
 
 const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
 
 async function setHealth(region: RegionId, healthy: boolean): Promise<void> {
   const res = await api(`/v1/admin/regions/${region}/health`, { method: "POST", body: JSON.stringify({ healthy }) });
   expect(res.status).toBe(200);
-}
-
-/** Writes `value` in `region` with replication held back: only that region has it afterwards. */
-async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
-  await runInDurableObject(replica(region), async (instance) => {
-    const holder = instance as unknown as { env: Env };
-    holder.env = {
-      ...env,
-      REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue,
-    };
-    okValue(
-      await instance.write(key, {
-        type: "register",
-        op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
-      }),
-    );
-    holder.env = env;
-  });
 }
 
 afterEach(async () => {

@@ -1,5 +1,7 @@
 // Shared helpers for tests that run inside workerd.
 import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
 import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
@@ -76,4 +78,39 @@ export function codeOf(result: Result<unknown> | undefined): string {
 export function registerText(result: Result<ReadOutcome>): string | null {
   const view = okValue(result).view;
   return view?.type === "register" && view.value !== null ? new TextDecoder().decode(view.value) : null;
+}
+
+/**
+ * Writes `value` in `region` while that replica's queue is unreachable, and waits until its
+ * drain of the write has failed: afterwards only that region has the write (it stays in the
+ * outbox until a later drain).
+ */
+export async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
+  await runInDurableObject(replica(region), async (instance, state) => {
+    const failures = (): number =>
+      state.storage.sql
+        .exec<{ n: number }>(
+          "SELECT coalesce(sum(value), 0) AS n FROM metrics WHERE name = 'replication_send_errors_total'",
+        )
+        .one().n;
+    const before = failures();
+    const holder = instance as unknown as { env: Env };
+    holder.env = {
+      ...env,
+      REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue,
+    };
+    try {
+      okValue(
+        await instance.write(key, {
+          type: "register",
+          op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
+        }),
+      );
+      await vi.waitFor(() => {
+        if (failures() <= before) throw new Error("the drain has not run yet");
+      });
+    } finally {
+      holder.env = env;
+    }
+  });
 }

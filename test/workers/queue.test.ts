@@ -7,7 +7,7 @@ import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { WIRE_VERSION, type EntriesMessage } from "../../shared/store/wire.ts";
 import worker from "../../workers/index.ts";
 import { retryDelaySeconds } from "../../workers/queue/consumer.ts";
-import { api, codeOf, heartbeat, registerText, replica, uniqueKey } from "./helpers.ts";
+import { api, codeOf, heartbeat, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
 
 async function deliver(queue: string, bodies: unknown[], attempts = 1) {
   const batch = createMessageBatch(
@@ -105,18 +105,7 @@ describe("dead letters", () => {
 
     // Fix the cause: wnam now holds the key. Its own replication must not deliver it for us,
     // so the write goes in with the queue unreachable (it stays in wnam's outbox).
-    await runInDurableObject(replica("wnam"), async (instance) => {
-      const holder = instance as unknown as { env: Env };
-      holder.env = {
-        ...env,
-        REPLICATION_QUEUE: { sendBatch: () => Promise.reject(new Error("held back")) } as unknown as Queue,
-      };
-      await instance.write(key, {
-        type: "register",
-        op: { kind: "put", value: new TextEncoder().encode("recovered"), contentType: "text/plain" },
-      });
-      holder.env = env;
-    });
+    await writeHeldBack("wnam", key, "recovered");
 
     const replay = await api("/v1/admin/regions/weur/dead-letters/replay", { method: "POST" });
     expect(replay.status).toBe(200);

@@ -27,6 +27,7 @@ export interface OutboxOwner {
 export class Outbox {
   private flushing = false;
   private flushAgain = false;
+  private scheduled = false;
   private readonly ctx: DurableObjectState;
   private readonly store: ReplicaStore;
   private readonly self: () => OutboxOwner;
@@ -40,6 +41,29 @@ export class Outbox {
 
   private get env(): Env {
     return this.self().env;
+  }
+
+  /**
+   * Drains soon: after `REPLICATION_BATCH_MS`, so that the writes of that window travel as one
+   * message per peer instead of one each. Queue sends and their deliveries cost far more than
+   * the rows they carry, so batching is what lets replication keep up with the write rate.
+   */
+  schedule(): void {
+    const delayMs = loadConfig(this.env).replicationBatchMs;
+    if (delayMs === 0) {
+      this.ctx.waitUntil(this.flush());
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.ctx.waitUntil(
+      new Promise<void>((resolve) => {
+        setTimeout(() => {
+          this.scheduled = false;
+          void this.flush().finally(resolve);
+        }, delayMs);
+      }),
+    );
   }
 
   /** Drains what can be sent now; re-runs when writes arrive meanwhile. Failures wait for the next alarm. */

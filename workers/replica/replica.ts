@@ -242,7 +242,7 @@ export class Replica extends DurableObject<Env> {
     });
     if (!committed.ok) return committed;
     const { seq, view, encoded, stamp } = committed.value;
-    this.ctx.waitUntil(this.outbox.flush());
+    this.outbox.schedule();
     let result: AckResult = { acked: [], complete: true };
     if (acks > 1) {
       const entry = {
