@@ -86,14 +86,12 @@ export function registerText(result: Result<ReadOutcome>): string | null {
  * outbox until a later drain).
  */
 export async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
-  await runInDurableObject(replica(region), async (instance, state) => {
-    const failures = (): number =>
-      state.storage.sql
-        .exec<{ n: number }>(
-          "SELECT coalesce(sum(value), 0) AS n FROM metrics WHERE name = 'replication_send_errors_total'",
-        )
-        .one().n;
-    const before = failures();
+  await runInDurableObject(replica(region), async (instance) => {
+    const failures = async (): Promise<number> =>
+      (await instance.status()).metrics
+        .filter((m) => m.name === "replication_send_errors_total")
+        .reduce((sum, m) => sum + m.value, 0);
+    const before = await failures();
     const holder = instance as unknown as { env: Env };
     holder.env = {
       ...env,
@@ -106,8 +104,8 @@ export async function writeHeldBack(region: RegionId, key: string, value: string
           op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
         }),
       );
-      await vi.waitFor(() => {
-        if (failures() <= before) throw new Error("the drain has not run yet");
+      await vi.waitFor(async () => {
+        if ((await failures()) <= before) throw new Error("the drain has not run yet");
       });
     } finally {
       holder.env = env;

@@ -1,7 +1,7 @@
 // Strong prefixes: writes go to the primary and wait for a quorum, compare-and-set is exact,
 // strong reads come from the confirmed primary, and failover promotes the replica that applied
 // the most of the old primary's writes under a new epoch that fences the old primary.
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
@@ -96,6 +96,8 @@ describe("strong prefixes", () => {
       state.storage.sql.exec("UPDATE peer_recv SET applied_seq = applied_seq + 1000000 WHERE origin = 'enam'");
       for (const key of keys.slice(0, 3)) state.storage.sql.exec("DELETE FROM kv WHERE key = ?", key);
     });
+    // The replica keeps its progress in memory too; a restart makes it read the edited rows.
+    await evictDurableObject(replica("apac"));
     const taken = await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":false}' });
     expect(taken.status).toBe(200);
     const after = (await regions()).primaries["strong/"];

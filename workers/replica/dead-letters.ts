@@ -20,12 +20,10 @@ export interface DeadLetterInput {
 
 /** Records, lists and replays one replica's dead letters. */
 export class DeadLetters {
-  private readonly ctx: DurableObjectState;
   private readonly env: Env;
   private readonly store: ReplicaStore;
 
-  constructor(ctx: DurableObjectState, env: Env, store: ReplicaStore) {
-    this.ctx = ctx;
+  constructor(env: Env, store: ReplicaStore) {
     this.env = env;
     this.store = store;
   }
@@ -33,7 +31,7 @@ export class DeadLetters {
   /** Records a batch in one transaction. */
   record(items: readonly DeadLetterInput[]): void {
     const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
+    this.store.transaction(() => {
       for (const item of items) {
         const origin =
           typeof item.body === "object" && item.body !== null && "origin" in item.body
@@ -66,7 +64,7 @@ export class DeadLetters {
     for (const batch of sendBatches(sized)) {
       await this.env.REPLICATION_QUEUE.sendBatch(batch.map((m) => ({ body: m.body, contentType: "v8" as const })));
     }
-    this.ctx.storage.transactionSync(() => this.store.deadLetters.delete(rows.map((r) => r.id)));
+    this.store.transaction(() => this.store.deadLetters.delete(rows.map((r) => r.id)));
     return { replayed: rows.length, remaining: this.store.deadLetters.count() };
   }
 }

@@ -113,7 +113,7 @@ export class Outbox {
         batch.map((m) => ({ body: m.message, contentType: "v8" as const })),
         delaySeconds > 0 ? { delaySeconds } : undefined,
       );
-      this.ctx.storage.transactionSync(() => {
+      this.store.transaction(() => {
         for (const { message } of batch) this.store.peerSend.set(message.target, message.to);
       });
     }

@@ -144,9 +144,9 @@ export class Replica extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.store = replicaStore(ctx.storage.sql);
+    this.store = replicaStore(ctx.storage);
     this.outbox = new Outbox(ctx, this.store, () => ({ region: this.region, view: this.view, env: this.env }));
-    this.letters = new DeadLetters(ctx, env, this.store);
+    this.letters = new DeadLetters(env, this.store);
     void ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage, REPLICA_MIGRATIONS, Date.now());
       const region = parseRegionId(ctx.id.name ?? "");
@@ -156,6 +156,12 @@ export class Replica extends DurableObject<Env> {
       this.seq = Number(this.store.meta.get("seq") ?? "0");
       // Configured strong prefixes start at epoch 1; the control object moves them forward.
       for (const p of this.config.primaryPrefixes) this.store.primaries.advance(p.prefix, p.region, 1);
+      // A restarted replica must know at once whether it is taken out; the push may be long past.
+      const view = await withTimeout(
+        () => this.env.CONTROL.getByName("control").getView(),
+        this.config.heartbeatIntervalMs,
+      );
+      if (view !== null) this.view = view;
       if ((await ctx.storage.getAlarm()) === null)
         await ctx.storage.setAlarm(Date.now() + this.config.heartbeatIntervalMs);
     });
@@ -177,7 +183,7 @@ export class Replica extends DurableObject<Env> {
   async applyView(view: ClusterView): Promise<void> {
     if (view.atMs < this.view.atMs) return;
     this.view = view;
-    this.ctx.storage.transactionSync(() => {
+    this.store.transaction(() => {
       for (const [prefix, p] of Object.entries(view.primaries)) this.store.primaries.advance(prefix, p.region, p.epoch);
     });
     // Writes held for a region that was out go as soon as the view says it is back.
@@ -221,7 +227,7 @@ export class Replica extends DurableObject<Env> {
     }
     const now = Date.now();
     const epoch = options.strong?.epoch ?? null;
-    const committed = this.ctx.storage.transactionSync(() => {
+    const committed = this.store.transaction(() => {
       const row = this.store.kv.getRow(key);
       const current = row === null ? undefined : decodeKeyState(row.encoded);
       const conditions = checkConditions(current, options);
@@ -353,7 +359,7 @@ export class Replica extends DurableObject<Env> {
   /** Merges a whole state into the key (read repair, session fetches); true when it changed. */
   private mergeState(key: string, bytes: Uint8Array, seqs: VersionVector, from: string): boolean {
     const remote = decodeKeyState(bytes);
-    return this.ctx.storage.transactionSync(() => this.mergeInto(key, remote, seqs, from, Date.now()));
+    return this.store.transaction(() => this.mergeInto(key, remote, seqs, from, Date.now()));
   }
 
   /** Merges `remote` (which includes `seqs`) into the stored key and logs any conflict; call inside a transaction. */
@@ -419,7 +425,7 @@ export class Replica extends DurableObject<Env> {
       for (let page = 0; page < RECOVERY_PAGES_MAX; page += 1) {
         const rows = await this.env.REPLICA.getByName(donor).prefixStates(prefix, high, after, RECOVERY_PAGE_KEYS);
         const now = Date.now();
-        this.ctx.storage.transactionSync(() => {
+        this.store.transaction(() => {
           for (const row of rows) {
             if (!this.mergeInto(row.key, decodeKeyState(row.state), parseVv(row.seqs) ?? EMPTY_VV, donor, now))
               continue;
@@ -561,7 +567,7 @@ export class Replica extends DurableObject<Env> {
       }
     }
     const now = Date.now();
-    return this.ctx.storage.transactionSync((): Result<Applied> => {
+    return this.store.transaction((): Result<Applied> => {
       let clock = this.clock;
       for (const entry of message.entries) {
         const stamp = parseHlc(entry.stamp);
@@ -637,6 +643,7 @@ export class Replica extends DurableObject<Env> {
   override async alarm(): Promise<void> {
     const now = Date.now();
     await this.ctx.storage.setAlarm(now + this.config.heartbeatIntervalMs);
+    this.store.metrics.flush();
     try {
       // The control object pushes every change; this pull only heals a missed push.
       await this.applyView(await this.env.CONTROL.getByName("control").getView());

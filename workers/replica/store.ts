@@ -55,9 +55,41 @@ function bytes(value: ArrayBuffer | null): Uint8Array | null {
   return value === null ? null : new Uint8Array(value);
 }
 
-/** The replica's statements over its SQLite database. */
-export function replicaStore(sql: SqlStorage) {
+/**
+ * The replica's statements over its SQLite database. Small, hot tables (peer progress, send
+ * watermarks, fencing epochs) are also kept in memory, written through on every change, so the
+ * read path does not query them on every request; `transaction` drops those copies if a
+ * transaction rolls back. Metric increments are buffered and written at most one heartbeat later.
+ */
+export function replicaStore(storage: DurableObjectStorage) {
+  const sql = storage.sql;
+  const progress = new Map<string, PeerProgress>();
+  let sentCache: Map<string, number> | undefined;
+  let primariesCache: Map<string, { region: string; epoch: number }> | undefined;
+  const pendingMetrics = new Map<string, { name: string; peer: string; delta: number }>();
+  const flushMetrics = (): void => {
+    for (const m of pendingMetrics.values()) {
+      sql.exec(
+        "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
+        m.name,
+        m.peer,
+        m.delta,
+      );
+    }
+    pendingMetrics.clear();
+  };
   return {
+    /** Runs `fn` in one SQLite transaction; on a throw it rolls back and forgets the in-memory copies. */
+    transaction<T>(fn: () => T): T {
+      try {
+        return storage.transactionSync(fn);
+      } catch (error) {
+        progress.clear();
+        sentCache = undefined;
+        primariesCache = undefined;
+        throw error;
+      }
+    },
     kv: {
       /** The key's state, or undefined when it was never written here. */
       get(key: string): KeyState | undefined {
@@ -108,10 +140,13 @@ export function replicaStore(sql: SqlStorage) {
     primaries: {
       /** The fencing epoch this replica knows for each strong prefix. */
       all(): Map<string, { region: string; epoch: number }> {
-        const rows = sql
-          .exec<{ prefix: string; region: string; epoch: number }>("SELECT prefix, region, epoch FROM primaries")
-          .toArray();
-        return new Map(rows.map((r) => [r.prefix, { region: r.region, epoch: r.epoch }]));
+        primariesCache ??= new Map(
+          sql
+            .exec<{ prefix: string; region: string; epoch: number }>("SELECT prefix, region, epoch FROM primaries")
+            .toArray()
+            .map((r) => [r.prefix, { region: r.region, epoch: r.epoch }]),
+        );
+        return primariesCache;
       },
       /** Records a primary; epochs only move forward. */
       advance(prefix: string, region: string, epoch: number): void {
@@ -121,6 +156,7 @@ export function replicaStore(sql: SqlStorage) {
           region,
           epoch,
         );
+        primariesCache = undefined;
       },
     },
     prefixStates: {
@@ -191,9 +227,14 @@ export function replicaStore(sql: SqlStorage) {
     },
     peerSend: {
       /** Sent watermark per target; targets never sent to are absent. */
-      all(): Map<string, number> {
-        const rows = sql.exec<{ target: string; sent_seq: number }>("SELECT target, sent_seq FROM peer_send").toArray();
-        return new Map(rows.map((r) => [r.target, r.sent_seq]));
+      all(): ReadonlyMap<string, number> {
+        sentCache ??= new Map(
+          sql
+            .exec<{ target: string; sent_seq: number }>("SELECT target, sent_seq FROM peer_send")
+            .toArray()
+            .map((r) => [r.target, r.sent_seq]),
+        );
+        return sentCache;
       },
       set(target: string, sentSeq: number): void {
         sql.exec(
@@ -201,24 +242,32 @@ export function replicaStore(sql: SqlStorage) {
           target,
           sentSeq,
         );
+        const cache = sentCache;
+        if (cache !== undefined) cache.set(target, Math.max(cache.get(target) ?? 0, sentSeq));
       },
     },
     peerRecv: {
       get(origin: string): PeerProgress {
+        const cached = progress.get(origin);
+        if (cached !== undefined) return cached;
         const row = sql
           .exec<{ applied_seq: number; known_seq: number; fresh_ms: number; heard_ms: number; pending: string }>(
             "SELECT applied_seq, known_seq, fresh_ms, heard_ms, pending FROM peer_recv WHERE origin = ?",
             origin,
           )
           .toArray()[0];
-        if (row === undefined) return EMPTY_PROGRESS;
-        return {
-          appliedSeq: row.applied_seq,
-          knownSeq: row.known_seq,
-          freshMs: row.fresh_ms,
-          heardMs: row.heard_ms,
-          pending: JSON.parse(row.pending) as PendingRange[],
-        };
+        const loaded: PeerProgress =
+          row === undefined
+            ? EMPTY_PROGRESS
+            : {
+                appliedSeq: row.applied_seq,
+                knownSeq: row.known_seq,
+                freshMs: row.fresh_ms,
+                heardMs: row.heard_ms,
+                pending: JSON.parse(row.pending) as PendingRange[],
+              };
+        progress.set(origin, loaded);
+        return loaded;
       },
       put(origin: string, p: PeerProgress): void {
         sql.exec(
@@ -230,6 +279,7 @@ export function replicaStore(sql: SqlStorage) {
           p.heardMs,
           JSON.stringify(p.pending),
         );
+        progress.set(origin, p);
       },
     },
     conflicts: {
@@ -339,15 +389,19 @@ export function replicaStore(sql: SqlStorage) {
       },
     },
     metrics: {
+      /** Buffers an increment; it reaches SQLite at the next `flush` (every heartbeat) or `all`. */
       add(name: string, peer: string, delta: number): void {
-        sql.exec(
-          "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
-          name,
-          peer,
-          delta,
-        );
+        const key = `${name}\u0000${peer}`;
+        const m = pendingMetrics.get(key);
+        if (m === undefined) pendingMetrics.set(key, { name, peer, delta });
+        else m.delta += delta;
+      },
+      /** Writes buffered increments. */
+      flush(): void {
+        flushMetrics();
       },
       all(): Array<{ name: string; peer: string; value: number }> {
+        flushMetrics();
         return sql
           .exec<{ name: string; peer: string; value: number }>("SELECT name, peer, value FROM metrics")
           .toArray();
