@@ -7,27 +7,35 @@
  * 2. Drives both with the same closed-loop load (fixed concurrency and value size, store pinned to
  *    one region): write and read latency (p50/p99) and throughput, in interleaved rounds, medians
  *    over rounds, store/floor ratios against their targets.
- * 3. Offers writes open-loop at a fixed rate to the store and measures, for a sample of them, the
+ * 3. Per consistency mode, at a modest fixed concurrency and in the same interleaved rounds:
+ *    writes with ack=local|quorum|all and reads with consistency=eventual|session|quorum, as
+ *    ratios to the floor (lib/modes.ts); a session read of a caught-up replica is also held
+ *    against the eventual read.
+ * 4. Offers writes open-loop at a fixed rate to the store and measures, for a sample of them, the
  *    time from acknowledgement to visible in every other region.
- * 4. Prints a table and writes bench/results/<timestamp>.json. Nothing is asserted about time: this
+ * 5. Prints a table and writes bench/results/<timestamp>.json. Nothing is asserted about time: this
  *    measures, tests never do. The exit status is 1 only when operations failed.
  *
  * Settings (environment variables; full-run default, then the BENCH_QUICK=1 default when different):
- *   BENCH_QUICK=1              quick run (about a minute) instead of the full run (4 to 5 minutes)
+ *   BENCH_QUICK=1              quick run (about 2 minutes) instead of the full run (about 9 minutes)
  *   BENCH_ROUNDS               interleaved rounds of every scenario: 4 | 2
  *   BENCH_PHASE_MS             length of one closed-loop phase: 2500 | 1000
  *   BENCH_WARMUP_MS            warm-up per scenario, after writing every key once: 2000 | 500
  *   BENCH_CONCURRENCY          closed-loop workers, one pass of rounds each; the first pass is held
- *                              to the targets, 1 shows latency without queueing: 8,1
+ *                              to the targets, 1 shows latency without queueing ("none" skips them): 8,1
  *   BENCH_VALUE_BYTES          value size: 256
  *   BENCH_KEYS                 keys written and read: 500 | 200
  *   BENCH_REGION               region the load is pinned to (writes and reads): enam
- *   BENCH_REGIONS              the store's regions, for convergence: wnam,enam,weur,apac
+ *   BENCH_REGIONS              the store's regions (settling, modes, convergence): what its /healthz lists
+ *   BENCH_MODES                1 runs the per-consistency-mode pass, 0 skips it: 1
+ *   BENCH_MODES_CONCURRENCY    closed-loop workers of the per-mode pass, one pass each; the first is
+ *                              held to the session target: 4
  *   BENCH_VARIANTS             DIRECT_PUSH values to run, each on a fresh store: off,on
- *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "HEARTBEAT_INTERVAL_MS:500"
+ *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
+ *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
  *                              held to the target, the others show the store below saturation ("none"
- *                              skips convergence): 100,20 | 100
+ *                              skips convergence; skipped anyway with one region): 100,20 | 100
  *   BENCH_CONV_MS              convergence: how long writes are offered, per rate: 15000 | 6000
  *   BENCH_CONV_SAMPLES_PER_SEC convergence: writes followed per second (every n-th write): 20
  *   BENCH_POLL_MS              convergence: first poll interval: 5
@@ -43,57 +51,30 @@
  * The servers run from a copy of the sources (see lib/source.ts): `wrangler dev` reloads on every
  * file change, and others edit this tree while a run is going.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { benchEnvPrefix, loadBenchConfig } from "./lib/config.ts";
 import { type ConvergenceSummary, measureConvergence, summarizeConvergence } from "./lib/convergence.ts";
 import { closedLoop } from "./lib/load.ts";
+import { machine } from "./lib/machine.ts";
+import { type ModesResult, runModes } from "./lib/modes.ts";
 import { type LogFinding, type Server, logFindings, runDir, startFloor, startStore, stopAll } from "./lib/processes.ts";
 import { type LatencyPass, type Verdict, formatConvergence, formatVariant, verdicts } from "./lib/report.ts";
-import { median, runRounds } from "./lib/rounds.ts";
+import { medianDrainMs, runRounds } from "./lib/rounds.ts";
 import { baseScenarios, keySpace, valuePool, writeOp } from "./lib/scenarios.ts";
 import { settle } from "./lib/settle.ts";
 import { snapshot } from "./lib/source.ts";
-import { type KvTarget, floorTarget, storeTarget, storeText } from "./lib/targets.ts";
+import { type KvTarget, floorTarget, storeHealthRegions, storeTarget, storeText } from "./lib/targets.ts";
 
 const projectRoot = path.resolve(import.meta.dirname, "..");
 const config = loadBenchConfig();
 const log = (line: string): void => console.log(line);
 
-function versionOf(packageJson: string): string {
-  try {
-    return (JSON.parse(readFileSync(path.join(projectRoot, packageJson), "utf8")) as { version: string }).version;
-  } catch {
-    return "unknown";
-  }
-}
-
-/** The machine and tool versions, recorded with every result. */
-function machine(): {
-  nproc: number;
-  cpu: string;
-  memoryGiB: number;
-  loadAverage: number[];
-  node: string;
-  wrangler: string;
-  platform: string;
-} {
-  return {
-    nproc: os.availableParallelism(),
-    cpu: os.cpus()[0]?.model ?? "unknown",
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    loadAverage: os.loadavg(),
-    node: process.version,
-    wrangler: versionOf("node_modules/wrangler/package.json"),
-    platform: `${os.platform()} ${os.release()}`,
-  };
-}
-
 /** Writes every key once, so reads find values and SQLite pages are warm. */
 async function populate(target: KvTarget, keys: readonly string[], values: readonly Uint8Array[]): Promise<void> {
   const run = await closedLoop(writeOp(target, keys, values), {
-    concurrency: Math.max(...config.concurrencies),
+    concurrency: Math.max(1, ...config.concurrencies, ...config.modesConcurrencies),
     durationMs: 600_000,
     errorsMax: config.errorsMax,
     opsMax: keys.length,
@@ -105,7 +86,10 @@ async function populate(target: KvTarget, keys: readonly string[], values: reado
 interface VariantResult {
   readonly directPush: string;
   readonly kvVars: string;
+  readonly regions: readonly string[];
   readonly passes: readonly LatencyPass[];
+  /** The per-consistency-mode passes, one per concurrency (none when BENCH_MODES=0). */
+  readonly modes: readonly ModesResult[];
   readonly convergences: readonly ConvergenceSummary[];
   /** How long replication took to drain after the last convergence run. */
   readonly finalDrainMs: number;
@@ -121,10 +105,9 @@ interface VariantResult {
 /** Everything measured on one started store (`server`); stops it at the end. */
 async function runVariant(server: Server, floor: KvTarget, directPush: string): Promise<VariantResult> {
   try {
+    const regions = await storeRegions(server.baseUrl);
     const store = storeTarget(server.baseUrl, config.token, config.region);
-    const peers = config.regions
-      .filter((r) => r !== config.region)
-      .map((r) => storeTarget(server.baseUrl, config.token, r));
+    const peers = regions.filter((r) => r !== config.region).map((r) => storeTarget(server.baseUrl, config.token, r));
     const settleStore = (): Promise<number> =>
       settle(server.baseUrl, config.token, store, peers, config.settleTimeoutMs);
     const keys = keySpace("bench", config.keys);
@@ -135,7 +118,8 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
     await populate(floor, keys, values);
     await populate(store, keys, values);
     await settleStore();
-    for (const s of scenarios) {
+    // The per-mode pass warms its own scenarios up.
+    for (const s of config.concurrencies.length === 0 ? [] : scenarios) {
       const { warmupMs, errorsMax } = config;
       await closedLoop(s.op, { concurrency: Math.max(...config.concurrencies), durationMs: warmupMs, errorsMax });
       if (s.system === "store" && s.kind === "write") await settleStore();
@@ -152,12 +136,18 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
         settleAfterStoreWrite: settleStore,
         log,
       });
-      const drainMs = median(rounds.rounds.flatMap((r) => r["store write"]?.drainMs ?? []));
-      passes.push({ concurrency, rounds, drainMs });
+      passes.push({ concurrency, rounds, drainMs: medianDrainMs(rounds) });
+    }
+
+    const modes: ModesResult[] = [];
+    for (const concurrency of config.modesConcurrencies) {
+      const setup = { config, baseUrl: server.baseUrl, regions, keys, values, settle: settleStore, log };
+      modes.push(await runModes(setup, floor, concurrency));
     }
 
     const convergences: ConvergenceSummary[] = [];
-    for (const rate of config.convRatesPerSec) {
+    if (peers.length === 0 && config.convRatesPerSec.length > 0) log("convergence: skipped, the store has one region");
+    for (const rate of peers.length === 0 ? [] : config.convRatesPerSec) {
       const sampleEvery = Math.max(1, Math.round(rate / config.convSamplesPerSec));
       log(`convergence: ${rate} writes/s to ${config.region} for ${config.convMs} ms, 1 in ${sampleEvery} followed`);
       await settleStore();
@@ -179,16 +169,20 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
     }
     const finalDrainMs = await settleStore();
     const metrics = await storeText(server.baseUrl, config.token, "/metrics");
-    const table = formatVariant(directPush, passes, convergences);
+    const table = formatVariant(directPush, passes, modes, convergences);
     return {
       directPush,
       kvVars: storeVars(directPush),
+      regions,
       passes,
+      modes,
       convergences,
       finalDrainMs,
-      verdicts: verdicts(passes, convergences),
+      verdicts: verdicts(passes, modes, convergences),
       errors:
-        passes.reduce((sum, p) => sum + p.rounds.errors, 0) + convergences.reduce((sum, c) => sum + c.writeErrors, 0),
+        passes.reduce((sum, p) => sum + p.rounds.errors, 0) +
+        modes.reduce((sum, m) => sum + m.rounds.errors, 0) +
+        convergences.reduce((sum, c) => sum + c.writeErrors, 0),
       table,
       metrics: metrics.split("\n").filter((l) => l !== "" && !l.startsWith("#")),
       logFindings: logFindings(server.logPath),
@@ -196,6 +190,19 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * The store's regions: what its /healthz lists, which must equal BENCH_REGIONS when that is set
+ * and must include the pinned region.
+ */
+async function storeRegions(baseUrl: string): Promise<string[]> {
+  const served = await storeHealthRegions(baseUrl);
+  if (config.regions !== null && served.join(",") !== config.regions.join(","))
+    throw new Error(`BENCH_REGIONS is ${config.regions.join(",")} but the store serves ${served.join(",")}`);
+  if (!served.includes(config.region))
+    throw new Error(`BENCH_REGION ${config.region} is not one of the store's regions (${served.join(",")})`);
+  return served;
 }
 
 /** The KV_VARS a variant's store is started with. */
@@ -218,7 +225,7 @@ async function main(): Promise<number> {
     });
   }
   try {
-    const host = machine();
+    const host = machine(projectRoot);
     log(`$ ${command}`);
     log(`machine: ${JSON.stringify(host)}`);
     log(`servers' logs and state: ${dir}${config.keep ? " (kept)" : " (removed at the end)"}`);

@@ -14,7 +14,10 @@ export interface BenchConfig {
   readonly valueBytes: number;
   readonly keys: number;
   readonly region: string;
-  readonly regions: readonly string[];
+  /** The store's regions as BENCH_REGIONS lists them; null: as the store's /healthz lists them. */
+  readonly regions: readonly string[] | null;
+  /** Closed-loop workers of the per-consistency-mode passes, one pass each (empty: skipped). */
+  readonly modesConcurrencies: readonly number[];
   /** DIRECT_PUSH values to run, each on a freshly started store. */
   readonly variants: readonly string[];
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
@@ -59,6 +62,13 @@ function text(name: string, fallback: string): string {
   return raw === undefined || raw === "" ? fallback : raw;
 }
 
+function flag(name: string, fallback: boolean): boolean {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw !== "0" && raw !== "1") throw new Error(`${name} must be 0 or 1, got "${raw}"`);
+  return raw === "1";
+}
+
 function sourceKind(raw: string): "worktree" | "HEAD" {
   if (raw !== "worktree" && raw !== "HEAD") throw new Error(`BENCH_SOURCE must be worktree or HEAD, got "${raw}"`);
   return raw;
@@ -68,10 +78,10 @@ function sourceKind(raw: string): "worktree" | "HEAD" {
 export function loadBenchConfig(): BenchConfig {
   const quick = process.env.BENCH_QUICK === "1";
   const region = text("BENCH_REGION", "enam");
-  const regions = text("BENCH_REGIONS", "wnam,enam,weur,apac")
-    .split(",")
-    .map((r) => r.trim());
-  if (!regions.includes(region)) throw new Error(`BENCH_REGION ${region} is not one of BENCH_REGIONS`);
+  const regionsRaw = process.env.BENCH_REGIONS;
+  const regions = regionsRaw === undefined || regionsRaw === "" ? null : regionsRaw.split(",").map((r) => r.trim());
+  if (regions !== null && !regions.includes(region))
+    throw new Error(`BENCH_REGION ${region} is not one of BENCH_REGIONS`);
   const variants = text("BENCH_VARIANTS", "off,on")
     .split(",")
     .map((v) => v.trim());
@@ -81,11 +91,12 @@ export function loadBenchConfig(): BenchConfig {
     rounds: int("BENCH_ROUNDS", quick ? 2 : 4, 1, 100),
     phaseMs: int("BENCH_PHASE_MS", quick ? 1000 : 2500, 100, 600_000),
     warmupMs: int("BENCH_WARMUP_MS", quick ? 500 : 2000, 0, 600_000),
-    concurrencies: intList("BENCH_CONCURRENCY", [8, 1], 1, 1024),
+    concurrencies: process.env.BENCH_CONCURRENCY === "none" ? [] : intList("BENCH_CONCURRENCY", [8, 1], 1, 1024),
     valueBytes: int("BENCH_VALUE_BYTES", 256, 1, 1024 * 1024),
     keys: int("BENCH_KEYS", quick ? 200 : 500, 1, 1_000_000),
     region,
     regions,
+    modesConcurrencies: flag("BENCH_MODES", true) ? intList("BENCH_MODES_CONCURRENCY", [4], 1, 1024) : [],
     variants,
     extraVars: text("BENCH_EXTRA_VARS", ""),
     convRatesPerSec:

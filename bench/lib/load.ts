@@ -2,12 +2,23 @@
  * The load generator: any async operation, timed into a histogram, driven closed-loop (a fixed
  * number of workers, each issuing its next operation when the last one answers) or open-loop
  * (a fixed offered rate, whatever the answers do). Scenarios are plain `Operation`s, so a new
- * one (a quorum write, a session read) is a function, not a new loop.
+ * one (a quorum write, a session read) is a function, not a new loop. An operation that needs a
+ * set-up step it should not be timed for (a write before the read it measures) restarts its
+ * stopwatch after the set-up.
  */
 import { type Histogram, histogram, record } from "./histogram.ts";
 
-/** One unit of work. `n` numbers the operations of a run from 0; throwing counts as an error. */
-export type Operation = (n: number) => Promise<void>;
+/** Lets an operation leave its own set-up out of its latency. */
+export interface Stopwatch {
+  /** The operation's latency is measured from now on (the work before it is not counted). */
+  restart(): void;
+}
+
+/**
+ * One unit of work. `n` numbers the operations of a run from 0; throwing counts as an error.
+ * Operations that time all of their work ignore the stopwatch.
+ */
+export type Operation = (n: number, stopwatch: Stopwatch) => Promise<void>;
 
 /** What a run measured. */
 export interface RunResult {
@@ -54,11 +65,20 @@ function sleep(ms: number): Promise<void> {
 
 /**
  * Runs `op` once and records its latency into `into` if it succeeds (a failure is thrown to the
- * caller and not recorded). Returns the latency in milliseconds.
+ * caller and not recorded). The latency runs from `startedAt` (default: now), or from the last
+ * `stopwatch.restart()` the operation made. Returns the latency in milliseconds.
  */
-export async function measure(into: Histogram, op: () => Promise<void>): Promise<number> {
-  const started = performance.now();
-  await op();
+export async function measure(
+  into: Histogram,
+  op: (stopwatch: Stopwatch) => Promise<void>,
+  startedAt = performance.now(),
+): Promise<number> {
+  let started = startedAt;
+  await op({
+    restart() {
+      started = performance.now();
+    },
+  });
   const ms = performance.now() - started;
   record(into, ms);
   return ms;
@@ -81,7 +101,7 @@ export async function closedLoop(op: Operation, options: ClosedLoopOptions): Pro
       const index = n;
       n += 1;
       try {
-        await measure(latency, () => op(index));
+        await measure(latency, (stopwatch) => op(index, stopwatch));
         ok += 1;
       } catch (error) {
         errors += 1;
@@ -122,8 +142,7 @@ export async function openLoop(op: Operation, options: OpenLoopOptions): Promise
     inFlight += 1;
     const run = (async () => {
       try {
-        await op(n);
-        record(latency, performance.now() - scheduled);
+        await measure(latency, (stopwatch) => op(n, stopwatch), scheduled);
         ok += 1;
       } catch (error) {
         errors += 1;

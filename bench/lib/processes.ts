@@ -12,6 +12,8 @@ import path from "node:path";
 
 /** How long a server may take to answer its health check after spawning (a cold wrangler bundles first). */
 const STARTUP_MS_MAX = 120_000;
+/** What wrangler logs when workerd died and is being restarted. */
+const RUNTIME_CRASHED = "The Workers runtime crashed unexpectedly";
 const HEALTH_POLL_MS = 250;
 /** How long a process group gets to exit on SIGTERM before SIGKILL. */
 const STOP_GRACE_MS = 5000;
@@ -70,6 +72,9 @@ async function waitHealthy(name: string, url: string, child: ChildProcess, logPa
         `${name} exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${tail(logPath)}`,
       );
     }
+    // wrangler restarts a crashed workerd, but a restart before the first answer was not seen to
+    // come up here; failing at once lets the caller try a fresh start instead of waiting it out.
+    if (tail(logPath).includes(RUNTIME_CRASHED)) throw new Error(`${name} crashed while starting:\n${tail(logPath)}`);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
@@ -134,9 +139,14 @@ interface StartOptions {
 /**
  * Start attempts per server. wrangler picks some ports itself (the inspector's prefers 9229), so
  * two wranglers starting at once on this machine (ours, or other sessions') can collide on one;
- * such a start fails with "Address already in use" and is simply tried again.
+ * such a start fails with "Address already in use" and is simply tried again. So is a start whose
+ * workerd crashed before it answered (seen here now and then: wrangler then restarts workerd,
+ * which never became healthy within STARTUP_MS_MAX).
  */
 const START_ATTEMPTS_MAX = 3;
+
+/** Log text of a start that is worth another attempt. */
+const RETRYABLE_START = ["Address already in use", RUNTIME_CRASHED];
 
 async function startOnce(options: StartOptions, attempt: number): Promise<Server> {
   const { name, root, stateDir, healthPath, keepState } = options;
@@ -175,11 +185,9 @@ async function start(options: StartOptions): Promise<Server> {
     try {
       return await startOnce(options, attempt);
     } catch (error) {
-      const collided = error instanceof Error && error.message.includes("Address already in use");
-      if (!collided || attempt >= START_ATTEMPTS_MAX) throw error;
-      console.log(
-        `${options.name}: a port was taken while starting; trying again (${attempt + 1}/${START_ATTEMPTS_MAX})`,
-      );
+      const cause = error instanceof Error ? RETRYABLE_START.find((text) => error.message.includes(text)) : undefined;
+      if (cause === undefined || attempt >= START_ATTEMPTS_MAX) throw error;
+      console.log(`${options.name}: "${cause}" while starting; trying again (${attempt + 1}/${START_ATTEMPTS_MAX})`);
     }
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The printed summary: per variant, a table of floor and store figures with store/floor ratios
- * against their targets, then convergence against its target.
+ * against their targets, the per-consistency-mode table, then convergence against its target.
  */
 import { type ConvergenceSummary } from "./convergence.ts";
+import { MODE, type ModesResult } from "./modes.ts";
 import { type RoundsResult } from "./rounds.ts";
 
 /** The targets the store is held to. */
@@ -11,6 +12,8 @@ export const TARGETS = {
   readP50RatioMax: 1.15,
   writeThroughputRatioMin: 0.7,
   convergenceP99MsMax: 250,
+  /** A session read of a caught-up replica against an eventual read, p50. */
+  sessionToEventualP50RatioMax: 1.1,
 } as const;
 
 /** A target's verdict. */
@@ -77,9 +80,32 @@ function passVerdicts(pass: LatencyPass, official: boolean): Verdict[] {
   return out;
 }
 
-/** The verdicts for one variant: the first pass and the first convergence run are the official ones. */
-export function verdicts(passes: readonly LatencyPass[], convergences: readonly ConvergenceSummary[]): Verdict[] {
+function modesVerdicts(modes: ModesResult, official: boolean): Verdict[] {
+  const session = modes.rounds.relative[MODE.readSession];
+  if (session === undefined) return [];
+  const max = TARGETS.sessionToEventualP50RatioMax;
+  return [
+    {
+      name: `session/eventual read p50, concurrency ${modes.concurrency}`,
+      value: session.p50,
+      target: `<= ${max}x`,
+      met: session.p50 <= max,
+      official,
+    },
+  ];
+}
+
+/**
+ * The verdicts for one variant: the first latency pass, the first per-mode pass and the first
+ * convergence run are the official ones.
+ */
+export function verdicts(
+  passes: readonly LatencyPass[],
+  modes: readonly ModesResult[],
+  convergences: readonly ConvergenceSummary[],
+): Verdict[] {
   const out = passes.flatMap((pass, i) => passVerdicts(pass, i === 0));
+  modes.forEach((m, i) => out.push(...modesVerdicts(m, i === 0)));
   convergences.forEach((c, i) => {
     const max = TARGETS.convergenceP99MsMax;
     out.push({
@@ -110,14 +136,39 @@ export function formatConvergence(c: ConvergenceSummary): string[] {
   ];
 }
 
+/** The per-mode table, as lines. */
+export function formatModes(modes: ModesResult): string[] {
+  const { rounds } = modes;
+  const nameWidth = Math.max(...Object.keys(rounds.medians).map((name) => name.length));
+  const widths = [nameWidth, 9, 9, 8, 10, 10, 14];
+  const ratio = (x: number | undefined): string => (x === undefined ? "" : `${f(x)}x`);
+  const lines = [
+    `  per consistency mode at ${modes.concurrency} workers, median over ${rounds.rounds.length} rounds ` +
+      `(session token from a write at ${modes.anchorRegion}; remote writes at ${modes.remoteRegion ?? "none"})`,
+    `  ${cols(["scenario", "p50 ms", "p99 ms", "ops/s", "p50/floor", "p99/floor", "p50/baseline"], widths)}`,
+  ];
+  for (const [name, m] of Object.entries(rounds.medians)) {
+    const r = rounds.ratios[name];
+    const rel = rounds.relative[name];
+    const baseline = rel === undefined ? "" : `${ratio(rel.p50)} ${rel.baseline.replace(/^read /, "")}`;
+    lines.push(
+      `  ${cols([name, f(m.p50Ms), f(m.p99Ms), f(m.opsPerSec, 0), ratio(r?.p50), ratio(r?.p99), baseline], widths)}`,
+    );
+  }
+  lines.push(`  replication drained ${f(modes.drainMs, 0)} ms after a phase that wrote (median)`);
+  return lines;
+}
+
 /** The table of one variant, as lines. */
 export function formatVariant(
   directPush: string,
   passes: readonly LatencyPass[],
+  modes: readonly ModesResult[],
   convergences: readonly ConvergenceSummary[],
 ): string[] {
   const lines: string[] = [];
-  const widths = [14, 10, 10, 10, 11, 11];
+  const nameWidth = Math.max(14, ...passes.flatMap((p) => Object.keys(p.rounds.medians).map((n) => n.length)));
+  const widths = [nameWidth, 10, 10, 10, 11, 11];
   lines.push(`DIRECT_PUSH=${directPush}`);
   for (const { concurrency, rounds, drainMs } of passes) {
     lines.push(
@@ -133,9 +184,11 @@ export function formatVariant(
     }
     lines.push(`  replication drained ${f(drainMs, 0)} ms after a store write phase ended (median)`);
   }
+  for (const m of modes) lines.push(...formatModes(m));
   for (const c of convergences) lines.push(...formatConvergence(c).map((line) => `  ${line}`));
-  for (const v of verdicts(passes, convergences)) {
-    const value = v.name.startsWith("convergence") ? `${f(v.value, 1)} ms` : `${f(v.value)}x`;
+  for (const v of verdicts(passes, modes, convergences)) {
+    // Three decimals: a ratio printed as 1.10x must not hide whether it is above or below 1.1.
+    const value = v.name.startsWith("convergence") ? `${f(v.value, 1)} ms` : `${f(v.value, 3)}x`;
     const verdict = `${v.met ? "MET" : "NOT MET"}${v.official ? "" : " (ref)"}`;
     lines.push(`  ${verdict.padEnd(13)} ${v.name.padEnd(44)} ${value.padStart(10)}  target ${v.target}`);
   }

@@ -15,7 +15,10 @@ export interface RoundsOptions {
   readonly phaseMs: number;
   readonly concurrency: number;
   readonly errorsMax: number;
-  /** Runs after every store write phase, before the next phase: waits out the replication it caused. */
+  /**
+   * Runs after every phase that wrote to the store, before the next phase: waits out the
+   * replication it caused.
+   */
   readonly settleAfterStoreWrite: () => Promise<number>;
   readonly log: (line: string) => void;
 }
@@ -30,7 +33,7 @@ export interface PhaseFigures {
   readonly firstError: string | null;
   /** The machine's 1-minute load average at the end of the phase: how noisy the neighbours were. */
   readonly load1m: number;
-  /** Store write phases: how long replication took to drain after the phase ended. */
+  /** Phases that wrote to the store: how long replication took to drain after the phase ended. */
   readonly drainMs?: number;
 }
 
@@ -41,13 +44,20 @@ export interface Ratio {
   readonly throughput: number;
 }
 
+/** A store scenario compared with its `baseline`, another store scenario (this / baseline). */
+export interface RelativeRatio extends Ratio {
+  readonly baseline: string;
+}
+
 /** All rounds' results. */
 export interface RoundsResult {
   readonly rounds: Array<Record<string, PhaseFigures>>;
   /** Median over rounds of each figure, per scenario. */
   readonly medians: Record<string, { p50Ms: number; p99Ms: number; opsPerSec: number }>;
-  /** Median over rounds of the per-round ratio, per store scenario. */
+  /** Median over rounds of the per-round ratio to the floor, per store scenario. */
   readonly ratios: Record<string, Ratio>;
+  /** Median over rounds of the per-round ratio to its baseline, per store scenario that has one. */
+  readonly relative: Record<string, RelativeRatio>;
   /** Every round's latencies merged, per scenario. */
   readonly merged: Record<string, LatencySummary>;
   readonly errors: number;
@@ -72,10 +82,22 @@ function ordered(scenarios: readonly Scenario[], kind: ScenarioKind, round: numb
   return round % 2 === 0 ? [...floors, ...stores] : [...stores, ...floors];
 }
 
+/** Median time replication took to drain after the phases that wrote to the store (NaN if none did). */
+export function medianDrainMs(result: RoundsResult): number {
+  return median(result.rounds.flatMap((r) => Object.values(r).flatMap((p) => p.drainMs ?? [])));
+}
+
 /** Runs `options.rounds` interleaved rounds of `scenarios`. */
 export async function runRounds(scenarios: readonly Scenario[], options: RoundsOptions): Promise<RoundsResult> {
   const { rounds, phaseMs, concurrency, errorsMax, settleAfterStoreWrite, log } = options;
   if (!(rounds >= 1 && rounds <= ROUNDS_MAX)) throw new Error(`rounds out of range: ${rounds}`);
+  const names = new Set(scenarios.map((s) => s.name));
+  if (names.size !== scenarios.length) throw new Error("scenario names must be unique");
+  for (const s of scenarios) {
+    if (s.baseline !== undefined && !names.has(s.baseline))
+      throw new Error(`${s.name}: baseline ${s.baseline} is not a scenario of these rounds`);
+  }
+  const nameWidth = Math.max(...scenarios.map((s) => s.name.length));
   const merged = new Map<string, Histogram>(scenarios.map((s) => [s.name, histogram()]));
   const results: Array<Record<string, PhaseFigures>> = [];
   let errors = 0;
@@ -86,8 +108,8 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
         const run = await closedLoop(scenario.op, { concurrency, durationMs: phaseMs, errorsMax });
         mergeInto(merged.get(scenario.name) as Histogram, run.latency);
         errors += run.errors;
-        const drainMs =
-          scenario.system === "store" && scenario.kind === "write" ? await settleAfterStoreWrite() : undefined;
+        const wroteStore = scenario.system === "store" && (scenario.kind === "write" || scenario.writesStore === true);
+        const drainMs = wroteStore ? await settleAfterStoreWrite() : undefined;
         const phase: PhaseFigures = {
           p50Ms: quantile(run.latency, 0.5),
           p99Ms: quantile(run.latency, 0.99),
@@ -102,7 +124,7 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
         const drained = drainMs === undefined ? "" : `, replication drained ${drainMs.toFixed(0)} ms after`;
         const failed = run.errors === 0 ? "" : `, ${run.errors} errors (first: ${run.firstError})`;
         log(
-          `  round ${round + 1}/${rounds} ${scenario.name.padEnd(12)} p50 ${phase.p50Ms.toFixed(2)} ms, ` +
+          `  round ${round + 1}/${rounds} ${scenario.name.padEnd(nameWidth)} p50 ${phase.p50Ms.toFixed(2)} ms, ` +
             `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s, load ${phase.load1m.toFixed(1)}${drained}${failed}`,
         );
       }
@@ -119,21 +141,26 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
       opsPerSec: median(pick(s.name, (p) => p.opsPerSec)),
     };
   }
-  const ratios: RoundsResult["ratios"] = {};
-  for (const s of scenarios.filter((x) => x.system === "store")) {
-    const floor = scenarios.find((x) => x.system === "floor" && x.kind === s.kind);
-    if (floor === undefined) continue;
+  /** Median over rounds of `name`'s per-round figures divided by `other`'s. */
+  const ratioOf = (name: string, other: string): Ratio => {
     const per = (f: (p: PhaseFigures) => number): number =>
       median(
         results.flatMap((r) => {
-          const a = r[s.name];
-          const b = r[floor.name];
+          const a = r[name];
+          const b = r[other];
           return a === undefined || b === undefined ? [] : [f(a) / f(b)];
         }),
       );
-    ratios[s.name] = { p50: per((p) => p.p50Ms), p99: per((p) => p.p99Ms), throughput: per((p) => p.opsPerSec) };
+    return { p50: per((p) => p.p50Ms), p99: per((p) => p.p99Ms), throughput: per((p) => p.opsPerSec) };
+  };
+  const ratios: RoundsResult["ratios"] = {};
+  const relative: RoundsResult["relative"] = {};
+  for (const s of scenarios.filter((x) => x.system === "store")) {
+    const floor = scenarios.find((x) => x.system === "floor" && x.kind === s.kind);
+    if (floor !== undefined) ratios[s.name] = ratioOf(s.name, floor.name);
+    if (s.baseline !== undefined) relative[s.name] = { baseline: s.baseline, ...ratioOf(s.name, s.baseline) };
   }
   const summaries: RoundsResult["merged"] = {};
   for (const [name, h] of merged) summaries[name] = summarize(h);
-  return { rounds: results, medians, ratios, merged: summaries, errors };
+  return { rounds: results, medians, ratios, relative, merged: summaries, errors };
 }

@@ -1,8 +1,9 @@
 /**
  * The latency scenarios: a named operation on the floor or the store, of kind write or read.
  * Each store scenario is compared with the floor scenario of the same kind measured in the same
- * round. To add one (say quorum writes), add an entry built from `storeTarget(..., { ack:
- * "quorum" })`; the rounds, the table and the JSON pick it up.
+ * round, and optionally with another store scenario (its `baseline`). To add one, add an entry
+ * built from `storeTarget(..., { ack: "quorum" })` or the like; the rounds, the table and the
+ * JSON pick it up. The per-consistency-mode scenarios are in `modes.ts`.
  */
 import { type Operation } from "./load.ts";
 import { type KvTarget } from "./targets.ts";
@@ -17,6 +18,13 @@ export interface Scenario {
   readonly kind: ScenarioKind;
   readonly system: "floor" | "store";
   readonly op: Operation;
+  /**
+   * A read scenario that also writes to the store (to set up what it reads): replication is
+   * waited out after its phases too, as after every store write phase.
+   */
+  readonly writesStore?: boolean;
+  /** Another store scenario, in the same rounds, that this one is also compared with (store/store). */
+  readonly baseline?: string;
 }
 
 /** Distinct values cycled through by writes, so consecutive writes do not send identical bytes. */

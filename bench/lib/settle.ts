@@ -27,6 +27,33 @@ export async function replicationBacklog(baseUrl: string, token: string): Promis
   return entries;
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/**
+ * Waits until every one of `targets` answers `key` with exactly `value`; returns how long that
+ * took in ms. Throws after `timeoutMs`.
+ */
+export async function awaitVisible(
+  targets: readonly KvTarget[],
+  key: string,
+  value: Uint8Array,
+  timeoutMs: number,
+): Promise<number> {
+  const started = performance.now();
+  const deadline = started + timeoutMs;
+  for (const target of targets) {
+    for (;;) {
+      const got = await target.get(key);
+      if (got !== null && sameBytes(got, value)) break;
+      if (performance.now() > deadline) throw new Error(`${target.name} did not show ${key} within ${timeoutMs} ms`);
+      await sleep(SENTINEL_POLL_MS);
+    }
+  }
+  return performance.now() - started;
+}
+
 /**
  * Waits until the store has no replication backlog; returns how long that took in ms. Throws
  * after `timeoutMs`: a store that cannot drain is a finding, not something to benchmark past.
@@ -44,14 +71,7 @@ export async function settle(
   const key = `settle-${process.pid}-${sentinels}`;
   const value = new TextEncoder().encode(key);
   await origin.put(key, value);
-  for (const peer of peers) {
-    for (;;) {
-      const got = await peer.get(key);
-      if (got !== null && new TextDecoder().decode(got) === key) break;
-      if (performance.now() > deadline) throw new Error(`${peer.name} did not receive ${key} within ${timeoutMs} ms`);
-      await sleep(SENTINEL_POLL_MS);
-    }
-  }
+  await awaitVisible(peers, key, value, timeoutMs);
   for (;;) {
     const backlog = await replicationBacklog(baseUrl, token);
     if (backlog === 0) return performance.now() - started;

@@ -14,7 +14,7 @@ function timeout(): AbortSignal {
   return AbortSignal.timeout(REQUEST_TIMEOUT_MS);
 }
 
-/** Query parameters a store call may add (a later step adds `ack` and `consistency`). */
+/** Query parameters a store call adds after `region`, such as `ack` and `consistency`. */
 export type StoreQuery = Readonly<Record<string, string>>;
 
 /** The smallest key-value surface both targets share, so one scenario drives either. */
@@ -55,31 +55,77 @@ export function floorTarget(baseUrl: string): KvTarget {
   };
 }
 
+/**
+ * The store's key-value routes as a session client uses them: every call may send the
+ * `X-Session-Token` of an earlier answer, and every answer's token is handed back.
+ */
+export interface SessionTarget {
+  readonly name: string;
+  /** Writes `value`; answers the write's session token. */
+  put(key: string, value: Uint8Array, session?: string): Promise<string>;
+  /**
+   * The value and the answer's session token; null and whatever token the 404 carried (if any)
+   * when the key is not there.
+   */
+  get(key: string, session?: string): Promise<{ value: Uint8Array | null; session: string | null }>;
+}
+
+function sessionOf(res: Response, what: string): string {
+  const session = res.headers.get("x-session-token");
+  if (session === null || session === "") throw new Error(`${what} answered without an X-Session-Token`);
+  return session;
+}
+
 /** The store's key-value routes, served by `region`, with extra `query` parameters on every call. */
-export function storeTarget(baseUrl: string, token: string, region: string, query: StoreQuery = {}): KvTarget {
+export function storeSessionTarget(
+  baseUrl: string,
+  token: string,
+  region: string,
+  query: StoreQuery = {},
+): SessionTarget {
   const params = new URLSearchParams({ region, ...query }).toString();
   const url = (key: string): string => `${baseUrl}/v1/kv/${encodeURIComponent(key)}?${params}`;
-  const auth = `Bearer ${token}`;
+  const headers = (session: string | undefined): Record<string, string> => ({
+    authorization: `Bearer ${token}`,
+    ...(session === undefined ? {} : { "x-session-token": session }),
+  });
   return {
     name: `store@${region}`,
-    async put(key, value) {
+    async put(key, value, session) {
+      const what = `store PUT ${key} (${params})`;
       const res = await fetch(url(key), {
         method: "PUT",
         body: value,
-        headers: { authorization: auth, "content-type": "application/octet-stream" },
+        headers: { ...headers(session), "content-type": "application/octet-stream" },
         signal: timeout(),
       });
-      if (!res.ok) throw await failure(res, `store PUT ${key} (${params})`);
+      if (!res.ok) throw await failure(res, what);
       await res.arrayBuffer();
+      return sessionOf(res, what);
     },
-    async get(key) {
-      const res = await fetch(url(key), { headers: { authorization: auth }, signal: timeout() });
+    async get(key, session) {
+      const what = `store GET ${key} (${params})`;
+      const res = await fetch(url(key), { headers: headers(session), signal: timeout() });
       if (res.status === 404) {
         await res.arrayBuffer();
-        return null;
+        return { value: null, session: res.headers.get("x-session-token") };
       }
-      if (!res.ok) throw await failure(res, `store GET ${key} (${params})`);
-      return new Uint8Array(await res.arrayBuffer());
+      if (!res.ok) throw await failure(res, what);
+      return { value: new Uint8Array(await res.arrayBuffer()), session: sessionOf(res, what) };
+    },
+  };
+}
+
+/** The store's key-value routes, served by `region`, with extra `query` parameters on every call. */
+export function storeTarget(baseUrl: string, token: string, region: string, query: StoreQuery = {}): KvTarget {
+  const client = storeSessionTarget(baseUrl, token, region, query);
+  return {
+    name: client.name,
+    async put(key, value) {
+      await client.put(key, value);
+    },
+    async get(key) {
+      return (await client.get(key)).value;
     },
   };
 }
@@ -102,4 +148,15 @@ export async function storeText(baseUrl: string, token: string, path: string): P
   });
   if (!res.ok) throw await failure(res, `GET ${path}`);
   return res.text();
+}
+
+/** The regions the store serves, as its `/healthz` (no authentication) lists them. */
+export async function storeHealthRegions(baseUrl: string): Promise<string[]> {
+  const res = await fetch(`${baseUrl}/healthz`, { signal: timeout() });
+  if (!res.ok) throw await failure(res, "GET /healthz");
+  const body = (await res.json()) as { regions?: unknown };
+  const regions = body.regions;
+  if (!Array.isArray(regions) || !regions.every((r): r is string => typeof r === "string"))
+    throw new Error(`/healthz did not list the regions: ${JSON.stringify(body)}`);
+  return regions;
 }
