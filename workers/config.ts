@@ -36,7 +36,7 @@ export interface Config {
 /** Default for {@link Config.ackTimeoutMs}. */
 export const ACK_TIMEOUT_MS_DEFAULT = 5000;
 /** Default for {@link Config.sessionWaitMs}. */
-export const SESSION_WAIT_MS_DEFAULT = 50;
+export const SESSION_WAIT_MS_DEFAULT = 10;
 
 /** Default heartbeat period: short enough that idle lag and health are seen within seconds. */
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 1000;

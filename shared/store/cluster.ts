@@ -47,3 +47,32 @@ export function isTakenOut(view: ClusterView, region: RegionId): boolean {
 export function majority(n: number): number {
   return Math.floor(n / 2) + 1;
 }
+
+/** What the control object knows of one region when it decides its health. */
+export interface HealthEvidence {
+  /** An operator's override: false takes the region out, true (or none) leaves it to evidence. */
+  readonly override: boolean | undefined;
+  /** Whether the region's replica answered the last status call in time. */
+  readonly answered: boolean;
+  /** The latest time any peer heard the region's heartbeat (0: never). */
+  readonly heardMs: number;
+  /** Heartbeats are not expected before this time (control start, or return to service). */
+  readonly graceUntilMs: number;
+  readonly nowMs: number;
+  readonly silenceMs: number;
+  /** Whether the region has peers to hear it at all. */
+  readonly hasPeers: boolean;
+}
+
+/**
+ * Decides a region's health. Heartbeats between replicas are the evidence of life: a replica
+ * too busy to answer the control object in time but still heartbeating is healthy, while one
+ * no peer has heard from within `silenceMs` is not.
+ */
+export function regionHealth(e: HealthEvidence): RegionHealth {
+  if (e.override === false) return { healthy: false, reason: "admin" };
+  const silent = e.hasPeers && e.nowMs > e.graceUntilMs && e.nowMs - e.heardMs > e.silenceMs;
+  if (!e.answered && (silent || !e.hasPeers)) return { healthy: false, reason: "unreachable" };
+  if (silent) return { healthy: false, reason: "silent" };
+  return { healthy: true, reason: null };
+}

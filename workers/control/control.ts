@@ -8,7 +8,13 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { type RegionId } from "../../shared/regions.ts";
-import { type ClusterView, type PrimaryState, type RegionHealth, isHealthy } from "../../shared/store/cluster.ts";
+import {
+  type ClusterView,
+  type PrimaryState,
+  type RegionHealth,
+  isHealthy,
+  regionHealth,
+} from "../../shared/store/cluster.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { CONTROL_MIGRATIONS, migrate } from "../migrations.ts";
 import { type ReplicaStatus } from "../replica/replica.ts";
@@ -179,21 +185,19 @@ export class Control extends DurableObject<Env> {
     const health: Partial<Record<RegionId, RegionHealth>> = {};
     for (const region of this.config.regions) {
       const override = overrides.get(region);
-      if (override?.healthy === 0) {
-        health[region] = { healthy: false, reason: "admin" };
-        continue;
-      }
-      if (this.statuses.size > 0 && (this.statuses.get(region) ?? null) === null) {
-        health[region] = { healthy: false, reason: "unreachable" };
-        continue;
-      }
-      // Heartbeats take a moment to resume after a start or a return to service.
-      const graceFrom = Math.max(this.startedMs, override?.changed_ms ?? 0);
       let heardMs = 0;
       for (const [peer, status] of this.statuses)
         if (peer !== region) heardMs = Math.max(heardMs, status?.lag[region]?.heardMs ?? 0);
-      const silent = this.config.regions.length > 1 && now - graceFrom > silenceMs && now - heardMs > silenceMs;
-      health[region] = silent ? { healthy: false, reason: "silent" } : { healthy: true, reason: null };
+      health[region] = regionHealth({
+        override: override === undefined ? undefined : override.healthy === 1,
+        answered: this.statuses.size === 0 || (this.statuses.get(region) ?? null) !== null,
+        heardMs,
+        // Heartbeats take a moment to resume after a start or a return to service.
+        graceUntilMs: Math.max(this.startedMs, override?.changed_ms ?? 0) + silenceMs,
+        nowMs: now,
+        silenceMs,
+        hasPeers: this.config.regions.length > 1,
+      });
     }
     const configured = new Map(this.config.primaryPrefixes.map((p) => [p.prefix, p]));
     const primaries: Record<string, PrimaryState> = {};
