@@ -89,6 +89,7 @@ export interface WriteOptions extends WriteConditions {
 export interface WriteOutcome {
   readonly region: RegionId;
   readonly seq: number;
+  /** The key after the write; a register's value is left out (the writer has it). */
   readonly view: KeyView;
   /** Regions that durably applied the write when this answered, this one first. */
   readonly acked: RegionId[];
@@ -244,7 +245,9 @@ export class Replica extends DurableObject<Env> {
       // never leaves a gap in the sequence numbers peers wait for.
       this.clock = stamp;
       this.seq = seq;
-      return ok({ seq, view: view.value, encoded, stamp });
+      // The writer already has the value it wrote: do not copy it back over RPC.
+      const summary: KeyView = view.value.type === "register" ? { ...view.value, value: null } : view.value;
+      return ok({ seq, view: summary, encoded, stamp });
     });
     if (!committed.ok) return committed;
     const { seq, view, encoded, stamp } = committed.value;
