@@ -191,3 +191,18 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return compareBytes(a, b) === 0;
 }
+
+/** Encodes `value` with a `write` function into a fresh buffer. */
+export function encodeWith<T>(write: (writer: ByteWriter, value: T) => void, value: T): Uint8Array {
+  const writer = new ByteWriter();
+  write(writer, value);
+  return writer.finish();
+}
+
+/** Decodes a whole buffer with a `read` function; trailing bytes are a `DecodeError`. */
+export function decodeWith<T>(read: (reader: ByteReader) => T, bytes: Uint8Array): T {
+  const reader = new ByteReader(bytes);
+  const value = read(reader);
+  reader.end();
+  return value;
+}

@@ -8,7 +8,7 @@
  * real conflict (neither side saw the other) from a plain overwrite, so {@link lwwMergeReport}
  * can report every conflict it resolves.
  */
-import { ByteReader, ByteWriter, DecodeError, compareBytes, utf8 } from "../bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, compareBytes, utf8, encodeWith, decodeWith } from "../bytes.ts";
 import { type HlcStamp, compareHlc, hlcZero, readHlc, writeHlc } from "../hlc.ts";
 import { LOCATION_HINTS, type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector, readVv, vvCompare, vvIncrement, vvMerge, writeVv } from "../version-vector.ts";
@@ -98,9 +98,7 @@ function compareSameStamp(a: LwwRegister, b: LwwRegister): number {
 
 /** The canonical binary form: stamp, vector, content type, then a tombstone flag and value. */
 export function encodeLww(state: LwwRegister): Uint8Array {
-  const writer = new ByteWriter();
-  writeLww(writer, state);
-  return writer.finish();
+  return encodeWith(writeLww, state);
 }
 
 /** Writes the canonical form into `writer`. */
@@ -128,8 +126,5 @@ export function readLww(reader: ByteReader): LwwRegister {
 
 /** Decodes {@link encodeLww} output; throws `DecodeError` when malformed. */
 export function decodeLww(bytes: Uint8Array): LwwRegister {
-  const reader = new ByteReader(bytes);
-  const state = readLww(reader);
-  reader.end();
-  return state;
+  return decodeWith(readLww, bytes);
 }

@@ -11,7 +11,7 @@
  * apart with one entry per region. The register's vector is the causal context of everything
  * merged into it, so a sibling it has seen and dropped never comes back.
  */
-import { ByteReader, ByteWriter, DecodeError, compareBytes, utf8 } from "../bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, compareBytes, utf8, encodeWith, decodeWith } from "../bytes.ts";
 import { type RegionId } from "../regions.ts";
 import {
   type Dot,
@@ -125,9 +125,7 @@ function sameDot(a: MvSibling, b: MvSibling): MvSibling {
 
 /** The canonical binary form: vector, sibling count, then per sibling its dot, a flag and the value. */
 export function encodeMv(state: MvRegister): Uint8Array {
-  const writer = new ByteWriter();
-  writeMv(writer, state);
-  return writer.finish();
+  return encodeWith(writeMv, state);
 }
 
 /** Writes the canonical form into `writer`. A delete sibling writes no content type or value. */
@@ -171,8 +169,5 @@ export function readMv(reader: ByteReader): MvRegister {
 
 /** Decodes {@link encodeMv} output; throws `DecodeError` when malformed. */
 export function decodeMv(bytes: Uint8Array): MvRegister {
-  const reader = new ByteReader(bytes);
-  const state = readMv(reader);
-  reader.end();
-  return state;
+  return decodeWith(readMv, bytes);
 }

@@ -9,7 +9,7 @@
  * An add observes only the dots the replica holds, so an add concurrent with a remove keeps a
  * dot the remove never saw: add wins.
  */
-import { ByteReader, ByteWriter, DecodeError } from "../bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, encodeWith, decodeWith } from "../bytes.ts";
 import { LOCATION_HINTS, type RegionId, regionIndex } from "../regions.ts";
 import {
   type Dot,
@@ -122,9 +122,7 @@ function byElement(a: OrSetEntry, b: OrSetEntry): number {
 
 /** The canonical binary form: vector, entry count, then per entry the element and its dots. */
 export function encodeOrset(state: OrSet): Uint8Array {
-  const writer = new ByteWriter();
-  writeOrset(writer, state);
-  return writer.finish();
+  return encodeWith(writeOrset, state);
 }
 
 /** Writes the canonical form into `writer`. */
@@ -174,8 +172,5 @@ export function readOrset(reader: ByteReader): OrSet {
 
 /** Decodes {@link encodeOrset} output; throws `DecodeError` when malformed. */
 export function decodeOrset(bytes: Uint8Array): OrSet {
-  const reader = new ByteReader(bytes);
-  const state = readOrset(reader);
-  reader.end();
-  return state;
+  return decodeWith(readOrset, bytes);
 }

@@ -16,7 +16,7 @@
  * inside it.
  */
 import { assert } from "../assert.ts";
-import { ByteReader, ByteWriter, DecodeError } from "../bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, encodeWith, decodeWith } from "../bytes.ts";
 import { type Result, fail, ok } from "../errors.ts";
 import { type RegionId } from "../regions.ts";
 import {
@@ -120,9 +120,7 @@ export function pnMerge(a: PnCounter, b: PnCounter): PnCounter {
 
 /** The canonical binary form: operation vector, then increment totals, then decrement totals. */
 export function encodePn(state: PnCounter): Uint8Array {
-  const writer = new ByteWriter();
-  writePn(writer, state);
-  return writer.finish();
+  return encodeWith(writePn, state);
 }
 
 /** Writes the canonical form into `writer`. */
@@ -148,8 +146,5 @@ export function readPn(reader: ByteReader): PnCounter {
 
 /** Decodes {@link encodePn} output; throws `DecodeError` when malformed. */
 export function decodePn(bytes: Uint8Array): PnCounter {
-  const reader = new ByteReader(bytes);
-  const state = readPn(reader);
-  reader.end();
-  return state;
+  return decodeWith(readPn, bytes);
 }

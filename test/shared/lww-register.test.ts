@@ -15,6 +15,7 @@ import {
 import { type HlcStamp, compareHlc, hlcNow, hlcReceive, hlcZero, writeHlc } from "../../shared/hlc.ts";
 import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
 import { vvCompare, vvDescends, vvMerge, writeVv } from "../../shared/version-vector.ts";
+import { permutations } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x1_0005;
@@ -119,13 +120,6 @@ const statesArb = fc.tuple(historyArb, fc.array(fc.nat(), { minLength: 3, maxLen
 
 function hex(state: LwwRegister): string {
   return Buffer.from(encodeLww(state)).toString("hex");
-}
-
-function permutations<T>(items: readonly T[]): T[][] {
-  if (items.length <= 1) return [[...items]];
-  return items.flatMap((item, i) =>
-    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
-  );
 }
 
 function fold(states: readonly LwwRegister[]): LwwRegister {

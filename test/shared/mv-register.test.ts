@@ -22,6 +22,7 @@ import {
   writeDot,
   writeVv,
 } from "../../shared/version-vector.ts";
+import { permutations } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x6d76;
@@ -83,13 +84,6 @@ function replay(history: { regions: number; steps: readonly Step[] }) {
     timelines[at]?.push(next);
   }
   return { all: timelines.flat(), finals: timelines.map((t) => t.at(-1) as MvRegister), writes };
-}
-
-function permutations<T>(items: readonly T[]): T[][] {
-  if (items.length <= 1) return [[...items]];
-  return items.flatMap((item, i) =>
-    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
-  );
 }
 
 const fold = (states: readonly MvRegister[]) => states.reduce(mvMerge, mvEmpty());

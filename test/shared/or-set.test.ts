@@ -24,6 +24,7 @@ import {
   writeDot,
   writeVv,
 } from "../../shared/version-vector.ts";
+import { permutations } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x0523;
@@ -93,13 +94,6 @@ function expectedEntries(ops: readonly AppliedOp[]) {
       .map((a) => a.dot)
       .sort(compareDots),
   })).filter((entry) => entry.dots.length > 0);
-}
-
-function permutations<T>(items: readonly T[]): T[][] {
-  if (items.length <= 1) return [[...items]];
-  return items.flatMap((item, i) =>
-    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
-  );
 }
 
 const fold = (states: readonly OrSet[]) => states.reduce(orsetMerge, orsetEmpty());

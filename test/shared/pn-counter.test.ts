@@ -14,6 +14,7 @@ import {
 import { type Result } from "../../shared/errors.ts";
 import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
 import { vvCompare, vvGet, vvSum, writeVv } from "../../shared/version-vector.ts";
+import { permutations } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x9c_0047;
@@ -110,13 +111,6 @@ const statesArb = fc.tuple(historyArb, fc.array(fc.nat(), { minLength: 3, maxLen
 
 function hex(state: PnCounter): string {
   return Buffer.from(encodePn(state)).toString("hex");
-}
-
-function permutations<T>(items: readonly T[]): T[][] {
-  if (items.length <= 1) return [[...items]];
-  return items.flatMap((item, i) =>
-    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
-  );
 }
 
 function applied(result: Result<PnCounter>): PnCounter {

@@ -1,0 +1,9 @@
+// Helpers shared by the core's property tests.
+
+/** Every ordering of `items` (n! of them: keep n small). */
+export function permutations<T>(items: readonly T[]): T[][] {
+  if (items.length <= 1) return [[...items]];
+  return items.flatMap((item, i) =>
+    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
+  );
+}
