@@ -140,7 +140,10 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   if (ifMatch !== undefined) options.ifMatch = etagValue(ifMatch);
   if (ifNoneMatch !== undefined) options.ifNoneMatch = true;
   if (strong !== undefined) {
-    // Strong prefixes have one leader: every write goes to it and waits for a quorum.
+    // Strong prefixes have one leader: every write goes to it (a pin is checked, then
+    // overridden) and waits for a quorum.
+    const pinned = c.req.query("region");
+    if (pinned !== undefined && pinned !== "") parsePinnedRegion(config, pinned);
     const primary = primaryOf(view, strong);
     region = primary.region;
     options.strong = { prefix: strong.prefix, epoch: primary.epoch };
