@@ -444,7 +444,7 @@ export class Replica extends DurableObject<Env> {
               state,
               epoch,
             });
-            this.store.meta.set("seq", String(this.seq));
+            this.store.meta.setPosition(formatHlc(this.clock), this.seq);
           }
         });
         after = rows.at(-1)?.key ?? null;

@@ -3,7 +3,7 @@
  * Handlers call these; no SQL appears anywhere else. Multi-row writes are wrapped in
  * `transactionSync` by the caller.
  */
-import { type KeyState, decodeKeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { type KeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
 import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
 import { EMPTY_PROGRESS, type PeerProgress, type PendingRange } from "../../shared/store/progress.ts";
 
@@ -91,11 +91,6 @@ export function replicaStore(storage: DurableObjectStorage) {
       }
     },
     kv: {
-      /** The key's state, or undefined when it was never written here. */
-      get(key: string): KeyState | undefined {
-        const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
-        return row === undefined ? undefined : decodeKeyState(new Uint8Array(row.state));
-      },
       /** The key's canonical encoded state, or null. */
       getEncoded(key: string): Uint8Array | null {
         const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
