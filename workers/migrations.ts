@@ -5,9 +5,11 @@
  * `PRAGMA user_version` are refused in Durable Objects).
  */
 import control0001 from "../migrations/control/0001_init.sql";
+import control0002 from "../migrations/control/0002_recovery.sql";
 import replica0001 from "../migrations/0001_init.sql";
 import replica0002 from "../migrations/0002_primaries.sql";
 import replica0003 from "../migrations/0003_key_seqs.sql";
+import replica0004 from "../migrations/0004_epochs.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -21,10 +23,14 @@ export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 1, name: "0001_init", sql: replica0001 },
   { id: 2, name: "0002_primaries", sql: replica0002 },
   { id: 3, name: "0003_key_seqs", sql: replica0003 },
+  { id: 4, name: "0004_epochs", sql: replica0004 },
 ];
 
 /** The control object's migrations, in order. Append only. */
-export const CONTROL_MIGRATIONS: readonly Migration[] = [{ id: 1, name: "control/0001_init", sql: control0001 }];
+export const CONTROL_MIGRATIONS: readonly Migration[] = [
+  { id: 1, name: "control/0001_init", sql: control0001 },
+  { id: 2, name: "control/0002_recovery", sql: control0002 },
+];
 
 /** Applies the migrations not yet recorded; returns the names it applied. */
 export function migrate(storage: DurableObjectStorage, migrations: readonly Migration[], nowMs: number): string[] {

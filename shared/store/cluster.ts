@@ -21,6 +21,11 @@ export interface PrimaryState {
   /** False while a newly promoted primary recovers the prefix from its peers. */
   readonly ready: boolean;
   readonly failover: boolean;
+  /**
+   * The primary's sequence number at the end of its recovery's re-log (0 for the configured
+   * first epoch): a replica that has applied its stream this far holds the recovered prefix.
+   */
+  readonly recoveredSeq: number;
 }
 
 /** What the control object publishes. */
@@ -52,27 +57,37 @@ export function majority(n: number): number {
 export interface HealthEvidence {
   /** An operator's override: false takes the region out, true (or none) leaves it to evidence. */
   readonly override: boolean | undefined;
-  /** Whether the region's replica answered the last status call in time. */
+  /** Whether the region's replica answered the control object's last status call in time. */
   readonly answered: boolean;
-  /** The latest time any peer heard the region's heartbeat (0: never). */
+  /** The latest time any peer reported hearing the region's heartbeat (0: never). */
   readonly heardMs: number;
+  /**
+   * Whether at least one peer reported in this round: only then is `heardMs` current, and only
+   * then may silence be judged. Without it the control object itself may be the one cut off.
+   */
+  readonly fresh: boolean;
   /** Heartbeats are not expected before this time (control start, or return to service). */
   readonly graceUntilMs: number;
   readonly nowMs: number;
   readonly silenceMs: number;
-  /** Whether the region has peers to hear it at all. */
-  readonly hasPeers: boolean;
+  /** The region's health before this round, kept when there is no evidence either way. */
+  readonly previous: RegionHealth | undefined;
 }
 
 /**
- * Decides a region's health. Heartbeats between replicas are the evidence of life: a replica
- * too busy to answer the control object in time but still heartbeating is healthy, while one
- * no peer has heard from within `silenceMs` is not.
+ * Decides a region's health, changing it only on evidence. Heartbeats between replicas are the
+ * evidence of life: a replica too busy to answer the control object in time but still
+ * heartbeating is healthy; one that current reports say no peer has heard from within
+ * `silenceMs` is not. When no peer reported this round, the previous verdict stands (or an
+ * admin one is lifted), so a control object that cannot reach anyone declares no one dead.
  */
 export function regionHealth(e: HealthEvidence): RegionHealth {
   if (e.override === false) return { healthy: false, reason: "admin" };
-  const silent = e.hasPeers && e.nowMs > e.graceUntilMs && e.nowMs - e.heardMs > e.silenceMs;
-  if (!e.answered && (silent || !e.hasPeers)) return { healthy: false, reason: "unreachable" };
-  if (silent) return { healthy: false, reason: "silent" };
-  return { healthy: true, reason: null };
+  const previous = e.previous === undefined || e.previous.reason === "admin" ? HEALTHY : e.previous;
+  if (!e.fresh) return previous;
+  const silent = e.nowMs > e.graceUntilMs && e.nowMs - e.heardMs > e.silenceMs;
+  if (!silent) return HEALTHY;
+  return { healthy: false, reason: e.answered ? "silent" : "unreachable" };
 }
+
+const HEALTHY: RegionHealth = { healthy: true, reason: null };

@@ -14,12 +14,6 @@ export interface PrimaryPrefix {
   readonly failover: boolean;
 }
 
-/** The current primary of a prefix: its region and its fencing epoch. */
-export interface PrimaryAssignment {
-  readonly region: RegionId;
-  readonly epoch: number;
-}
-
 /** Parses `PRIMARY_PREFIXES` against the configured regions. */
 export function parsePrimaryPrefixes(
   value: string,

@@ -59,17 +59,29 @@ function coalesce(ranges: readonly PendingRange[]): PendingRange[] {
 /** Progress before anything from the peer arrived. */
 export const EMPTY_PROGRESS: PeerProgress = { appliedSeq: 0, knownSeq: 0, freshMs: 0, heardMs: 0, pending: [] };
 
-/** Folds in that the range `from..to` of the peer's writes is now applied here. */
+/**
+ * Before its first write a peer had nothing to lack, so a replica that has applied none of its
+ * writes is stale since that write (peer time `firstWrittenMs`), not since the Unix epoch.
+ */
+function sinceFirstWrite(p: PeerProgress, firstWrittenMs: number): number {
+  return p.appliedSeq === 0 && firstWrittenMs > 0 ? Math.max(p.freshMs, firstWrittenMs - 1) : p.freshMs;
+}
+
+/**
+ * Folds in that the range `from..to` of the peer's writes is now applied here; the peer's first
+ * write was at its time `firstWrittenMs`.
+ */
 export function progressApplied(
   p: PeerProgress,
   from: number,
   to: number,
   lastWrittenMs: number,
+  firstWrittenMs: number,
   nowMs: number,
 ): PeerProgress {
   assert(Number.isSafeInteger(from) && from >= 1 && to >= from, "a range is 1 <= from <= to");
   let appliedSeq = p.appliedSeq;
-  let freshMs = p.freshMs;
+  let freshMs = sinceFirstWrite(p, firstWrittenMs);
   let pending = [...p.pending];
   if (from <= appliedSeq + 1) {
     if (to > appliedSeq) {
@@ -106,14 +118,25 @@ export function progressAccepts(p: PeerProgress, from: number, to: number): bool
   return p.pending.some((r) => from <= r.to + 1 && to + 1 >= r.from);
 }
 
-/** Folds in a heartbeat: at peer time `atMs` the peer had issued `seq` writes. */
-export function progressHeartbeat(p: PeerProgress, seq: number, atMs: number, nowMs: number): PeerProgress {
+/**
+ * Folds in a heartbeat: at peer time `atMs` the peer had issued `seq` writes, the first of them
+ * at peer time `firstWrittenMs` (0 when it has written nothing).
+ */
+export function progressHeartbeat(
+  p: PeerProgress,
+  seq: number,
+  atMs: number,
+  firstWrittenMs: number,
+  nowMs: number,
+): PeerProgress {
   assert(Number.isSafeInteger(seq) && seq >= 0, "heartbeat seq is a non-negative integer");
+  let freshMs = sinceFirstWrite(p, firstWrittenMs);
+  // Everything up to `seq` applied means this replica held the peer's whole state at `atMs`.
+  if (seq <= p.appliedSeq) freshMs = Math.max(freshMs, atMs);
   return {
     ...p,
     knownSeq: Math.max(p.knownSeq, seq),
-    // Everything up to `seq` applied means this replica held the peer's whole state at `atMs`.
-    freshMs: seq <= p.appliedSeq ? Math.max(p.freshMs, atMs) : p.freshMs,
+    freshMs,
     heardMs: Math.max(p.heardMs, nowMs),
   };
 }
@@ -127,12 +150,18 @@ export interface Lag {
 /**
  * The lag figures. `silenceMsMax` is how long the peer may stay silent (no heartbeat) before
  * a caught-up replica stops counting as current: a silent peer may be writing into a stalled
- * link, so from then on lag grows with the time since the stream was last known complete.
+ * link, so from then on lag grows with the time since the stream was last known complete. A
+ * peer an operator took out of service takes no writes, so its silence alone is no staleness:
+ * only writes it made before and that are still missing here count (`takenOut`).
  */
-export function progressLag(p: PeerProgress, nowMs: number, silenceMsMax: number): Lag {
+export function progressLag(p: PeerProgress, nowMs: number, silenceMsMax: number, takenOut = false): Lag {
   const entries = p.knownSeq - p.appliedSeq;
-  const current = entries === 0 && p.heardMs > 0 && nowMs - p.heardMs <= silenceMsMax;
-  if (current) return { entries, ms: 0 };
-  if (p.heardMs === 0 && p.knownSeq === 0) return { entries, ms: 0 };
+  if (entries === 0) {
+    const current = takenOut || p.heardMs === 0 || nowMs - p.heardMs <= silenceMsMax;
+    if (current) return { entries, ms: 0 };
+  }
+  // Every message says when its origin first wrote, so a peer with writes has a freshness
+  // here; only progress kept by an older build can lack it, until the peer's next message.
+  if (p.freshMs === 0 && p.knownSeq === 0) return { entries, ms: 0 };
   return { entries, ms: Math.max(0, nowMs - p.freshMs) };
 }

@@ -1,25 +1,15 @@
 /**
- * The replica as a pure state machine (in the manner of etcd raft): given what storage holds
- * and the time, it decides what a local write or an incoming replicated entry changes. The
- * Durable Object adapter reads the inputs, calls these functions inside one `transactionSync`,
- * and persists the outputs; the simulator calls the same functions over in-memory maps.
+ * Pure pieces of the replica state machine (`replica-machine.ts`): what a reader sees of a
+ * state, how a local write is planned, compare-and-set conditions, and conflict records.
  */
-import { equalBytes } from "../bytes.ts";
-import { formatHlc, type HlcStamp, hlcNow } from "../hlc.ts";
+import { compareHlc, formatHlc, type HlcStamp, hlcNow } from "../hlc.ts";
 import { type Result, fail, ok } from "../errors.ts";
 import { orsetMembers } from "../crdt/or-set.ts";
 import { pnValue } from "../crdt/pn-counter.ts";
 import { type RegionId } from "../regions.ts";
-import {
-  type KeyConflict,
-  type KeyOp,
-  type KeyState,
-  applyKeyOp,
-  encodeKeyState,
-  keyIsLive,
-  keyVersion,
-  mergeKeyState,
-} from "./key-state.ts";
+import { lwwEmpty } from "../crdt/lww-register.ts";
+import { type TaggedConflict } from "./epochs.ts";
+import { type KeyOp, type KeyState, applyKeyOp, encodeKeyState, keyIsLive, keyVersion } from "./key-state.ts";
 
 /**
  * Largest encoded state carried inside a replication message. Queue messages are limited to
@@ -87,7 +77,12 @@ export function planWrite(
   lastSeq: number,
   physicalMs: number,
 ): Result<PlannedWrite> {
-  const stamp = hlcNow(lastStamp, physicalMs);
+  // A register may hold a stamp from a region whose clock runs ahead (merged by a repair or a
+  // session fetch, which do not move this clock): the write must still order after it, or a
+  // causally later write would lose to the value it overwrote.
+  const held = current?.type === "register" ? current.register.stamp : undefined;
+  const floor = held !== undefined && compareHlc(held, lastStamp) > 0 ? { ...held, region } : lastStamp;
+  const stamp = hlcNow(floor, physicalMs);
   const next = applyKeyOp(current, op, region, stamp);
   if (!next.ok) return next;
   const encoded = encodeKeyState(next.value);
@@ -102,7 +97,7 @@ export function planWrite(
 
 /** A conflict ready to store: both sides encoded, with the stamps that identify it. */
 export interface ConflictRecord {
-  readonly kind: "register" | "type";
+  readonly kind: "register" | "type" | "fenced";
   readonly rule: string;
   readonly winnerStamp: string;
   readonly loserStamp: string;
@@ -110,47 +105,53 @@ export interface ConflictRecord {
   readonly loser: Uint8Array;
 }
 
-function conflictRecord(conflict: KeyConflict): ConflictRecord {
-  if (conflict.kind === "register") {
-    const { winner, loser, rule } = conflict.conflict;
-    return {
-      kind: "register",
-      rule,
-      winnerStamp: formatHlc(winner.stamp),
-      loserStamp: formatHlc(loser.stamp),
-      winner: encodeKeyState({ type: "register", register: winner }),
-      loser: encodeKeyState({ type: "register", register: loser }),
-    };
+/** The stored form of a conflict a merge reported. */
+export function conflictRecord(conflict: TaggedConflict): ConflictRecord {
+  switch (conflict.kind) {
+    case "register": {
+      const { winner, loser, rule } = conflict.conflict;
+      return {
+        kind: "register",
+        rule,
+        winnerStamp: formatHlc(winner.stamp),
+        loserStamp: formatHlc(loser.stamp),
+        winner: encodeKeyState({ type: "register", register: winner }),
+        loser: encodeKeyState({ type: "register", register: loser }),
+      };
+    }
+    case "type":
+      return {
+        kind: "type",
+        rule: "type_rank",
+        winnerStamp: `${conflict.winner.type}:${keyVersion(conflict.winner)}`,
+        loserStamp: `${conflict.loser.type}:${keyVersion(conflict.loser)}`,
+        winner: encodeKeyState(conflict.winner),
+        loser: encodeKeyState(conflict.loser),
+      };
+    case "fenced":
+      return fencedRecord(conflict.winner.state, conflict.winner.epoch, conflict.loser.state, conflict.loser.epoch);
   }
+}
+
+/**
+ * The record of content from an older epoch that was refused or dropped: `winner` is what the
+ * replica keeps (undefined when it holds nothing for the key).
+ */
+export function fencedRecord(
+  winner: KeyState | undefined,
+  winnerEpoch: number,
+  loser: KeyState,
+  loserEpoch: number,
+): ConflictRecord {
+  const kept = winner ?? { type: "register", register: lwwEmpty() };
   return {
-    kind: "type",
-    rule: "type_rank",
-    winnerStamp: `${conflict.winner.type}:${keyVersion(conflict.winner)}`,
-    loserStamp: `${conflict.loser.type}:${keyVersion(conflict.loser)}`,
-    winner: encodeKeyState(conflict.winner),
-    loser: encodeKeyState(conflict.loser),
+    kind: "fenced",
+    rule: "stale_epoch",
+    winnerStamp: `epoch ${winnerEpoch}:${keyVersion(kept)}`,
+    loserStamp: `epoch ${loserEpoch}:${keyVersion(loser)}`,
+    winner: encodeKeyState(kept),
+    loser: encodeKeyState(loser),
   };
-}
-
-/** The outcome of merging a remote state: the new state (or none when nothing changed) and any conflict. */
-export interface PlannedMerge {
-  readonly changed: boolean;
-  readonly state: KeyState;
-  readonly encoded: Uint8Array;
-  readonly conflict?: ConflictRecord;
-}
-
-/** Plans merging `remote` into what this replica holds for the key. */
-export function planMerge(
-  current: KeyState | undefined,
-  currentEncoded: Uint8Array | null,
-  remote: KeyState,
-): PlannedMerge {
-  const merged = mergeKeyState(current, remote);
-  const encoded = encodeKeyState(merged.state);
-  const changed = currentEncoded === null || !equalBytes(encoded, currentEncoded);
-  const base = { changed, state: merged.state, encoded };
-  return merged.conflict ? { ...base, conflict: conflictRecord(merged.conflict) } : base;
 }
 
 /** Conditions of a compare-and-set write (HTTP `If-Match` / `If-None-Match: *`). */

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { fromBase64Url, toBase64Url } from "../bytes.ts";
 import { LOCATION_HINTS } from "../regions.ts";
+import { KEY_BYTES_MAX } from "./keys.ts";
 
 /** Version of the replication message format; a consumer refuses versions it does not know. */
 export const WIRE_VERSION = 1;
@@ -17,7 +18,7 @@ const ms = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** One replicated write: the key's state right after the write, or null to pull it (too large to inline). */
 export const replicationEntrySchema = z.object({
   seq,
-  key: z.string().min(1),
+  key: z.string().min(1).max(KEY_BYTES_MAX),
   /** HLC stamp text of the write. */
   stamp: z.string(),
   /** Origin wall time of the write. */
@@ -27,16 +28,22 @@ export const replicationEntrySchema = z.object({
   epoch: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
-/** A contiguous range `from..to` of one origin's writes, for one target region. */
-export const entriesMessageSchema = z.object({
-  v: z.literal(WIRE_VERSION),
-  kind: z.literal("entries"),
-  origin: region,
-  target: region,
-  from: seq,
-  to: seq,
-  entries: z.array(replicationEntrySchema).min(1),
-});
+/** A contiguous range `from..to` of one origin's writes, for one target region: exactly one entry per number, in order. */
+export const entriesMessageSchema = z
+  .object({
+    v: z.literal(WIRE_VERSION),
+    kind: z.literal("entries"),
+    origin: region,
+    target: region,
+    from: seq,
+    to: seq,
+    /** Origin wall time of its first write ever, so a target that has applied none of them knows how stale it is. */
+    firstMs: ms,
+    entries: z.array(replicationEntrySchema).min(1),
+  })
+  .refine((m) => m.to - m.from + 1 === m.entries.length && m.entries.every((e, i) => e.seq === m.from + i), {
+    message: "entries must number from..to, one per sequence number, in order",
+  });
 
 /** "At `atMs` I had issued `seq` writes": lets an idle target measure lag and health. */
 export const heartbeatMessageSchema = z.object({
@@ -46,10 +53,12 @@ export const heartbeatMessageSchema = z.object({
   target: region,
   seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   atMs: ms,
+  /** Origin wall time of its first write ever (0: none yet). */
+  firstMs: ms,
 });
 
 /** Any message on the replication queue. */
-export const replicationMessageSchema = z.discriminatedUnion("kind", [entriesMessageSchema, heartbeatMessageSchema]);
+export const replicationMessageSchema = z.union([entriesMessageSchema, heartbeatMessageSchema]);
 
 export type ReplicationEntry = z.infer<typeof replicationEntrySchema>;
 export type EntriesMessage = z.infer<typeof entriesMessageSchema>;

@@ -1,4 +1,5 @@
-// Region health: operator overrides, heartbeat silence, and busy-but-alive replicas.
+// Region health: operator overrides, heartbeat silence, busy-but-alive replicas, and no change
+// without evidence.
 import { describe, expect, it } from "vitest";
 import { type HealthEvidence, majority, regionHealth } from "../../shared/store/cluster.ts";
 
@@ -6,10 +7,11 @@ const base: HealthEvidence = {
   override: undefined,
   answered: true,
   heardMs: 10_000,
+  fresh: true,
   graceUntilMs: 0,
   nowMs: 11_000,
   silenceMs: 3_000,
-  hasPeers: true,
+  previous: undefined,
 };
 
 describe("region health", () => {
@@ -17,9 +19,14 @@ describe("region health", () => {
     expect(regionHealth(base)).toEqual({ healthy: true, reason: null });
   });
 
-  it("is taken out by an operator whatever the evidence", () => {
+  it("is taken out by an operator whatever the evidence, and put back to the evidence", () => {
     expect(regionHealth({ ...base, override: false })).toEqual({ healthy: false, reason: "admin" });
     expect(regionHealth({ ...base, override: true })).toEqual({ healthy: true, reason: null });
+    // Put back while no peer reports: the operator's verdict is lifted, not kept.
+    expect(regionHealth({ ...base, fresh: false, previous: { healthy: false, reason: "admin" } })).toEqual({
+      healthy: true,
+      reason: null,
+    });
   });
 
   it("stays healthy when too busy to answer the control object but still heartbeating", () => {
@@ -33,17 +40,18 @@ describe("region health", () => {
     expect(regionHealth({ ...quiet, answered: false })).toEqual({ healthy: false, reason: "unreachable" });
   });
 
+  it("changes nothing when no peer reported this round: the control object may be the one cut off", () => {
+    const cutOff = { ...base, heardMs: 0, answered: false, fresh: false };
+    expect(regionHealth(cutOff)).toEqual({ healthy: true, reason: null });
+    expect(regionHealth({ ...cutOff, previous: { healthy: false, reason: "silent" } })).toEqual({
+      healthy: false,
+      reason: "silent",
+    });
+  });
+
   it("gives heartbeats time to start after a start or a return to service", () => {
     expect(regionHealth({ ...base, heardMs: 0, graceUntilMs: 12_000 })).toEqual({ healthy: true, reason: null });
     expect(regionHealth({ ...base, heardMs: 0, graceUntilMs: 10_000 })).toEqual({ healthy: false, reason: "silent" });
-  });
-
-  it("judges a lone region by whether it answers", () => {
-    expect(regionHealth({ ...base, hasPeers: false, heardMs: 0 })).toEqual({ healthy: true, reason: null });
-    expect(regionHealth({ ...base, hasPeers: false, answered: false })).toEqual({
-      healthy: false,
-      reason: "unreachable",
-    });
   });
 
   it("counts majorities", () => {

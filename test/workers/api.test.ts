@@ -54,7 +54,7 @@ describe("key-value", () => {
     expect(body).toMatchObject({ key, region: "weur", acked: ["weur"] });
     expect(put.headers.get("etag")).toBe(`"${body.version}"`);
     expect(put.headers.get("x-served-by")).toBe("weur");
-    expect(put.headers.get("x-session-token")).toMatch(/^s1\./);
+    expect(put.headers.get("x-session-token")).toMatch(/^s2\./);
     const get = await api(`/v1/kv/${key}?region=weur`);
     expect(get.status).toBe(200);
     expect(get.headers.get("content-type")).toBe("application/x-thing");

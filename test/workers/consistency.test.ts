@@ -84,7 +84,7 @@ describe("session reads", () => {
       const key = uniqueKey("ryw");
       const write = await api(`/v1/kv/${key}?region=wnam`, { method: "PUT", body: `v${i}` });
       const token = write.headers.get("x-session-token");
-      expect(token).toMatch(/^s1\./);
+      expect(token).toMatch(/^s2\./);
       const read = await api(`/v1/kv/${key}?region=apac&consistency=session`, {
         headers: { "X-Session-Token": token! },
       });
@@ -98,7 +98,7 @@ describe("session reads", () => {
     const key = uniqueKey("fetch");
     await writeHeldBack("wnam", key, "only in wnam");
     // The token a client of that write holds: it has seen wnam's newest write.
-    const seen = await signSession("test-session-secret", { wnam: (await replica("wnam").status()).seq });
+    const seen = await signSession({ current: "test-session-secret" }, { wnam: (await replica("wnam").status()).seq });
     expect(okValue(await replica("weur").read(key)).view).toBeNull();
     const read = await api(`/v1/kv/${key}?region=weur&consistency=session`, { headers: { "X-Session-Token": seen } });
     expect(read.status).toBe(200);
@@ -112,7 +112,7 @@ describe("session reads", () => {
     await writeHeldBack("wnam", key, "repaired into apac only");
     // apac gets the state by read repair, not through wnam's stream.
     const snapshot = await replica("wnam").snapshot(key);
-    await replica("apac").repair(key, snapshot.state!, snapshot.seqs);
+    await replica("apac").repair(key, okValue(snapshot));
     const first = await api(`/v1/kv/${key}?region=apac&consistency=session`);
     expect(await first.text()).toBe("repaired into apac only");
     const token = first.headers.get("x-session-token")!;
@@ -155,19 +155,33 @@ describe("session reads", () => {
 });
 
 describe("quorum reads", () => {
-  it("answer a write only one region has, and repair the stale replicas", async () => {
+  it("answer from the first majority, and repair the stale regions among it", async () => {
     const key = uniqueKey("repair");
     await writeHeldBack("apac", key, "from apac");
-    for (const region of ["wnam", "enam", "weur"] as const)
-      expect(okValue(await replica(region).read(key)).view).toBeNull();
+    // With wnam out, the healthy regions are exactly a majority, so all three must answer.
+    await setHealth("wnam", false);
+    for (const region of ["enam", "weur"] as const) expect(okValue(await replica(region).read(key)).view).toBeNull();
     const read = await api(`/v1/kv/${key}?region=enam&consistency=quorum`);
     expect(read.status).toBe(200);
     expect(await read.text()).toBe("from apac");
-    for (const region of ["wnam", "enam", "weur"] as const) {
+    for (const region of ["enam", "weur"] as const) {
       await vi.waitFor(async () => expect(registerText(await replica(region).read(key))).toBe("from apac"), {
         timeout: 5000,
         interval: 20,
       });
+    }
+  });
+
+  it("include every write a quorum acknowledged, whichever majority answers", async () => {
+    const key = uniqueKey("quorum-acked");
+    const written = await api(`/v1/kv/${key}?region=weur&ack=quorum`, { method: "PUT", body: "acked" });
+    expect(written.status).toBe(200);
+    const acked = ((await written.json()) as { acked: RegionId[] }).acked;
+    expect(acked.length).toBeGreaterThanOrEqual(3);
+    // Whatever the first majority to answer is, it shares a region with the acknowledging one.
+    for (const region of REGIONS) {
+      const read = await api(`/v1/kv/${key}?region=${region}&consistency=quorum`);
+      expect(await read.text()).toBe("acked");
     }
   });
 

@@ -7,7 +7,7 @@ import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
 import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
 import { formatHlc, type HlcStamp } from "../../shared/hlc.ts";
 import { type Result } from "../../shared/errors.ts";
-import { type ReadOutcome } from "../../workers/replica/replica.ts";
+import { type ReadOutcome } from "../../shared/store/contract.ts";
 
 export const ADMIN = "test-admin";
 export const WRITER = "test-write";
@@ -47,6 +47,7 @@ export function entries(
     target,
     from,
     to: from + writes.length - 1,
+    firstMs: 1,
     entries: writes.map((w, i) => ({
       seq: from + i,
       key: w.key,
@@ -57,9 +58,20 @@ export function entries(
   };
 }
 
-/** A heartbeat from `origin`. */
-export function heartbeat(origin: RegionId, target: RegionId, seq: number, atMs: number): HeartbeatMessage {
-  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs };
+/** A heartbeat from `origin`, whose first write was at `firstMs` (default: long ago). */
+export function heartbeat(
+  origin: RegionId,
+  target: RegionId,
+  seq: number,
+  atMs: number,
+  firstMs = 1,
+): HeartbeatMessage {
+  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs, firstMs };
+}
+
+/** The key's stored state in `region` (null when never written there). */
+export async function stateOf(region: RegionId, key: string): Promise<Uint8Array | null> {
+  return okValue(await replica(region).snapshot(key)).state;
 }
 
 /** The value of an ok result; fails the test with the error otherwise. */

@@ -29,6 +29,7 @@ function pullMessage(key: string, seq: number): EntriesMessage {
     target: "weur",
     from: seq,
     to: seq,
+    firstMs: 1,
     entries: [
       {
         seq,

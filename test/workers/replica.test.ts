@@ -7,7 +7,7 @@ import { hlcNow, hlcZero, type HlcStamp } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { applyKeyOp, decodeKeyState, encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
 import { type Replica } from "../../workers/replica/replica.ts";
-import { codeOf, entries, heartbeat, okValue, registerText, replica, uniqueKey } from "./helpers.ts";
+import { codeOf, entries, heartbeat, okValue, registerText, replica, stateOf, uniqueKey } from "./helpers.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -41,7 +41,7 @@ describe("replica writes", () => {
         .toArray()
         .map((r) => r.name),
     );
-    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs"]);
+    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs", "0004_epochs"]);
   });
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {
@@ -176,7 +176,7 @@ describe("applying replication", () => {
     // The row may already be drained; if it is still there it must be by reference.
     for (const row of logged) expect(row.state).toBeNull();
     const message = entries("wnam", "weur", seq, [
-      { key, state: decodeKeyState((await origin.keyState(key))!), stamp: hlcNow(hlcZero("wnam"), Date.now()) },
+      { key, state: decodeKeyState((await stateOf("wnam", key))!), stamp: hlcNow(hlcZero("wnam"), Date.now()) },
     ]);
     message.entries[0]!.state = null;
     // The pull is idempotent, so it does not matter whether the real queue delivered it already.
@@ -209,7 +209,7 @@ describe("lag", () => {
     const stub = replica("wnam");
     const key = uniqueKey("decode");
     await stub.write(key, { type: "set", add: ["x", "y"], remove: [] });
-    const bytes = await stub.keyState(key);
+    const bytes = await stateOf("wnam", key);
     expect(bytes).not.toBeNull();
     const state = decodeKeyState(bytes!);
     expect(state.type).toBe("set");

@@ -1,21 +1,23 @@
 // Strong prefixes: writes go to the primary and wait for a quorum, compare-and-set is exact,
 // strong reads come from the confirmed primary, and failover promotes the replica that applied
 // the most of the old primary's writes under a new epoch that fences the old primary.
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
-import { applyKeyOp } from "../../shared/store/key-state.ts";
-import { api, codeOf, entries, okValue, replica, uniqueKey } from "./helpers.ts";
+import { applyKeyOp, decodeKeyState } from "../../shared/store/key-state.ts";
+import { api, codeOf, entries, okValue, replica, stateOf, uniqueKey } from "./helpers.ts";
 
 async function errorCode(res: Response): Promise<string> {
   return ((await res.json()) as { error: { code: string } }).error.code;
 }
 
-async function regions(): Promise<{ primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }> }> {
-  return (await api("/v1/regions")).json() as Promise<{
-    primaries: Record<string, { region: RegionId; epoch: number; ready: boolean }>;
-  }>;
+interface Primaries {
+  primaries: Record<string, { region: RegionId; epoch: number; ready: boolean; recoveredSeq: number }>;
+}
+
+async function regions(): Promise<Primaries> {
+  return (await api("/v1/regions")).json() as Promise<Primaries>;
 }
 
 describe("strong prefixes", () => {
@@ -90,10 +92,12 @@ describe("strong prefixes", () => {
     // Make apac the replica that has applied the most of enam's writes, yet missing half of
     // these keys (as if their deliveries were still in flight): recovery must bring them back.
     await vi.waitFor(async () => {
-      for (const key of keys) expect(await replica("apac").keyState(key)).not.toBeNull();
+      for (const key of keys) expect(await stateOf("apac", key)).not.toBeNull();
     });
     await runInDurableObject(replica("apac"), (_i, state) => {
-      state.storage.sql.exec("UPDATE peer_recv SET applied_seq = applied_seq + 1000000 WHERE origin = 'enam'");
+      state.storage.sql.exec(
+        "INSERT INTO peer_recv (origin, applied_seq, known_seq, fresh_ms, heard_ms, pending) VALUES ('enam', 1000000, 1000000, 1, 1, '[]') ON CONFLICT (origin) DO UPDATE SET applied_seq = applied_seq + 1000000, known_seq = known_seq + 1000000",
+      );
       for (const key of keys.slice(0, 3)) state.storage.sql.exec("DELETE FROM kv WHERE key = ?", key);
     });
     // The replica keeps its progress in memory too; a restart makes it read the edited rows.
@@ -125,16 +129,31 @@ describe("strong prefixes", () => {
       },
     );
     expect(codeOf(late)).toBe("fenced");
-    // ...and a late replicated write it accepted under epoch 1 is not merged anywhere, but logged.
+    // ...and a write it committed under epoch 1 that the new primary never had (built on what
+    // enam holds, as a late write of a deposed primary is) is not merged anywhere.
+    const held = decodeKeyState((await stateOf("enam", keys[2]!))!);
     const stamp = hlcNow(hlcZero("enam"), Date.now());
     const stale = applyKeyOp(
-      undefined,
+      held,
       { type: "register", op: { kind: "put", value: new TextEncoder().encode("late"), contentType: "text/plain" } },
       "enam",
       stamp,
     );
     const message = entries("enam", "weur", 5_000_000, [{ key: keys[2]!, state: okValue(stale), stamp }]);
     message.entries[0] = { ...message.entries[0]!, epoch: 1 };
+    // Until weur has taken in the new primary's recovered prefix it cannot tell a late write
+    // from one the new primary kept: it asks for the message again later.
+    const [early] = await replica("weur").applyReplication([message]);
+    expect(codeOf(early)).toBe("primary_unavailable");
+    const recoveredSeq = (await regions()).primaries["strong/"]!.recoveredSeq;
+    await vi.waitFor(
+      async () => expect((await replica("weur").status()).lag.apac!.appliedSeq).toBeGreaterThanOrEqual(recoveredSeq),
+      {
+        timeout: 10_000,
+        interval: 50,
+      },
+    );
+    await runDurableObjectAlarm(replica("weur"));
     const [applied] = await replica("weur").applyReplication([message]);
     // Acked to the queue (it must not be retried), but reported as fenced, so it never counts as an ack.
     expect(okValue(applied!).fenced).toBe(1);

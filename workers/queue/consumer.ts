@@ -7,8 +7,9 @@
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
-import { replicaOf } from "../router/routing.ts";
+import { replicaOf } from "../stubs.ts";
 import { clusterView } from "../router/view.ts";
+import { isAssertion } from "../../shared/store/ports.ts";
 
 /** Queue names, as in wrangler.toml. */
 export const REPLICATION_QUEUE = "kv-replication";
@@ -90,6 +91,7 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
           }
         });
       } catch (error) {
+        if (isAssertion(error)) throw error;
         console.error(`replica ${target} unreachable; retrying ${messages.length} messages:`, error);
         for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
       }
@@ -97,23 +99,51 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
   );
 }
 
-/** Records dead letters in their target replica (or the default region when the target is unknown). */
+/** How long a dead letter that no region could record waits before it is tried again. */
+const DEAD_LETTER_RECHECK_SECONDS = 60;
+
+/**
+ * Records dead letters in their target replica, or, when that one cannot take them (or the
+ * target is unknown), in the first other region that can. When no region can, the letters are
+ * sent back to the dead-letter queue with a delay and acked, so they never run out of retries
+ * and vanish; only when that send fails too are they retried (and `max_retries` is the last
+ * bound, documented in the README).
+ */
 export async function consumeDeadLetters(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
   await Promise.all(
     [...byTarget(batch.messages)].map(async ([target, messages]) => {
-      const region = target !== undefined && config.regions.includes(target) ? target : config.defaultRegion;
+      const known = target !== undefined && config.regions.includes(target) ? target : undefined;
+      const candidates = [...(known === undefined ? [] : [known]), ...config.regions.filter((r) => r !== known)];
+      for (const region of candidates) {
+        try {
+          await replicaOf(env, region).recordDeadLetters(
+            messages.map((m) => ({
+              body: m.body,
+              attempts: m.attempts,
+              reason:
+                known === undefined
+                  ? "no configured target region"
+                  : region === known
+                    ? "retries exhausted"
+                    : `retries exhausted; recorded in ${region} because ${known} could not record it`,
+            })),
+          );
+          for (const m of messages) m.ack();
+          return;
+        } catch (error) {
+          if (isAssertion(error)) throw error;
+          console.error(`could not record ${messages.length} dead letters in ${region}:`, error);
+        }
+      }
       try {
-        await replicaOf(env, region).recordDeadLetters(
-          messages.map((m) => ({
-            body: m.body,
-            attempts: m.attempts,
-            reason: target === region ? "retries exhausted" : "no configured target region",
-          })),
+        await env.DEAD_LETTER_QUEUE.sendBatch(
+          messages.map((m) => ({ body: m.body, contentType: "v8" as const })),
+          { delaySeconds: DEAD_LETTER_RECHECK_SECONDS },
         );
         for (const m of messages) m.ack();
       } catch (error) {
-        console.error(`could not record ${messages.length} dead letters in ${region}:`, error);
+        console.error(`no region could record ${messages.length} dead letters, nor could they be re-queued:`, error);
         for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
       }
     }),

@@ -1,177 +1,115 @@
 /**
- * Every SQL statement of the replica, one group per table, beside the row shapes they read.
- * Handlers call these; no SQL appears anywhere else. Multi-row writes are wrapped in
- * `transactionSync` by the caller.
+ * The replica's storage (`shared/store/storage.ts`) over Durable Object SQLite: every SQL
+ * statement of the replica, one group per table, beside the row shapes they read. No SQL
+ * appears anywhere else. Small, hot tables (peer progress, send watermarks, fencing epochs) are
+ * also kept in memory, written through on every change, so the hot paths do not query them on
+ * every request; a rolled-back transaction drops those copies. Metric increments are buffered
+ * and written at most one heartbeat later, and only those of committed transactions.
  */
+import { type RegionId } from "../../shared/regions.ts";
 import { type KeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
-import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
 import { EMPTY_PROGRESS, type PeerProgress, type PendingRange } from "../../shared/store/progress.ts";
-
-/** A stored key: its encoded state and, per origin region, the highest write sequence merged into it. */
-export interface StoredKey {
-  readonly encoded: Uint8Array;
-  readonly seqs: VersionVector;
-}
-
-/** A stored key's listing entry. */
-export interface KeyListing {
-  readonly name: string;
-  readonly version: string;
-}
-
-/** A row of the outbox. */
-export interface LogRow {
-  readonly seq: number;
-  readonly key: string;
-  readonly stamp: string;
-  readonly writtenMs: number;
-  readonly state: Uint8Array | null;
-  /** The fencing epoch of a strong write; null outside strong prefixes. */
-  readonly epoch: number | null;
-}
-
-/** A stored conflict. */
-export interface ConflictRow {
-  readonly id: number;
-  readonly key: string;
-  readonly kind: string;
-  readonly rule: string;
-  readonly detectedMs: number;
-  readonly winner: Uint8Array;
-  readonly loser: Uint8Array;
-}
-
-/** A stored dead letter. */
-export interface DeadLetterRow {
-  readonly id: number;
-  readonly origin: string;
-  readonly receivedMs: number;
-  readonly attempts: number;
-  readonly reason: string;
-  readonly body: Uint8Array;
-}
+import {
+  type ConflictRow,
+  type DeadLetterRow,
+  type KeyListing,
+  type KeyRow,
+  type LogRow,
+  type PrimaryRecord,
+  type ReplicaStorage,
+  type StoredKey,
+} from "../../shared/store/storage.ts";
+import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
+import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
 
 function bytes(value: ArrayBuffer | null): Uint8Array | null {
   return value === null ? null : new Uint8Array(value);
 }
 
-/**
- * The replica's statements over its SQLite database. Small, hot tables (peer progress, send
- * watermarks, fencing epochs) are also kept in memory, written through on every change, so the
- * read path does not query them on every request; `transaction` drops those copies if a
- * transaction rolls back. Metric increments are buffered and written at most one heartbeat later.
- */
-export function replicaStore(storage: DurableObjectStorage) {
+type KvRow = { key: string; state: ArrayBuffer; seqs: string; epoch: number };
+
+function keyRow(r: KvRow): KeyRow {
+  return { key: r.key, encoded: new Uint8Array(r.state), seqs: parseVv(r.seqs) ?? EMPTY_VV, epoch: r.epoch };
+}
+
+/** The replica's storage over `storage`'s SQLite database (migrated by the caller). */
+export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
   const sql = storage.sql;
   const progress = new Map<string, PeerProgress>();
   let sentCache: Map<string, number> | undefined;
-  let primariesCache: Map<string, { region: string; epoch: number }> | undefined;
-  const pendingMetrics = new Map<string, { name: string; peer: string; delta: number }>();
-  const flushMetrics = (): void => {
-    for (const m of pendingMetrics.values()) {
-      sql.exec(
-        "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
-        m.name,
-        m.peer,
-        m.delta,
-      );
-    }
-    pendingMetrics.clear();
-  };
+  let primariesCache: Map<string, PrimaryRecord> | undefined;
+  const metrics = new MetricBuffer((name, peer, delta) =>
+    sql.exec(
+      "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
+      name,
+      peer,
+      delta,
+    ),
+  );
+  let depth = 0;
   return {
-    /** Runs `fn` in one SQLite transaction; on a throw it rolls back and forgets the in-memory copies. */
     transaction<T>(fn: () => T): T {
+      depth += 1;
+      if (depth === 1) metrics.begin();
       try {
-        return storage.transactionSync(fn);
+        const result = storage.transactionSync(fn);
+        if (depth === 1) metrics.commit();
+        return result;
       } catch (error) {
         progress.clear();
         sentCache = undefined;
         primariesCache = undefined;
+        if (depth === 1) metrics.rollback();
         throw error;
+      } finally {
+        depth -= 1;
       }
     },
     kv: {
-      /** The key's canonical encoded state, or null. */
-      getEncoded(key: string): Uint8Array | null {
-        const row = sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).toArray()[0];
-        return row === undefined ? null : new Uint8Array(row.state);
+      get(key: string): StoredKey | null {
+        const row = sql.exec<KvRow>("SELECT key, state, seqs, epoch FROM kv WHERE key = ?", key).toArray()[0];
+        return row === undefined ? null : keyRow(row);
       },
-      /** The key's encoded state with its origin sequence numbers, or null. */
-      getRow(key: string): StoredKey | null {
-        const row = sql
-          .exec<{ state: ArrayBuffer; seqs: string }>("SELECT state, seqs FROM kv WHERE key = ?", key)
-          .toArray()[0];
-        return row === undefined ? null : { encoded: new Uint8Array(row.state), seqs: parseVv(row.seqs) ?? EMPTY_VV };
-      },
-      /** Stores the key's state (already encoded as `encoded`) and its origin sequence numbers. */
-      put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector): void {
+      put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void {
         sql.exec(
-          "INSERT INTO kv (key, type, live, version, state, seqs) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6",
+          "INSERT INTO kv (key, type, live, version, state, seqs, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6, epoch = ?7",
           key,
           state.type,
           keyIsLive(state) ? 1 : 0,
           keyVersion(state),
           encoded,
           formatVv(seqs),
+          epoch,
         );
       },
-      /** Live keys in `[low, high)` after `after`, in key order, at most `limit`. */
+      delete(key: string): void {
+        sql.exec("DELETE FROM kv WHERE key = ?", key);
+      },
       list(low: string, high: string | null, after: string | null, limit: number): KeyListing[] {
         // Compare in SQLite, whose text order (UTF-8 bytes) is the listing order; JavaScript
         // compares UTF-16 code units, which disagrees for characters beyond U+FFFF.
-        const fromCursor =
-          after !== null && sql.exec<{ ge: number }>("SELECT ?1 >= ?2 AS ge", after, low).one().ge === 1;
-        const rows = sql
-          .exec<{ key: string; version: string }>(
-            `SELECT key, version FROM kv WHERE live = 1 AND key ${fromCursor ? ">" : ">="} ?1 AND (?2 IS NULL OR key < ?2) ORDER BY key LIMIT ?3`,
-            fromCursor ? after : low,
-            high,
-            limit,
-          )
-          .toArray();
-        return rows.map((row) => ({ name: row.key, version: row.version }));
-      },
-    },
-    primaries: {
-      /** The fencing epoch this replica knows for each strong prefix. */
-      all(): Map<string, { region: string; epoch: number }> {
-        primariesCache ??= new Map(
-          sql
-            .exec<{ prefix: string; region: string; epoch: number }>("SELECT prefix, region, epoch FROM primaries")
-            .toArray()
-            .map((r) => [r.prefix, { region: r.region, epoch: r.epoch }]),
-        );
-        return primariesCache;
-      },
-      /** Records a primary; epochs only move forward. */
-      advance(prefix: string, region: string, epoch: number): void {
-        sql.exec(
-          "INSERT INTO primaries (prefix, region, epoch) VALUES (?1, ?2, ?3) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3 WHERE epoch < ?3",
-          prefix,
-          region,
-          epoch,
-        );
-        primariesCache = undefined;
-      },
-    },
-    prefixStates: {
-      /** Keys with their encoded states (tombstones too) in `[low, high)` after `after`, in key order. */
-      page(
-        low: string,
-        high: string | null,
-        after: string | null,
-        limit: number,
-      ): Array<{ key: string; state: Uint8Array; seqs: string }> {
         return sql
-          .exec<{ key: string; state: ArrayBuffer; seqs: string }>(
-            "SELECT key, state, seqs FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+          .exec<{ key: string; version: string }>(
+            "SELECT key, version FROM kv WHERE live = 1 AND key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
             low,
             after,
             high,
             limit,
           )
           .toArray()
-          .map((r) => ({ key: r.key, state: new Uint8Array(r.state), seqs: r.seqs }));
+          .map((row) => ({ name: row.key, version: row.version }));
+      },
+      rows(low: string, high: string | null, after: string | null, limit: number): KeyRow[] {
+        return sql
+          .exec<KvRow>(
+            "SELECT key, state, seqs, epoch FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            low,
+            after,
+            high,
+            limit,
+          )
+          .toArray()
+          .map(keyRow);
       },
     },
     log: {
@@ -186,8 +124,9 @@ export function replicaStore(storage: DurableObjectStorage) {
           row.epoch,
         );
       },
-      /** Outbox rows after `afterSeq`, in order, at most `limit`. */
-      after(afterSeq: number, limit: number): LogRow[] {
+      after(afterSeq: number, limit: number, bytesMax: number): LogRow[] {
+        // A running total of state bytes stops the page at the budget without reading the
+        // rows past it; the first row always comes, so one large state still drains.
         return sql
           .exec<{
             seq: number;
@@ -197,9 +136,14 @@ export function replicaStore(storage: DurableObjectStorage) {
             state: ArrayBuffer | null;
             epoch: number | null;
           }>(
-            "SELECT seq, key, stamp, written_ms, state, epoch FROM log WHERE seq > ? ORDER BY seq LIMIT ?",
+            `SELECT seq, key, stamp, written_ms, state, epoch FROM (
+               SELECT seq, key, stamp, written_ms, state, epoch,
+                      sum(coalesce(length(state), 0)) OVER (ORDER BY seq) - coalesce(length(state), 0) AS before
+               FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2
+             ) WHERE before = 0 OR before < ?3 ORDER BY seq`,
             afterSeq,
             limit,
+            bytesMax,
           )
           .toArray()
           .map((r) => ({
@@ -211,17 +155,14 @@ export function replicaStore(storage: DurableObjectStorage) {
             epoch: r.epoch,
           }));
       },
-      /** Drops rows every peer's queue has accepted. */
       prune(uptoSeq: number): void {
         sql.exec("DELETE FROM log WHERE seq <= ?", uptoSeq);
       },
-      /** Rows still waiting. */
       count(): number {
         return sql.exec<{ n: number }>("SELECT count(*) AS n FROM log").one().n;
       },
     },
     peerSend: {
-      /** Sent watermark per target; targets never sent to are absent. */
       all(): ReadonlyMap<string, number> {
         sentCache ??= new Map(
           sql
@@ -237,8 +178,7 @@ export function replicaStore(storage: DurableObjectStorage) {
           target,
           sentSeq,
         );
-        const cache = sentCache;
-        if (cache !== undefined) cache.set(target, Math.max(cache.get(target) ?? 0, sentSeq));
+        sentCache?.set(target, Math.max(sentCache.get(target) ?? 0, sentSeq));
       },
     },
     peerRecv: {
@@ -277,9 +217,31 @@ export function replicaStore(storage: DurableObjectStorage) {
         progress.set(origin, p);
       },
     },
+    primaries: {
+      all(): ReadonlyMap<string, PrimaryRecord> {
+        primariesCache ??= new Map(
+          sql
+            .exec<{ prefix: string; region: RegionId; epoch: number; settled_epoch: number }>(
+              "SELECT prefix, region, epoch, settled_epoch FROM primaries",
+            )
+            .toArray()
+            .map((r) => [r.prefix, { region: r.region, epoch: r.epoch, settledEpoch: r.settled_epoch }]),
+        );
+        return primariesCache;
+      },
+      put(prefix: string, record: PrimaryRecord): void {
+        sql.exec(
+          "INSERT INTO primaries (prefix, region, epoch, settled_epoch) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3, settled_epoch = ?4",
+          prefix,
+          record.region,
+          record.epoch,
+          record.settledEpoch,
+        );
+        primariesCache?.set(prefix, record);
+      },
+    },
     conflicts: {
-      /** Records a conflict once; false when this exact conflict was already recorded. */
-      insert(row: Omit<ConflictRow, "id"> & { winnerStamp: string; loserStamp: string }): boolean {
+      insert(row): boolean {
         const cursor = sql.exec(
           "INSERT INTO conflicts (key, kind, rule, detected_ms, winner_stamp, loser_stamp, winner, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
           row.key,
@@ -293,7 +255,6 @@ export function replicaStore(storage: DurableObjectStorage) {
         );
         return cursor.rowsWritten > 0;
       },
-      /** Conflicts with id above `afterId`, oldest first. */
       page(afterId: number, limit: number): ConflictRow[] {
         return sql
           .exec<{
@@ -322,10 +283,11 @@ export function replicaStore(storage: DurableObjectStorage) {
       },
     },
     deadLetters: {
-      insert(row: Omit<DeadLetterRow, "id">): void {
+      insert(row): void {
         sql.exec(
-          "INSERT INTO dead_letters (origin, received_ms, attempts, reason, body) VALUES (?, ?, ?, ?, ?)",
+          "INSERT INTO dead_letters (origin, target, received_ms, attempts, reason, body) VALUES (?, ?, ?, ?, ?, ?)",
           row.origin,
+          row.target,
           row.receivedMs,
           row.attempts,
           row.reason,
@@ -337,12 +299,13 @@ export function replicaStore(storage: DurableObjectStorage) {
           .exec<{
             id: number;
             origin: string;
+            target: string;
             received_ms: number;
             attempts: number;
             reason: string;
             body: ArrayBuffer;
           }>(
-            "SELECT id, origin, received_ms, attempts, reason, body FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, origin, target, received_ms, attempts, reason, body FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?",
             afterId,
             limit,
           )
@@ -350,6 +313,7 @@ export function replicaStore(storage: DurableObjectStorage) {
           .map((r) => ({
             id: r.id,
             origin: r.origin,
+            target: r.target,
             receivedMs: r.received_ms,
             attempts: r.attempts,
             reason: r.reason,
@@ -364,14 +328,6 @@ export function replicaStore(storage: DurableObjectStorage) {
       },
     },
     meta: {
-      /** Saves the clock and the sequence number together, in one statement (on every write). */
-      setPosition(clock: string, seq: number): void {
-        sql.exec(
-          "INSERT INTO meta (name, value) VALUES ('clock', ?1), ('seq', ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-          clock,
-          String(seq),
-        );
-      },
       get(name: string): string | undefined {
         return sql.exec<{ value: string }>("SELECT value FROM meta WHERE name = ?", name).toArray()[0]?.value;
       },
@@ -384,19 +340,14 @@ export function replicaStore(storage: DurableObjectStorage) {
       },
     },
     metrics: {
-      /** Buffers an increment; it reaches SQLite at the next `flush` (every heartbeat) or `all`. */
       add(name: string, peer: string, delta: number): void {
-        const key = `${name}\u0000${peer}`;
-        const m = pendingMetrics.get(key);
-        if (m === undefined) pendingMetrics.set(key, { name, peer, delta });
-        else m.delta += delta;
+        metrics.add(name, peer, delta);
       },
-      /** Writes buffered increments. */
       flush(): void {
-        flushMetrics();
+        metrics.flush();
       },
-      all(): Array<{ name: string; peer: string; value: number }> {
-        flushMetrics();
+      all() {
+        metrics.flush();
         return sql
           .exec<{ name: string; peer: string; value: number }>("SELECT name, peer, value FROM metrics")
           .toArray();
@@ -404,6 +355,3 @@ export function replicaStore(storage: DurableObjectStorage) {
     },
   };
 }
-
-/** The statements object's type. */
-export type ReplicaStore = ReturnType<typeof replicaStore>;

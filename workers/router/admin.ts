@@ -2,14 +2,17 @@
  * Operator routes (admin scope): the dead-letter queue's records and their replay.
  */
 import { type Hono } from "hono";
+import { StoreError } from "../../shared/errors.ts";
 import { fromJsonText } from "../../shared/store/wire.ts";
 import { loadConfig } from "../config.ts";
-import { type AppEnv } from "./app.ts";
+import { type AppEnv } from "./env.ts";
 import { z } from "zod";
 import { callReplicaPlain, intParam, readJson } from "./http.ts";
-import { controlOf, rememberView } from "./view.ts";
+import { controlOf } from "../stubs.ts";
+import { rememberView } from "./view.ts";
 import { LOG_PAGE_MAX } from "./observe.ts";
-import { parsePinnedRegion, replicaOf } from "./routing.ts";
+import { replicaOf } from "../stubs.ts";
+import { parsePinnedRegion } from "./routing.ts";
 
 const healthBodySchema = z.strictObject({ healthy: z.boolean() });
 
@@ -20,8 +23,17 @@ export function mountAdmin(app: Hono<AppEnv>): void {
   app.post("/v1/admin/regions/:id/health", async (c) => {
     const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
     const body = await readJson(c.req.raw, healthBodySchema);
-    const view = await controlOf(c.env).setHealth(region, body.healthy);
+    const { view, pending } = await controlOf(c.env).setHealth(region, body.healthy);
     rememberView(view);
+    if (pending.length > 0) {
+      // The change is stored and every replica pulls it within a heartbeat, but the operator
+      // must not read "done" while healthy regions have not recorded it.
+      throw new StoreError(
+        "region_unavailable",
+        `region ${region} is now ${body.healthy ? "in" : "out of"} service in the control object, but ${pending.join(", ")} did not record the change; they pull it within a heartbeat (retry to confirm)`,
+        { pending },
+      );
+    }
     return c.json({ region, healthy: body.healthy, health: view.health, primaries: view.primaries });
   });
 

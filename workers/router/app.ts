@@ -8,15 +8,11 @@ import { type ErrorBody, StoreError } from "../../shared/errors.ts";
 import { loadConfig } from "../config.ts";
 import { mountAdmin } from "./admin.ts";
 import { type Scope, authorize } from "./auth.ts";
+import { type AppEnv } from "./env.ts";
 import { mountKv } from "./kv.ts";
 import { observeRequest } from "./metrics.ts";
 import { mountObserve } from "./observe.ts";
 import { mountTypes } from "./types.ts";
-
-/** Hono's environment for this app. */
-export interface AppEnv {
-  Bindings: Env;
-}
 
 /** The scope a request needs: admin routes need admin, other reads need read, the rest write. */
 function neededScope(method: string, path: string): Scope {

@@ -2,33 +2,33 @@
  * How a request's consistency choice becomes replica calls. Writes: `ack=local|quorum|all|k`
  * and `timeout_ms`, compare-and-set headers, and forwarding to the primary on strong prefixes.
  * Reads: `consistency=eventual|session|quorum|bounded|strong`. Every answer carries a session
- * token with the causal context the client has now seen.
+ * token with the causal context the client has now seen. The decisions are the shared router
+ * core's (`shared/store/router-core.ts`); this module parses and answers.
  */
 import { type Context } from "hono";
-import { equalBytes } from "../../shared/bytes.ts";
-import { StoreError } from "../../shared/errors.ts";
+import { StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
-import { type ClusterView, type PrimaryState, isHealthy, majority } from "../../shared/store/cluster.ts";
-import {
-  type KeyOp,
-  decodeKeyState,
-  encodeKeyState,
-  mergeKeyState,
-  type KeyState,
-} from "../../shared/store/key-state.ts";
-import { type PrimaryPrefix, prefixOf } from "../../shared/store/primaries.ts";
-import { type KeyView, keyView } from "../../shared/store/replica-core.ts";
+import { type ClusterView, majority } from "../../shared/store/cluster.ts";
+import { type ReadOutcome, type WriteOptions } from "../../shared/store/contract.ts";
+import { keyView, type KeyView } from "../../shared/store/replica-core.ts";
+import { decodeKeyState } from "../../shared/store/key-state.ts";
+import { type KeyOp } from "../../shared/store/key-state.ts";
+import { prefixOf } from "../../shared/store/primaries.ts";
+import { chooseRegion, primaryFor, quorumRead, readOrder } from "../../shared/store/router-core.ts";
 import { type VersionVector, vvFrom, vvMerge } from "../../shared/version-vector.ts";
+import { platformClock } from "../clock.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { type ReadOptions, type WriteOptions } from "../replica/replica.ts";
-import { type AppEnv } from "./app.ts";
-import { callReplica, callReplicaPlain, intParam } from "./http.ts";
-import { parsePinnedRegion, regionPreference, replicaOf } from "./routing.ts";
-import { signSession, verifySession } from "./session.ts";
+import { replicaOf } from "../stubs.ts";
+import { type AppEnv } from "./env.ts";
+import { callReplica, intParam } from "./http.ts";
+import { parsePinnedRegion, regionPreference } from "./routing.ts";
+import { sessionSecrets, signSession, verifySession } from "./session.ts";
 import { clusterView } from "./view.ts";
 
 /** Longest `timeout_ms` a client may ask for. */
 export const ACK_TIMEOUT_MS_MAX = 60_000;
+/** How long a quorum read waits for each region. */
+const QUORUM_READ_TIMEOUT_MS = 2000;
 
 /** Parses `?ack=` into the number of regions that must apply a write. */
 export function parseAcks(raw: string | undefined, regionCount: number): number {
@@ -53,66 +53,16 @@ function etagValue(raw: string): string {
     .replace(/^"(.*)"$/, "$1");
 }
 
-/** The serving region: pinned (and healthy), else the nearest healthy one. */
-export function chooseRegion(
-  config: Config,
-  view: ClusterView,
-  request: Request,
-  pinned: string | undefined,
-): RegionId {
-  if (pinned !== undefined && pinned !== "") {
-    const region = parsePinnedRegion(config, pinned);
-    if (!isHealthy(view, region)) {
-      throw new StoreError(
-        "region_unavailable",
-        `region ${region} is unhealthy or taken out; omit ?region= to be routed to a healthy one`,
-        { region },
-      );
-    }
-    return region;
-  }
-  const region = regionPreference(config, request).find((r) => isHealthy(view, r));
-  if (region === undefined) throw new StoreError("region_unavailable", "no region is healthy");
-  return region;
+/** The `?region=` pin, parsed (an unknown region is `unknown_region`), or undefined. */
+function pinOf(config: Config, c: Context<AppEnv>): RegionId | undefined {
+  const pinned = c.req.query("region");
+  return pinned === undefined || pinned === "" ? undefined : parsePinnedRegion(config, pinned);
 }
 
-/** The primary of a strong prefix, or `primary_unavailable` when it cannot serve now. */
-function primaryOf(view: ClusterView, strong: PrimaryPrefix): PrimaryState {
-  const primary = view.primaries[strong.prefix] ?? {
-    region: strong.region,
-    epoch: 1,
-    ready: true,
-    failover: strong.failover,
-  };
-  if (!isHealthy(view, primary.region)) {
-    const why = primary.failover
-      ? "a failover is under way; retry in a few seconds"
-      : "automatic failover is off for this prefix";
-    throw new StoreError(
-      "primary_unavailable",
-      `the primary of "${strong.prefix}" (${primary.region}) is unavailable: ${why}`,
-      {
-        prefix: strong.prefix,
-        region: primary.region,
-      },
-    );
-  }
-  if (!primary.ready) {
-    throw new StoreError(
-      "primary_unavailable",
-      `"${strong.prefix}" has a new primary (${primary.region}) still recovering; retry shortly`,
-      {
-        prefix: strong.prefix,
-        region: primary.region,
-      },
-    );
-  }
-  return primary;
-}
-
-/** Signs the session token for what the client has now seen and sets it on the answer. */
-async function answerToken(c: Context<AppEnv>, seen: VersionVector): Promise<void> {
-  c.header("X-Session-Token", await signSession(c.env.SESSION_SECRET, seen));
+/** The serving region for a request: pinned (and healthy), else the nearest healthy one. */
+export function servingRegionOf(c: Context<AppEnv>, view: ClusterView): RegionId {
+  const config = loadConfig(c.env);
+  return unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinOf(config, c)));
 }
 
 /** A committed write, as the routes answer it. */
@@ -125,7 +75,8 @@ export interface WriteAnswer {
 /** Performs a write under the request's ack, CAS and strong-prefix rules, and sets its headers. */
 export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
   const config = loadConfig(c.env);
-  const seen = await verifySession(c.env.SESSION_SECRET, c.req.header("x-session-token"));
+  const secrets = sessionSecrets(c.env);
+  const seen = await verifySession(secrets, c.req.header("x-session-token"));
   const acks = parseAcks(c.req.query("ack"), config.regions.length);
   const timeoutMs = intParam("timeout_ms", c.req.query("timeout_ms"), 1, ACK_TIMEOUT_MS_MAX, config.ackTimeoutMs);
   const ifMatch = c.req.header("if-match");
@@ -135,30 +86,35 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   }
   const view = await clusterView(c.env);
   const strong = prefixOf(key, config.primaryPrefixes);
-  let region: RegionId;
+  const pinned = pinOf(config, c);
   const options: { -readonly [K in keyof WriteOptions]: WriteOptions[K] } = { acks, timeoutMs };
   if (ifMatch !== undefined) options.ifMatch = etagValue(ifMatch);
   if (ifNoneMatch !== undefined) options.ifNoneMatch = true;
+  let region: RegionId;
   if (strong !== undefined) {
-    // Strong prefixes have one leader: every write goes to it (a pin is checked, then
-    // overridden) and waits for a quorum.
-    const pinned = c.req.query("region");
-    if (pinned !== undefined && pinned !== "") parsePinnedRegion(config, pinned);
-    const primary = primaryOf(view, strong);
+    // Strong prefixes have one leader: every write goes to it (a pin is checked, then overridden).
+    const primary = unwrap(primaryFor(view, strong));
     region = primary.region;
     options.strong = { prefix: strong.prefix, epoch: primary.epoch };
-    options.acks = Math.max(acks, majority(config.regions.length));
   } else {
-    region = chooseRegion(config, view, c.req.raw, c.req.query("region"));
+    region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
   const outcome = await callReplica(region, () => replicaOf(c.env, region).write(key, op, options));
-  const token = await signSession(c.env.SESSION_SECRET, vvMerge(seen, vvFrom([[outcome.region, outcome.seq]])));
+  const token = await signSession(secrets, vvMerge(seen, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
-    throw new StoreError(
-      "ack_timeout",
-      `the write is committed in ${outcome.acked.join(", ")} but ${options.acks} regions did not apply it within ${timeoutMs} ms; it is not rolled back and keeps replicating`,
-      { acked: outcome.acked, version: outcome.view.version, sessionToken: token },
-    );
+    const committed = `the write is committed in ${outcome.acked.join(", ")}, is not rolled back, and keeps replicating`;
+    // This region and its peers not known to be out: all a write can reach now.
+    const reachable = config.regions.length - outcome.unavailable.length;
+    const message =
+      reachable < outcome.needed
+        ? `${outcome.needed} regions must apply this write but ${outcome.unavailable.join(", ")} ${outcome.unavailable.length === 1 ? "is" : "are"} out of service, so the count cannot be reached now; ${committed}`
+        : `${outcome.needed} regions must apply this write but only ${outcome.acked.length} did within ${timeoutMs} ms; ${committed}`;
+    throw new StoreError("ack_timeout", message, {
+      acked: outcome.acked,
+      unavailable: outcome.unavailable,
+      version: outcome.view.version,
+      sessionToken: token,
+    });
   }
   c.header("ETag", `"${outcome.view.version}"`);
   c.header("X-Served-By", outcome.region);
@@ -185,20 +141,23 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   if (consistency === undefined) {
     throw new StoreError("invalid_consistency", `consistency must be one of ${CONSISTENCIES.join(", ")}; got "${raw}"`);
   }
-  const seen = await verifySession(c.env.SESSION_SECRET, c.req.header("x-session-token"));
+  const secrets = sessionSecrets(c.env);
+  const seen = await verifySession(secrets, c.req.header("x-session-token"));
   const view = await clusterView(c.env);
-  const pinned = c.req.query("region");
-  let answer: { region: RegionId; view: KeyView | null; lagMs: number; seqs: VersionVector };
+  const pinned = pinOf(config, c);
+  const preference = regionPreference(config, c.req.raw);
+  let answer: ReadOutcome;
   switch (consistency) {
     case "eventual":
     case "session": {
-      const region = chooseRegion(config, view, c.req.raw, pinned);
-      const options: ReadOptions = consistency === "session" ? { session: seen } : {};
-      answer = await callReplica(region, () => replicaOf(c.env, region).read(key, options));
+      const region = unwrap(chooseRegion(preference, view, pinned));
+      answer = await callReplica(region, () =>
+        replicaOf(c.env, region).read(key, consistency === "session" ? { session: seen } : {}),
+      );
       break;
     }
     case "bounded":
-      answer = await boundedRead(c, config, view, key, pinned);
+      answer = await boundedRead(c, readOrder(preference, view, pinned), key);
       break;
     case "strong": {
       const strong = prefixOf(key, config.primaryPrefixes);
@@ -206,39 +165,30 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
         const prefixes = config.primaryPrefixes.map((p) => `"${p.prefix}"`).join(", ") || "none are configured";
         throw new StoreError("invalid_consistency", `strong reads need a key under a strong prefix (${prefixes})`);
       }
-      const primary = primaryOf(view, strong);
+      const primary = unwrap(primaryFor(view, strong));
       answer = await callReplica(primary.region, () =>
         replicaOf(c.env, primary.region).read(key, { strong: { prefix: strong.prefix, epoch: primary.epoch } }),
       );
       break;
     }
     case "quorum":
-      answer = await quorumRead(c, config, view, key, pinned);
+      if (pinned !== undefined) unwrap(chooseRegion(preference, view, pinned));
+      answer = await quorum(c, config, readOrder(preference, view, pinned), key);
       break;
   }
   c.header("X-Served-By", answer.region);
   c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
   // The client has now seen the answered state: future session reads must not go below it.
-  await answerToken(c, vvMerge(seen, answer.seqs));
+  c.header("X-Session-Token", await signSession(secrets, vvMerge(seen, answer.seqs)));
   return { region: answer.region, view: answer.view };
 }
 
-/** Serves from the nearest healthy region whose staleness is within `max_staleness_ms`. */
-async function boundedRead(
-  c: Context<AppEnv>,
-  config: Config,
-  view: ClusterView,
-  key: string,
-  pinned: string | undefined,
-) {
+/** Serves from the first region in `order` whose staleness is within `max_staleness_ms`. */
+async function boundedRead(c: Context<AppEnv>, order: readonly RegionId[], key: string): Promise<ReadOutcome> {
   const raw = c.req.query("max_staleness_ms");
   if (raw === undefined)
     throw new StoreError("invalid_consistency", "consistency=bounded needs max_staleness_ms=<milliseconds>");
   const maxStalenessMs = intParam("max_staleness_ms", raw, 0, 86_400_000, 0);
-  const first = pinned !== undefined && pinned !== "" ? [parsePinnedRegion(config, pinned)] : [];
-  const order = [...first, ...regionPreference(config, c.req.raw).filter((r) => !first.includes(r))].filter((r) =>
-    isHealthy(view, r),
-  );
   for (const region of order) {
     try {
       return await callReplica(region, () => replicaOf(c.env, region).read(key, { maxStalenessMs }));
@@ -260,61 +210,31 @@ async function boundedRead(
 }
 
 /**
- * Reads the key from every healthy region (at least a majority must answer), merges the
- * states, answers the merge, and repairs in the background each region that was behind.
+ * Reads the key from every healthy region, answers the merge of the first majority to answer,
+ * and repairs in the background each of them that held less.
  */
-async function quorumRead(
+async function quorum(
   c: Context<AppEnv>,
   config: Config,
-  view: ClusterView,
+  order: readonly RegionId[],
   key: string,
-  pinned: string | undefined,
-) {
-  const need = majority(config.regions.length);
-  const first = pinned !== undefined && pinned !== "" ? [chooseRegion(config, view, c.req.raw, pinned)] : [];
-  const order = [...first, ...regionPreference(config, c.req.raw).filter((r) => !first.includes(r))].filter((r) =>
-    isHealthy(view, r),
+): Promise<ReadOutcome> {
+  const answer = unwrap(
+    await quorumRead(platformClock, order, majority(config.regions.length), QUORUM_READ_TIMEOUT_MS, (region) =>
+      replicaOf(c.env, region).snapshot(key),
+    ),
   );
-  const replies = await Promise.all(
-    order.map(async (region) => {
-      try {
-        return { region, reply: await callReplicaPlain(region, () => replicaOf(c.env, region).snapshot(key)) };
-      } catch {
-        return { region, reply: null };
-      }
-    }),
-  );
-  const answered = replies.filter((r) => r.reply !== null);
-  if (answered.length < need) {
-    throw new StoreError(
-      "region_unavailable",
-      `a quorum read needs ${need} regions; only ${answered.length} answered`,
-      {
-        acked: answered.map((r) => r.region),
-      },
+  const { merged, answered, stale } = answer;
+  for (const region of stale) {
+    c.executionCtx.waitUntil(
+      replicaOf(c.env, region)
+        .repair(key, merged)
+        .catch((error: unknown) => console.warn(`read repair of ${region} failed:`, error)),
     );
   }
-  let merged: KeyState | undefined;
-  let seqs: VersionVector = {};
-  for (const { reply } of answered) {
-    if (reply === null) continue;
-    seqs = vvMerge(seqs, reply.seqs);
-    if (reply.state !== null) merged = mergeKeyState(merged, decodeKeyState(reply.state)).state;
-  }
-  const closest = answered[0] as (typeof answered)[number];
-  if (merged === undefined) return { region: closest.region, view: null, lagMs: 0, seqs };
-  const encoded = encodeKeyState(merged);
-  for (const { region, reply } of answered) {
-    if (reply !== null && (reply.state === null || !equalBytes(reply.state, encoded))) {
-      c.executionCtx.waitUntil(
-        replicaOf(c.env, region)
-          .repair(key, encoded, seqs)
-          .catch((error: unknown) => console.warn(`read repair of ${region} failed:`, error)),
-      );
-    }
-  }
-  const result = keyView(merged);
-  if (!result.ok) throw new StoreError(result.error.code, result.error.message);
+  const closest = answered[0] as RegionId;
+  const seqs: VersionVector = merged.seqs;
+  if (merged.state === null) return { region: closest, view: null, lagMs: 0, seqs };
   // Lag does not apply: the answer includes every write any answering region had.
-  return { region: closest.region, view: result.value, lagMs: 0, seqs };
+  return { region: closest, view: unwrap(keyView(decodeKeyState(merged.state))), lagMs: 0, seqs };
 }

@@ -5,9 +5,8 @@ import { type Hono } from "hono";
 import { StoreError } from "../../shared/errors.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
-import { loadConfig } from "../config.ts";
-import { type AppEnv } from "./app.ts";
-import { chooseRegion, performRead, performWrite } from "./consistency.ts";
+import { type AppEnv } from "./env.ts";
+import { performRead, performWrite, servingRegionOf } from "./consistency.ts";
 import {
   CONTENT_TYPE_CHARS_MAX,
   VALUE_BYTES_MAX,
@@ -18,7 +17,7 @@ import {
   keyFromPath,
   readBodyCapped,
 } from "./http.ts";
-import { replicaOf } from "./routing.ts";
+import { replicaOf } from "../stubs.ts";
 import { clusterView } from "./view.ts";
 
 const KV_PREFIX = "/v1/kv/";
@@ -39,8 +38,7 @@ export function registerOnly(view: KeyView, key: string): Extract<KeyView, { typ
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   app.get("/v1/kv", async (c) => {
-    const config = loadConfig(c.env);
-    const region = chooseRegion(config, await clusterView(c.env), c.req.raw, c.req.query("region"));
+    const region = servingRegionOf(c, await clusterView(c.env));
     const prefix = c.req.query("prefix") ?? "";
     if (new TextEncoder().encode(prefix).length > 512) {
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");

@@ -4,7 +4,7 @@
  * Replication figures come from the replicas themselves, which persist their counters.
  */
 import { type RegionId } from "../../shared/regions.ts";
-import { type ReplicaStatus } from "../replica/replica.ts";
+import { type ReplicaStatus } from "../../shared/store/contract.ts";
 
 /** Latency bucket bounds in seconds. */
 const BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;

@@ -6,14 +6,16 @@ import { type Hono } from "hono";
 import { REGION_LOCATIONS, type RegionId } from "../../shared/regions.ts";
 import { describeState } from "../../shared/store/describe.ts";
 import { loadConfig } from "../config.ts";
-import { type ReplicaStatus } from "../replica/replica.ts";
-import { type AppEnv } from "./app.ts";
+import { type ReplicaStatus } from "../../shared/store/contract.ts";
+import { type AppEnv } from "./env.ts";
 import { callReplicaPlain, intParam } from "./http.ts";
 import { renderMetrics } from "./metrics.ts";
 import { isHealthy } from "../../shared/store/cluster.ts";
-import { regionPreference, replicaOf, servingRegion } from "./routing.ts";
+import { replicaOf } from "../stubs.ts";
+import { regionPreference, servingRegion } from "./routing.ts";
 import { clusterView } from "./view.ts";
-import { withTimeout } from "../timeout.ts";
+import { bounded } from "../../shared/store/ports.ts";
+import { platformClock } from "../clock.ts";
 
 /** How long a status fan-out waits for a region before calling it unreachable. */
 export const STATUS_TIMEOUT_MS = 2000;
@@ -27,7 +29,7 @@ export async function gatherStatuses(env: Env): Promise<Map<RegionId, ReplicaSta
   const entries = await Promise.all(
     config.regions.map(async (region): Promise<[RegionId, ReplicaStatus | null]> => [
       region,
-      await withTimeout(() => replicaOf(env, region).status(), STATUS_TIMEOUT_MS),
+      await bounded(platformClock, () => replicaOf(env, region).status(), STATUS_TIMEOUT_MS),
     ]),
   );
   return new Map(entries);

@@ -42,8 +42,3 @@ export function servingRegion(config: Config, request: Request, pinned: string |
   if (pinned !== undefined && pinned !== "") return parsePinnedRegion(config, pinned);
   return regionPreference(config, request)[0] as RegionId;
 }
-
-/** The replica stub of a region, created near it on first use. */
-export function replicaOf(env: Env, region: RegionId): DurableObjectStub<import("../replica/replica.ts").Replica> {
-  return env.REPLICA.getByName(region, { locationHint: region as DurableObjectLocationHint });
-}

@@ -5,7 +5,7 @@ import { type Hono } from "hono";
 import { StoreError } from "../../shared/errors.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { counterBodySchema, setBodySchema } from "../../shared/store/wire.ts";
-import { type AppEnv } from "./app.ts";
+import { type AppEnv } from "./env.ts";
 import { performRead, performWrite } from "./consistency.ts";
 import { keyFromPath, readJson } from "./http.ts";
 

@@ -4,16 +4,12 @@
  * time; the isolate that made an admin change sees it at once.
  */
 import { type ClusterView, EMPTY_VIEW } from "../../shared/store/cluster.ts";
+import { controlOf } from "../stubs.ts";
 
 /** Longest a router isolate serves from a cached view. */
 export const VIEW_CACHE_MS = 500;
 
 let cached: { view: ClusterView; fetchedMs: number } | undefined;
-
-/** The control object's stub. */
-export function controlOf(env: Env): DurableObjectStub<import("../control/control.ts").Control> {
-  return env.CONTROL.getByName("control");
-}
 
 /** The current cluster view, from cache when fresh. If the control object cannot be reached, the last view (or an all-healthy one) is used. */
 export async function clusterView(env: Env): Promise<ClusterView> {

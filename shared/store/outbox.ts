@@ -1,12 +1,28 @@
 /**
  * Turns outbox rows into replication messages: one message per target region covering a
  * contiguous range of sequence numbers, split so each stays under the Queue's per-message
- * limit, and grouped into `sendBatch` calls under its per-call limits.
+ * limit, and grouped into `sendBatch` calls under its per-call limits. Also the bounds on how
+ * much of the outbox one drain round holds in memory and how much it keeps for peers that are
+ * out of service.
  */
-import { assert } from "../../shared/assert.ts";
-import { type RegionId } from "../../shared/regions.ts";
-import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
-import { type LogRow } from "./store.ts";
+import { assert } from "../assert.ts";
+import { type RegionId } from "../regions.ts";
+import { type LogRow } from "./storage.ts";
+import { type EntriesMessage, WIRE_VERSION } from "./wire.ts";
+
+/** Outbox rows one drain round reads at most. */
+export const DRAIN_ROWS_MAX = 1000;
+/**
+ * State bytes one drain round reads at most: a round holds its rows and their messages in
+ * memory at once, and an isolate has 128 MB for everything.
+ */
+export const DRAIN_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Rows the outbox keeps for peers taken out of service before it hands them to the queue
+ * anyway (the consumer then parks them until the peer is back): the outbox stays bounded
+ * however long a region is out, and nothing is dropped.
+ */
+export const HELD_ROWS_MAX = 10_000;
 
 /** Queue messages are limited to 128 KB; keep a margin for the envelope and serialisation. */
 export const MESSAGE_BYTES_MAX = 110 * 1024;
@@ -32,6 +48,7 @@ export function messagesFor(
   target: RegionId,
   rows: readonly LogRow[],
   sentSeq: number,
+  firstMs: number,
 ): SizedMessage[] {
   const out: SizedMessage[] = [];
   let current: LogRow[] = [];
@@ -48,6 +65,7 @@ export function messagesFor(
         target,
         from: first.seq,
         to: last.seq,
+        firstMs,
         entries: current.map((r) => ({
           seq: r.seq,
           key: r.key,

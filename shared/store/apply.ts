@@ -1,0 +1,209 @@
+/**
+ * Merging what other regions send: entries of a peer's ordered stream (at least once, in any
+ * order), single writes pushed for synchronous acks, and whole states (read repair, session
+ * fetches). Every path goes through one merge, {@link mergeInto}, which applies the fencing rule
+ * of `epochs.ts`; only the stream moves the per-peer progress that lag and sessions rely on.
+ */
+import { DecodeError, equalBytes } from "../bytes.ts";
+import { type Result, fail, ok } from "../errors.ts";
+import { type HlcStamp, formatHlc, hlcReceive, parseHlc } from "../hlc.ts";
+import { EMPTY_VV, type VersionVector, vvFrom, vvMerge } from "../version-vector.ts";
+import { type Applied, type KeySnapshot } from "./contract.ts";
+import { judgeEpoch, mergeTagged } from "./epochs.ts";
+import { type KeyState, decodeKeyState, encodeKeyState } from "./key-state.ts";
+import { progressAccepts, progressApplied, progressHeartbeat } from "./progress.ts";
+import { conflictRecord, fencedRecord } from "./replica-core.ts";
+import { type ReplicaMachine, Refusal, refusable } from "./replica-machine.ts";
+import {
+  type EntriesMessage,
+  type HeartbeatMessage,
+  type ReplicationMessage,
+  replicationMessageSchema,
+} from "./wire.ts";
+
+/** What merging one piece of content into a key did. */
+export type MergeOutcome = "merged" | "unchanged" | "duplicate" | "wait" | "fenced";
+
+/**
+ * Merges `remote` (tagged `epoch`, including the origin writes `seqs`) into the stored key and
+ * logs any conflict; call inside a transaction. `fenceLog` says whether content refused for its
+ * old epoch is logged (stream entries) or skipped quietly (whole states, whose writes the stream
+ * logs on its own).
+ */
+export function mergeInto(
+  machine: ReplicaMachine,
+  key: string,
+  remote: KeyState,
+  epoch: number,
+  seqs: VersionVector,
+  from: string,
+  nowMs: number,
+  fenceLog: boolean,
+): MergeOutcome {
+  const { storage } = machine;
+  const stored = storage.kv.get(key);
+  const local = stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: stored.epoch };
+  const verdict = judgeEpoch(machine.strongOf(key)?.known, epoch, local, remote);
+  if (verdict === "wait") return "wait";
+  if (verdict === "fence") {
+    if (fenceLog) {
+      const record = fencedRecord(local?.state, local?.epoch ?? 0, remote, epoch);
+      if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
+        storage.metrics.add("replication_fenced_total", from, 1);
+    }
+    return "fenced";
+  }
+  const mergedSeqs = vvMerge(stored?.seqs ?? EMPTY_VV, seqs);
+  if (verdict === "duplicate") {
+    if (stored !== null && local !== undefined)
+      storage.kv.put(key, local.state, stored.encoded, mergedSeqs, stored.epoch);
+    return "duplicate";
+  }
+  const { merged, conflict } = mergeTagged(local, { state: remote, epoch });
+  const encoded = encodeKeyState(merged.state);
+  const changed = stored === null || stored.epoch !== merged.epoch || !equalBytes(encoded, stored.encoded);
+  storage.kv.put(key, merged.state, encoded, mergedSeqs, merged.epoch);
+  if (conflict !== undefined) {
+    const record = conflictRecord(conflict);
+    if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
+      storage.metrics.add(record.kind === "fenced" ? "replication_fenced_total" : "conflicts_total", from, 1);
+  }
+  return changed ? "merged" : "unchanged";
+}
+
+/** Parses a replication message addressed to this replica; `invalid_body` otherwise. */
+export function parseMessage(machine: ReplicaMachine, body: unknown): Result<ReplicationMessage> {
+  const parsed = replicationMessageSchema.safeParse(body);
+  if (!parsed.success) return fail("invalid_body", `malformed replication message: ${parsed.error.message}`);
+  const message = parsed.data;
+  if (
+    message.target !== machine.region ||
+    message.origin === machine.region ||
+    !machine.settings.regions.includes(message.origin)
+  )
+    return fail("invalid_body", `message from ${message.origin} for ${message.target} reached ${machine.region}`);
+  return ok(message);
+}
+
+/** Folds in a peer's heartbeat. */
+export function applyHeartbeat(machine: ReplicaMachine, message: HeartbeatMessage, nowMs: number): Result<Applied> {
+  if (machine.takenOut()) return machine.unavailable();
+  const { storage } = machine;
+  storage.transaction(() => {
+    const progress = progressHeartbeat(
+      storage.peerRecv.get(message.origin),
+      message.seq,
+      message.atMs,
+      message.firstMs,
+      nowMs,
+    );
+    storage.peerRecv.put(message.origin, progress);
+    storage.metrics.add("replication_heartbeats_total", message.origin, 1);
+  });
+  return ok({ fenced: 0 });
+}
+
+/** Decodes the states of a message's entries (`pulled` fills those too large to inline). */
+export function entryStates(message: EntriesMessage, pulled: ReadonlyMap<number, Uint8Array>): Result<KeyState[]> {
+  const states: KeyState[] = [];
+  for (const entry of message.entries) {
+    const bytes = entry.state ?? pulled.get(entry.seq);
+    if (bytes === undefined) return fail("not_found", `origin ${message.origin} no longer has ${entry.key}`);
+    try {
+      states.push(decodeKeyState(bytes));
+    } catch (error) {
+      if (error instanceof DecodeError)
+        return fail("invalid_body", `undecodable state for ${entry.key}: ${error.message}`);
+      throw error;
+    }
+  }
+  return ok(states);
+}
+
+/**
+ * Applies an entries message, all or nothing, in one transaction. `stream` true: it is part of
+ * the origin's ordered stream, so the origin's progress moves (and a message that would open too
+ * many gaps is refused for later). False: a synchronous-ack push, which merges the same way but
+ * leaves progress to the stream's own delivery of the write.
+ */
+export function applyEntries(
+  machine: ReplicaMachine,
+  message: EntriesMessage,
+  states: readonly KeyState[],
+  nowMs: number,
+  stream: boolean,
+): Result<Applied> {
+  if (machine.takenOut()) return machine.unavailable();
+  const { storage } = machine;
+  const origin = message.origin;
+  let clock: HlcStamp = machine.clock;
+  const result = refusable(storage, (): Result<Applied> => {
+    // Checked inside the transaction: another message may have filled or opened gaps while
+    // this one's large states were being pulled.
+    if (stream && !progressAccepts(storage.peerRecv.get(origin), message.from, message.to))
+      return fail("overloaded", `too many gaps in ${origin}'s stream; retry once earlier messages arrive`);
+    for (const entry of message.entries) {
+      const stamp = parseHlc(entry.stamp);
+      if (stamp === undefined) return fail("invalid_body", `bad stamp ${entry.stamp}`);
+      const received = hlcReceive(clock, stamp, nowMs);
+      if (!received.ok) return { ok: false, error: received.error };
+      clock = received.stamp;
+    }
+    let fenced = 0;
+    let bytes = 0;
+    message.entries.forEach((entry, i) => {
+      const remote = states[i] as KeyState;
+      const strong = machine.strongOf(entry.key);
+      const epoch = strong === undefined ? 0 : (entry.epoch ?? 0);
+      // A newer epoch than known means the control object's push has not arrived yet.
+      if (strong !== undefined && epoch > (strong.known?.epoch ?? 0))
+        machine.advanceEpoch(strong.prefix, origin, epoch);
+      const outcome = mergeInto(machine, entry.key, remote, epoch, vvFrom([[origin, entry.seq]]), origin, nowMs, true);
+      if (outcome === "wait")
+        throw new Refusal({
+          code: "primary_unavailable",
+          message: `"${entry.key}" comes from an older epoch of its prefix while this region takes in the new primary's state; retry`,
+        });
+      if (outcome === "fenced") fenced += 1;
+      bytes += entry.state?.length ?? 0;
+    });
+    if (stream) {
+      const last = message.entries.at(-1) as (typeof message.entries)[number];
+      const progress = progressApplied(
+        storage.peerRecv.get(origin),
+        message.from,
+        message.to,
+        last.writtenMs,
+        message.firstMs,
+        nowMs,
+      );
+      storage.peerRecv.put(origin, progress);
+      storage.metrics.add("replication_messages_total", origin, 1);
+      storage.metrics.add("replication_entries_total", origin, message.entries.length);
+      storage.metrics.add("replication_bytes_total", origin, bytes);
+    } else storage.metrics.add("replication_pushes_total", origin, 1);
+    storage.meta.set("clock", formatHlc(clock));
+    return ok({ fenced });
+  });
+  if (result.ok) machine.observed(clock);
+  return result;
+}
+
+/**
+ * Merges a whole state of `key` from `from` (read repair, a session fetch), fenced like
+ * everything else. True when the stored key changed.
+ */
+export function mergeSnapshot(
+  machine: ReplicaMachine,
+  key: string,
+  snapshot: KeySnapshot,
+  from: string,
+  nowMs: number,
+): boolean {
+  if (snapshot.state === null) return false;
+  const remote = decodeKeyState(snapshot.state);
+  const outcome = machine.storage.transaction(() =>
+    mergeInto(machine, key, remote, snapshot.epoch, snapshot.seqs, from, nowMs, false),
+  );
+  return outcome === "merged";
+}

@@ -1,0 +1,151 @@
+/**
+ * The replica's contract with its callers (the router, the control object, other replicas, the
+ * queue consumers, and the simulator): the shapes that cross an RPC boundary. Every value here
+ * is structured-clone safe, and operating errors travel as `Result`s, never as throws.
+ */
+import { type Result } from "../errors.ts";
+import { type RegionId } from "../regions.ts";
+import { type VersionVector } from "../version-vector.ts";
+import { type KeyOp } from "./key-state.ts";
+import { type Lag } from "./progress.ts";
+import { type KeyView, type WriteConditions } from "./replica-core.ts";
+import { type ConflictRow, type DeadLetterRow, type KeyListing, type KeyRow } from "./storage.ts";
+import { type ReplicationMessage } from "./wire.ts";
+
+/** What applying one replication message did: how many of its entries were fenced (refused, logged). */
+export interface Applied {
+  readonly fenced: number;
+}
+
+/** A strong (single-leader) operation: the prefix and the epoch the router resolved. */
+export interface StrongScope {
+  readonly prefix: string;
+  readonly epoch: number;
+}
+
+/** How a write is acknowledged and guarded. */
+export interface WriteOptions extends WriteConditions {
+  /** Regions that must have applied the write before it is acknowledged, this one included. */
+  readonly acks: number;
+  readonly timeoutMs: number;
+  readonly strong?: StrongScope;
+}
+
+/** A write's answer. */
+export interface WriteOutcome {
+  readonly region: RegionId;
+  readonly seq: number;
+  /** The key after the write; a register's value is left out (the writer has it). */
+  readonly view: KeyView;
+  /** Regions that durably applied the write when this answered, this one first. */
+  readonly acked: RegionId[];
+  /** How many regions had to apply it (the requested acks, raised to a majority on strong prefixes). */
+  readonly needed: number;
+  /** Regions known to be out of service, so not asked: with them the count could not be reached. */
+  readonly unavailable: RegionId[];
+  /** Whether `acked` reached `needed`. */
+  readonly complete: boolean;
+}
+
+/** How a read is served. */
+export interface ReadOptions {
+  /** The session's seen vector: never answer a state older than it. */
+  readonly session?: VersionVector;
+  /** Refuse (`staleness_exceeded`) when this replica may be staler than this. */
+  readonly maxStalenessMs?: number;
+  readonly strong?: StrongScope;
+}
+
+/** A read's answer: the key's view (null when never written here), lag, and the key's origin sequence numbers. */
+export interface ReadOutcome {
+  readonly region: RegionId;
+  readonly view: KeyView | null;
+  readonly lagMs: number;
+  /** Per origin region, the highest of its writes the answered state includes (for session tokens). */
+  readonly seqs: VersionVector;
+}
+
+/** A key's raw state as one replica holds it, for quorum reads, session fetches and recovery. */
+export interface KeySnapshot {
+  readonly state: Uint8Array | null;
+  readonly seqs: VersionVector;
+  /** The state's fencing epoch (0 outside strong prefixes). */
+  readonly epoch: number;
+}
+
+/** Lag behind one peer, as status reports it. */
+export interface PeerLag extends Lag {
+  readonly heardMs: number;
+  readonly appliedSeq: number;
+}
+
+/** A replica's health and progress, for /v1/regions, /metrics and the control object. */
+export interface ReplicaStatus {
+  readonly region: RegionId;
+  readonly seq: number;
+  readonly clock: string;
+  readonly takenOut: boolean;
+  readonly outboxPending: number;
+  readonly deadLetters: number;
+  readonly lag: Partial<Record<RegionId, PeerLag>>;
+  readonly metrics: Array<{ name: string; peer: string; value: number }>;
+}
+
+/** Progress of a new primary's recovery of a prefix (see `recovery.ts`). */
+export interface RecoveryProgress {
+  readonly done: boolean;
+  /** Keys that changed by merging the donors' states so far. */
+  readonly merged: number;
+  /** Once done: this replica's sequence number after it re-logged the prefix under the new epoch. */
+  readonly recoveredSeq: number;
+}
+
+/** A dead letter as the dead-letter consumer hands it over. */
+export interface DeadLetterItem {
+  readonly body: unknown;
+  readonly attempts: number;
+  readonly reason: string;
+}
+
+/**
+ * What one replica offers another (and the simulator's network): replication, synchronous
+ * pushes, state for session catch-up and recovery. A replica taken out of service answers
+ * `region_unavailable`, as if it were down.
+ */
+export interface PeerApi {
+  applyReplication(bodies: readonly unknown[]): Promise<Array<Result<Applied>>>;
+  /** Merges one write pushed for a synchronous ack, outside the ordered stream. */
+  pushWrite(body: unknown): Promise<Result<Applied>>;
+  snapshot(key: string): Promise<Result<KeySnapshot>>;
+  prefixStates(low: string, high: string | null, after: string | null, limit: number): Promise<Result<KeyRow[]>>;
+}
+
+/** What the control object asks of a replica. */
+export interface ReplicaAdminApi {
+  status(): Promise<ReplicaStatus>;
+  /** Takes a cluster view; true once it is durably recorded here. */
+  applyView(view: import("./cluster.ts").ClusterView): Promise<boolean>;
+  /** Runs (or continues) a bounded step of recovering `prefix` as its new primary under `epoch`. */
+  recoverPrefix(prefix: string, epoch: number, donors: readonly RegionId[]): Promise<Result<RecoveryProgress>>;
+}
+
+/** What the router asks of a replica. */
+export interface ReplicaClientApi {
+  write(key: string, op: KeyOp, options?: WriteOptions): Promise<Result<WriteOutcome>>;
+  read(key: string, options?: ReadOptions): Promise<Result<ReadOutcome>>;
+  snapshot(key: string): Promise<Result<KeySnapshot>>;
+  repair(key: string, snapshot: KeySnapshot): Promise<boolean>;
+  list(
+    low: string,
+    high: string | null,
+    after: string | null,
+    limit: number,
+  ): Promise<{ keys: KeyListing[]; more: boolean }>;
+  conflicts(afterId: number, limit: number): Promise<ConflictRow[]>;
+  deadLetters(afterId: number, limit: number): Promise<DeadLetterRow[]>;
+}
+
+/** A queue a replica sends replication messages to. */
+export interface ReplicationQueue {
+  sendBatch(messages: readonly ReplicationMessage[], delaySeconds: number): Promise<void>;
+}

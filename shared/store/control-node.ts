@@ -1,0 +1,124 @@
+/**
+ * The control object's rounds: gather replica statuses, recompute health, fail over strong
+ * prefixes whose primary is unhealthy, fence before recovering, drive the new primary's
+ * recovery, and publish every change. One round runs at a time. The Durable Object and the
+ * simulator both drive this same code.
+ */
+import { type RegionId } from "../regions.ts";
+import { type ClusterView, isHealthy } from "./cluster.ts";
+import { type ReplicaAdminApi } from "./contract.ts";
+import { type ControlMachine, type Statuses } from "./control-machine.ts";
+import { type Clock, bounded } from "./ports.ts";
+
+/** How long one status, view or recovery call may take before it counts as failed. */
+export const CONTROL_CALL_TIMEOUT_MS = 1500;
+
+/** What the control object reaches outside itself. */
+export interface ControlPorts extends Clock {
+  replica(region: RegionId): ReplicaAdminApi;
+  warn(message: string, error?: unknown): void;
+}
+
+/** The outcome of an operator's health change. */
+export interface HealthChange {
+  readonly view: ClusterView;
+  /** Healthy regions that did not record the new view (they pull it within a heartbeat). */
+  readonly pending: RegionId[];
+}
+
+/** The control object's driver. */
+export class ControlNode {
+  readonly machine: ControlMachine;
+  private readonly ports: ControlPorts;
+  private rounds: Promise<unknown> = Promise.resolve();
+  private lastPublished = "";
+
+  constructor(machine: ControlMachine, ports: ControlPorts) {
+    this.machine = machine;
+    this.ports = ports;
+  }
+
+  /** Runs one round after any round already running; returns the regions that did not record a publish in it. */
+  tick(): Promise<RegionId[]> {
+    const round = this.rounds.then(() => this.round());
+    this.rounds = round.catch(() => undefined);
+    return round;
+  }
+
+  /** Takes a region out (`healthy` false) or puts it back, effective at once. */
+  async setHealth(region: RegionId, healthy: boolean): Promise<HealthChange> {
+    this.machine.setOverride(region, healthy, this.ports.now());
+    const missed = await this.tick();
+    const view = this.machine.view;
+    return { view, pending: missed.filter((r) => isHealthy(view, r)) };
+  }
+
+  private async gather(): Promise<Statuses> {
+    const regions = this.machine.settings.regions;
+    const results = await Promise.all(
+      regions.map((r) => bounded(this.ports, () => this.ports.replica(r).status(), CONTROL_CALL_TIMEOUT_MS)),
+    );
+    return new Map(regions.map((r, i) => [r, results[i] ?? null]));
+  }
+
+  private async round(): Promise<RegionId[]> {
+    const { machine, ports } = this;
+    const statuses = await this.gather();
+    machine.compose(ports.now(), statuses);
+    const missed = new Set<RegionId>();
+    for (const prefix of machine.needsFailover()) {
+      const old = machine.view.primaries[prefix];
+      const successor = old === undefined ? undefined : machine.successor(old.region, statuses);
+      if (old === undefined || successor === undefined) continue;
+      machine.beginFailover(prefix, successor, ports.now());
+      ports.warn(`failover of "${prefix}": ${old.region} -> ${successor}, epoch ${old.epoch + 1}`);
+    }
+    for (const [prefix, p] of Object.entries(machine.view.primaries)) {
+      if (p.ready || !isHealthy(machine.view, p.region)) continue;
+      // Fence first: the new primary recovers only from replicas that durably know its epoch.
+      const recorded = await this.publish(machine.view);
+      for (const r of machine.settings.regions) if (!recorded.has(r)) missed.add(r);
+      const donors = machine.donors(prefix, recorded);
+      if (donors === undefined) {
+        ports.warn(`failover of "${prefix}" to ${p.region} waits: too few regions recorded epoch ${p.epoch}`);
+        continue;
+      }
+      const progress = await bounded(
+        ports,
+        () => ports.replica(p.region).recoverPrefix(prefix, p.epoch, donors),
+        CONTROL_CALL_TIMEOUT_MS * 10,
+        (error) => ports.warn(`recovery of "${prefix}" in ${p.region} failed; retrying next round`, error),
+      );
+      if (progress === null) continue;
+      if (!progress.ok) {
+        ports.warn(`recovery of "${prefix}" in ${p.region}: ${progress.error.message}; retrying next round`);
+        continue;
+      }
+      if (progress.value.done) machine.markReady(prefix, p.epoch, progress.value.recoveredSeq, ports.now());
+    }
+    const text = JSON.stringify({ ...machine.view, atMs: 0 });
+    if (text !== this.lastPublished) {
+      const recorded = await this.publish(machine.view);
+      for (const r of machine.settings.regions) if (!recorded.has(r)) missed.add(r);
+      // Published once every region has it; otherwise the next round tries again.
+      if (recorded.size === machine.settings.regions.length) this.lastPublished = text;
+    }
+    return [...missed];
+  }
+
+  /** Pushes the view to every replica (taken-out ones too, so they know); the regions that recorded it. */
+  private async publish(view: ClusterView): Promise<Set<RegionId>> {
+    const regions = this.machine.settings.regions;
+    const results = await Promise.all(
+      regions.map((r) =>
+        bounded(
+          this.ports,
+          () => this.ports.replica(r).applyView(view),
+          CONTROL_CALL_TIMEOUT_MS,
+          (error) => this.ports.warn(`could not publish the view to ${r}`, error),
+        ),
+      ),
+    );
+    return new Set(regions.filter((_, i) => results[i] === true));
+  }
+}

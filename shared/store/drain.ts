@@ -1,0 +1,141 @@
+/**
+ * Drains a replica's outbox into the replication queue. Rows leave the outbox only once the
+ * queue has accepted them for every peer. Writes for a peer an operator took out are held here
+ * until it is back, so they do not burn queue retries, but only up to {@link HELD_ROWS_MAX}:
+ * beyond that they go to the queue anyway, whose consumer parks them until the peer returns.
+ * One drain runs at a time, and each round reads a bounded number of rows and bytes.
+ */
+import { type RegionId } from "../regions.ts";
+import { isTakenOut } from "./cluster.ts";
+import { DRAIN_BYTES_MAX, DRAIN_ROWS_MAX, HELD_ROWS_MAX, messagesFor, sendBatches } from "./outbox.ts";
+import { type ReplicaPorts, isAssertion, sleep } from "./ports.ts";
+import { type ReplicaMachine } from "./replica-machine.ts";
+import { type EntriesMessage } from "./wire.ts";
+
+/** Drain rounds per flush before yielding (bounds one flush's work; the alarm resumes it). */
+const FLUSH_ROUNDS_MAX = 20;
+
+/** How the drain is tuned. */
+export interface DrainSettings {
+  /** How long writes gather before one message per peer carries them (0: at once). */
+  readonly batchMs: number;
+  /** Fault injection: every message waits this long in the queue, as over a slow link. */
+  readonly delaySeconds: number;
+  /** Whether each message also goes straight to its target over RPC (the queue stays the durable path). */
+  readonly directPush: boolean;
+}
+
+/** The drain of one replica's outbox. */
+export class Drain {
+  private flushing = false;
+  private flushAgain = false;
+  private scheduled = false;
+  private readonly machine: ReplicaMachine;
+  private readonly ports: ReplicaPorts;
+  private readonly settings: DrainSettings;
+
+  constructor(machine: ReplicaMachine, ports: ReplicaPorts, settings: DrainSettings) {
+    this.machine = machine;
+    this.ports = ports;
+    this.settings = settings;
+  }
+
+  /**
+   * Drains soon: after the batch window, so that the writes of that window travel as one
+   * message per peer instead of one each. Queue sends and their deliveries cost far more than
+   * the rows they carry, so batching is what lets replication keep up with the write rate.
+   */
+  schedule(): void {
+    if (this.settings.batchMs === 0) {
+      this.ports.background(this.flush());
+      return;
+    }
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.ports.background(
+      sleep(this.ports, this.settings.batchMs).then(() => {
+        this.scheduled = false;
+        return this.flush();
+      }),
+    );
+  }
+
+  /** Drains what can be sent now; runs again when writes arrive meanwhile. Failures wait for the next tick. */
+  async flush(): Promise<void> {
+    if (this.flushing) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = true;
+    try {
+      for (let round = 0; round < FLUSH_ROUNDS_MAX; round += 1) {
+        this.flushAgain = false;
+        const sent = await this.flushOnce();
+        if (!sent && !this.flushAgain) break;
+      }
+    } catch (error) {
+      this.machine.storage.metrics.add("replication_send_errors_total", this.machine.region, 1);
+      this.ports.warn(`replica ${this.machine.region}: outbox drain failed, will retry`, error);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async flushOnce(): Promise<boolean> {
+    const { machine } = this;
+    const { storage } = machine;
+    if (machine.takenOut()) return false;
+    const peers = machine.peers;
+    if (peers.length === 0) {
+      // A single-region store has no one to send to: the outbox only needs emptying.
+      storage.log.prune(Number.MAX_SAFE_INTEGER);
+      return false;
+    }
+    const sent = storage.peerSend.all();
+    const sentOf = (peer: RegionId): number => sent.get(peer) ?? 0;
+    const out = peers.filter((peer) => isTakenOut(machine.view, peer));
+    // Held rows beyond the bound go to the queue too: its consumer parks them.
+    const release = out.length > 0 && machine.seq - Math.min(...out.map(sentOf)) > HELD_ROWS_MAX;
+    const targets = release ? peers : peers.filter((peer) => !out.includes(peer));
+    if (targets.length === 0) return false;
+    const rows = storage.log.after(Math.min(...targets.map(sentOf)), DRAIN_ROWS_MAX, DRAIN_BYTES_MAX);
+    if (rows.length === 0) return false;
+    const messages = targets.flatMap((peer) =>
+      messagesFor(machine.region, peer, rows, sentOf(peer), machine.firstWrittenMs),
+    );
+    if (messages.length === 0) return false;
+    // A fault-injected delay stands for a slow link; a direct push would bypass it.
+    if (this.settings.directPush && this.settings.delaySeconds === 0)
+      this.ports.background(this.pushDirect(messages.map((m) => m.message)));
+    for (const batch of sendBatches(messages)) {
+      await this.ports.queue.sendBatch(
+        batch.map((m) => m.message),
+        this.settings.delaySeconds,
+      );
+      storage.transaction(() => {
+        for (const { message } of batch) storage.peerSend.set(message.target, message.to);
+      });
+    }
+    const after = storage.peerSend.all();
+    storage.log.prune(Math.min(...peers.map((p) => after.get(p) ?? 0)));
+    return true;
+  }
+
+  /** The fast path: the same messages straight to their targets; failures are left to the queue. */
+  private async pushDirect(messages: readonly EntriesMessage[]): Promise<void> {
+    const byTarget = Map.groupBy(messages, (m) => m.target);
+    await Promise.all(
+      [...byTarget].map(async ([target, group]) => {
+        try {
+          await this.ports.peer(target).applyReplication(group);
+        } catch (error) {
+          if (isAssertion(error)) throw error;
+          this.ports.warn(
+            `replica ${this.machine.region}: direct push to ${target} failed; the queue will deliver`,
+            error,
+          );
+        }
+      }),
+    );
+  }
+}

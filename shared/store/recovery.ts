@@ -1,0 +1,188 @@
+/**
+ * A failover's two halves on the replicas, as resumable steps over storage.
+ *
+ * The new primary of a prefix, under epoch E, before it serves:
+ * 1. merges every key of the prefix from each donor (replicas that durably know E, with itself
+ *    at least a majority, so every write a quorum acknowledged under an older epoch is among
+ *    them, and none of them takes a deposed primary's write any more);
+ * 2. re-logs every key of the prefix under E. Replicas take a state of epoch E in place of any
+ *    older one (`epochs.ts`), so this carries everything legitimate to them and replaces what
+ *    a deposed primary left behind.
+ *
+ * Every other replica, once it has applied the new primary's stream up to the end of that
+ * re-log (`recoveredSeq`), drops the keys of the prefix still from an older epoch: the new
+ * primary never had them, so only a deposed primary wrote them. Then it is settled: content
+ * from an older epoch that still arrives is refused and logged.
+ *
+ * Progress is kept in storage after every page, so a restart resumes, and each call does a
+ * bounded amount of work.
+ */
+import { assert } from "../assert.ts";
+import { type HlcStamp, formatHlc, hlcNow } from "../hlc.ts";
+import { type RegionId } from "../regions.ts";
+import { EMPTY_VV, vvMerge } from "../version-vector.ts";
+import { mergeTagged } from "./epochs.ts";
+import { decodeKeyState, encodeKeyState } from "./key-state.ts";
+import { prefixEnd } from "./keys.ts";
+import { INLINE_STATE_BYTES_MAX, conflictRecord, fencedRecord } from "./replica-core.ts";
+import { type ReplicaMachine } from "./replica-machine.ts";
+import { type KeyRow } from "./storage.ts";
+
+/** Keys per page when copying or re-logging a prefix. */
+export const RECOVERY_PAGE_KEYS = 200;
+/** Keys one settle step drops at most. */
+export const SETTLE_PAGE_KEYS = 1000;
+
+/** Where one prefix's recovery stands. */
+export interface RecoveryState {
+  readonly epoch: number;
+  readonly donors: readonly RegionId[];
+  /** Index in `donors` of the donor being copied; `donors.length` once every donor is merged. */
+  readonly donor: number;
+  /** Last key handled in the current pass (a donor's keys, then this replica's own). */
+  readonly after: string | null;
+  readonly merged: number;
+  /** Set once the re-log is complete: this replica's sequence number after it. */
+  readonly recoveredSeq: number | null;
+}
+
+function metaName(prefix: string): string {
+  return `recovery:${prefix}`;
+}
+
+/**
+ * The recovery of `prefix` under `epoch` from `donors`, as stored; a new one when none is
+ * stored for this epoch and donor set (merges are idempotent, so restarting is always safe).
+ */
+export function recoveryOf(
+  machine: ReplicaMachine,
+  prefix: string,
+  epoch: number,
+  donors: readonly RegionId[],
+): RecoveryState {
+  const text = machine.storage.meta.get(metaName(prefix));
+  const stored = text === undefined ? undefined : (JSON.parse(text) as RecoveryState);
+  if (stored !== undefined && stored.epoch === epoch && sameRegions(stored.donors, donors)) return stored;
+  return { epoch, donors: [...donors], donor: 0, after: null, merged: 0, recoveredSeq: null };
+}
+
+function sameRegions(a: readonly RegionId[], b: readonly RegionId[]): boolean {
+  return a.length === b.length && a.every((r) => b.includes(r));
+}
+
+function save(machine: ReplicaMachine, prefix: string, state: RecoveryState): void {
+  machine.storage.meta.set(metaName(prefix), JSON.stringify(state));
+}
+
+/**
+ * Merges one page of the current donor's keys (`rows`, after `state.after`) and records the
+ * progress, in one transaction. A short page ends that donor.
+ */
+export function mergeDonorPage(
+  machine: ReplicaMachine,
+  prefix: string,
+  state: RecoveryState,
+  rows: readonly KeyRow[],
+  nowMs: number,
+): RecoveryState {
+  assert(state.donor < state.donors.length, "a donor page belongs to a donor still to copy");
+  const donor = state.donors[state.donor] as RegionId;
+  const { storage } = machine;
+  return storage.transaction(() => {
+    let merged = state.merged;
+    for (const row of rows) {
+      const stored = storage.kv.get(row.key);
+      const local = stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: stored.epoch };
+      // No fencing here: the donors hold exactly the older epochs' history this step gathers.
+      const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: row.epoch });
+      const encoded = encodeKeyState(next.state);
+      storage.kv.put(row.key, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
+      if (conflict !== undefined) {
+        const record = conflictRecord(conflict);
+        if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
+          storage.metrics.add("conflicts_total", donor, 1);
+      }
+      merged += 1;
+    }
+    const done = rows.length < RECOVERY_PAGE_KEYS;
+    const next: RecoveryState = done
+      ? { ...state, donor: state.donor + 1, after: null, merged }
+      : { ...state, after: rows.at(-1)?.key ?? state.after, merged };
+    save(machine, prefix, next);
+    return next;
+  });
+}
+
+/**
+ * Re-logs one page of this replica's own keys of the prefix under the new epoch, in one
+ * transaction, and finishes the recovery after the last page: the prefix is then settled here.
+ */
+export function relogPage(machine: ReplicaMachine, prefix: string, state: RecoveryState, nowMs: number): RecoveryState {
+  assert(state.donor >= state.donors.length, "re-logging follows the donors");
+  const { storage } = machine;
+  let clock: HlcStamp = machine.clock;
+  let seq = machine.seq;
+  const next = storage.transaction(() => {
+    const rows = storage.kv.rows(prefix, prefixEnd(prefix), state.after, RECOVERY_PAGE_KEYS);
+    for (const row of rows) {
+      clock = hlcNow(clock, nowMs);
+      seq += 1;
+      storage.kv.put(row.key, decodeKeyState(row.encoded), row.encoded, row.seqs, state.epoch);
+      const inline = row.encoded.length <= INLINE_STATE_BYTES_MAX ? row.encoded : null;
+      storage.log.append({
+        seq,
+        key: row.key,
+        stamp: formatHlc(clock),
+        writtenMs: nowMs,
+        state: inline,
+        epoch: state.epoch,
+      });
+    }
+    if (seq !== machine.seq) machine.savePosition(formatHlc(clock), seq, nowMs);
+    const last = rows.length < RECOVERY_PAGE_KEYS;
+    const after: RecoveryState = last
+      ? { ...state, after: null, recoveredSeq: seq }
+      : { ...state, after: rows.at(-1)?.key ?? state.after };
+    if (last) {
+      const known = storage.primaries.all().get(prefix);
+      assert(
+        known !== undefined && known.epoch === state.epoch && known.region === machine.region,
+        "only the primary of the epoch recovers it",
+      );
+      storage.primaries.put(prefix, { ...known, settledEpoch: state.epoch });
+    }
+    save(machine, prefix, after);
+    return after;
+  });
+  machine.advancedTo(seq, clock, nowMs);
+  return next;
+}
+
+/**
+ * One bounded step of settling `prefix` at `epoch` on a replica that has applied its new
+ * primary's stream through the re-log: drops keys of the prefix still from an older epoch, and
+ * marks the prefix settled after the last page. Returns whether it is settled.
+ */
+export function settleStep(machine: ReplicaMachine, prefix: string, epoch: number, nowMs: number): boolean {
+  const { storage } = machine;
+  const name = `settle:${prefix}`;
+  return storage.transaction(() => {
+    const known = storage.primaries.all().get(prefix);
+    if (known === undefined || known.epoch !== epoch) return false;
+    if (known.settledEpoch >= epoch) return true;
+    const after = storage.meta.get(name) ?? null;
+    const rows = storage.kv.rows(prefix, prefixEnd(prefix), after === "" ? null : after, SETTLE_PAGE_KEYS);
+    for (const row of rows) {
+      if (row.epoch >= epoch) continue;
+      storage.kv.delete(row.key);
+      // Only a deposed primary wrote this key: it is dropped, and the drop is logged.
+      const record = fencedRecord(undefined, epoch, decodeKeyState(row.encoded), row.epoch);
+      if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
+        storage.metrics.add("replication_fenced_total", known.region, 1);
+    }
+    const last = rows.length < SETTLE_PAGE_KEYS;
+    storage.meta.set(name, last ? "" : (rows.at(-1)?.key ?? ""));
+    if (last) storage.primaries.put(prefix, { ...known, settledEpoch: epoch });
+    return last;
+  });
+}

@@ -1,0 +1,350 @@
+/**
+ * The replica as a state machine over its storage (in the manner of etcd raft: decisions here,
+ * I/O with the caller). Given what storage holds and the time, it decides what a local write,
+ * an incoming replicated entry, a whole state from a peer, a heartbeat or a cluster view
+ * changes, inside one storage transaction each. It never awaits: the async flows around it
+ * (synchronous acks, session catch-up, recovery, the outbox drain) live in `replica-node.ts`,
+ * and the Durable Object and the simulator both drive this same code.
+ *
+ * The in-memory copies (clock, sequence number, view) move only after their transaction has
+ * committed, so a transaction that throws leaves no gap in the sequence numbers peers wait for.
+ */
+import { assert } from "../assert.ts";
+import { type Result, type ErrorData, fail, ok } from "../errors.ts";
+import { type HlcStamp, formatHlc, hlcZero, parseHlc } from "../hlc.ts";
+import { type RegionId } from "../regions.ts";
+import { EMPTY_VV, type VersionVector, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
+import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
+import { type KeySnapshot, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
+import { type TaggedState } from "./epochs.ts";
+import { type KeyOp, decodeKeyState } from "./key-state.ts";
+import { type PrimaryPrefix, prefixOf } from "./primaries.ts";
+import { progressLag } from "./progress.ts";
+import { type KeyView, type WriteConditions, checkConditions, keyView, planWrite } from "./replica-core.ts";
+import { sessionLagging } from "./session.ts";
+import { type PrimaryRecord, type ReplicaStorage } from "./storage.ts";
+import { type ReplicationEntry } from "./wire.ts";
+
+/** What a replica is configured with. */
+export interface ReplicaSettings {
+  readonly region: RegionId;
+  /** Every region that holds a replica, this one included, in configured order. */
+  readonly regions: readonly RegionId[];
+  readonly primaryPrefixes: readonly PrimaryPrefix[];
+  /** How long a peer may stay silent before a caught-up replica stops counting as current. */
+  readonly silenceMsMax: number;
+}
+
+/** A local write that committed: what to answer, and the entry to push for synchronous acks. */
+export interface CommittedWrite {
+  readonly seq: number;
+  /** The key after the write; a register's value is left out (the writer has it). */
+  readonly view: KeyView;
+  /** The write as a replication entry, with its whole state inline (for synchronous pushes). */
+  readonly entry: ReplicationEntry;
+}
+
+/**
+ * A refusal decided inside a transaction: thrown to roll the transaction back, caught at its
+ * edge and answered as a failed `Result`. Never escapes this module.
+ */
+export class Refusal extends Error {
+  override readonly name = "Refusal";
+  readonly error: ErrorData;
+  constructor(error: ErrorData) {
+    super(error.message);
+    this.error = error;
+  }
+}
+
+/** Runs `fn` in a transaction; a {@link Refusal} thrown inside rolls it back and becomes a failed result. */
+export function refusable<T>(storage: ReplicaStorage, fn: () => Result<T>): Result<T> {
+  try {
+    return storage.transaction(fn);
+  } catch (error) {
+    if (error instanceof Refusal) return { ok: false, error: error.error };
+    throw error;
+  }
+}
+
+const META_CLOCK = "clock";
+const META_SEQ = "seq";
+const META_FIRST = "first_written_ms";
+const META_VIEW = "view";
+
+/** One region's replica: its identity, clock, sequence number and view, over its storage. */
+export class ReplicaMachine {
+  readonly storage: ReplicaStorage;
+  readonly settings: ReplicaSettings;
+  private clockStamp: HlcStamp;
+  private seqNumber = 0;
+  private firstMs = 0;
+  private viewState: ClusterView = EMPTY_VIEW;
+
+  constructor(storage: ReplicaStorage, settings: ReplicaSettings) {
+    assert(settings.regions.includes(settings.region), "a replica's region is configured");
+    this.storage = storage;
+    this.settings = settings;
+    this.clockStamp = hlcZero(settings.region);
+    this.load();
+  }
+
+  /** Reads the durable position and view, and records the configured strong prefixes at epoch 1. */
+  private load(): void {
+    const { meta, primaries } = this.storage;
+    this.clockStamp = parseHlc(meta.get(META_CLOCK) ?? "") ?? hlcZero(this.region);
+    this.seqNumber = Number(meta.get(META_SEQ) ?? "0");
+    this.firstMs = Number(meta.get(META_FIRST) ?? "0");
+    assert(Number.isSafeInteger(this.seqNumber) && this.seqNumber >= 0, "the stored sequence number is valid");
+    const view = meta.get(META_VIEW);
+    if (view !== undefined) this.viewState = JSON.parse(view) as ClusterView;
+    this.storage.transaction(() => {
+      // Configured strong prefixes start at epoch 1, already settled: there is nothing older.
+      for (const p of this.settings.primaryPrefixes)
+        if (!primaries.all().has(p.prefix)) primaries.put(p.prefix, { region: p.region, epoch: 1, settledEpoch: 1 });
+    });
+  }
+
+  get region(): RegionId {
+    return this.settings.region;
+  }
+  get seq(): number {
+    return this.seqNumber;
+  }
+  get clock(): HlcStamp {
+    return this.clockStamp;
+  }
+  /** Origin wall time of this region's first write (0: none yet); every message carries it. */
+  get firstWrittenMs(): number {
+    return this.firstMs;
+  }
+  get view(): ClusterView {
+    return this.viewState;
+  }
+  /** The other regions. */
+  get peers(): RegionId[] {
+    return this.settings.regions.filter((r) => r !== this.region);
+  }
+
+  /** Whether an operator took this region out: it then refuses everything, as if it were down. */
+  takenOut(): boolean {
+    return isTakenOut(this.viewState, this.region);
+  }
+
+  /** The refusal a taken-out replica answers. */
+  unavailable<T>(): Result<T> {
+    return fail("region_unavailable", `region ${this.region} is taken out of service`, { region: this.region });
+  }
+
+  /** Moves the clock after a transaction that observed remote stamps has committed. */
+  observed(clock: HlcStamp): void {
+    this.clockStamp = clock;
+  }
+
+  /**
+   * Takes the control object's view (older ones are ignored) and records it durably with the
+   * epochs it names, so a restarted replica knows at once whether it is out and what to fence.
+   * True when the view is recorded (also when it was already known).
+   */
+  applyView(view: ClusterView): boolean {
+    if (view.atMs < this.viewState.atMs) return true;
+    this.storage.transaction(() => {
+      this.storage.meta.set(META_VIEW, JSON.stringify(view));
+      for (const [prefix, p] of Object.entries(view.primaries)) this.advanceEpoch(prefix, p.region, p.epoch);
+    });
+    this.viewState = view;
+    return true;
+  }
+
+  /** Records a newer epoch of `prefix` (call inside a transaction); older or equal ones change nothing. */
+  advanceEpoch(prefix: string, region: RegionId, epoch: number): PrimaryRecord | undefined {
+    const known = this.storage.primaries.all().get(prefix);
+    if (known !== undefined && known.epoch >= epoch) return known;
+    const record: PrimaryRecord = { region, epoch, settledEpoch: known?.settledEpoch ?? 0 };
+    this.storage.primaries.put(prefix, record);
+    return record;
+  }
+
+  /** The fencing state this replica knows for the strong prefix of `key`, if it has one. */
+  strongOf(key: string): { prefix: string; known: PrimaryRecord | undefined } | undefined {
+    const strong = prefixOf(key, this.settings.primaryPrefixes);
+    return strong === undefined
+      ? undefined
+      : { prefix: strong.prefix, known: this.storage.primaries.all().get(strong.prefix) };
+  }
+
+  /**
+   * Whether this replica may act as the primary of `scope` right now: it knows that epoch with
+   * itself as primary, and it has taken in that epoch's recovered state.
+   */
+  isPrimary(scope: StrongScope): boolean {
+    const known = this.storage.primaries.all().get(scope.prefix);
+    return (
+      known !== undefined &&
+      known.region === this.region &&
+      known.epoch === scope.epoch &&
+      known.settledEpoch === known.epoch
+    );
+  }
+
+  fenced<T>(scope: StrongScope): Result<T> {
+    return fail(
+      "fenced",
+      `region ${this.region} is not the primary of "${scope.prefix}" at epoch ${scope.epoch}; retry`,
+      {
+        prefix: scope.prefix,
+      },
+    );
+  }
+
+  /** The key as stored, tagged with its epoch; undefined when never written here. */
+  tagged(key: string): { row: TaggedState; seqs: VersionVector } | undefined {
+    const row = this.storage.kv.get(key);
+    return row === null ? undefined : { row: { state: decodeKeyState(row.encoded), epoch: row.epoch }, seqs: row.seqs };
+  }
+
+  /**
+   * Applies a local write and records it in the outbox, in one transaction. On a strong prefix
+   * the epoch is checked inside that transaction, so a primary deposed while the caller awaited
+   * its confirmation commits nothing.
+   */
+  write(
+    key: string,
+    op: KeyOp,
+    conditions: WriteConditions,
+    strong: StrongScope | undefined,
+    nowMs: number,
+  ): Result<CommittedWrite> {
+    if (this.takenOut()) return this.unavailable();
+    const prefix = prefixOf(key, this.settings.primaryPrefixes);
+    if (prefix !== undefined && strong?.prefix !== prefix.prefix)
+      return fail("fenced", `"${key}" is under the strong prefix "${prefix.prefix}": write it through its primary`, {
+        prefix: prefix.prefix,
+      });
+    const committed = this.storage.transaction((): Result<{ commit: CommittedWrite; stamp: HlcStamp }> => {
+      if (strong !== undefined && !this.isPrimary(strong)) return this.fenced(strong);
+      const row = this.storage.kv.get(key);
+      const current = row === null ? undefined : decodeKeyState(row.encoded);
+      const checked = checkConditions(current, conditions);
+      if (!checked.ok) return checked;
+      const plan = planWrite(current, op, this.region, this.clockStamp, this.seqNumber, nowMs);
+      if (!plan.ok) return plan;
+      const { state, encoded, stamp, seq, logState } = plan.value;
+      const view = keyView(state);
+      if (!view.ok) return view;
+      const epoch = strong?.epoch ?? 0;
+      this.storage.kv.put(key, state, encoded, vvMerge(row?.seqs ?? EMPTY_VV, vvFrom([[this.region, seq]])), epoch);
+      const stampText = formatHlc(stamp);
+      this.storage.log.append({
+        seq,
+        key,
+        stamp: stampText,
+        writtenMs: nowMs,
+        state: logState,
+        epoch: strong?.epoch ?? null,
+      });
+      this.savePosition(stampText, seq, nowMs);
+      const summary: KeyView = view.value.type === "register" ? { ...view.value, value: null } : view.value;
+      const entry: ReplicationEntry = {
+        seq,
+        key,
+        stamp: stampText,
+        writtenMs: nowMs,
+        state: encoded,
+        ...(strong ? { epoch } : {}),
+      };
+      return ok({ commit: { seq, view: summary, entry }, stamp });
+    });
+    if (!committed.ok) return committed;
+    this.clockStamp = committed.value.stamp;
+    this.seqNumber = committed.value.commit.seq;
+    if (this.firstMs === 0) this.firstMs = nowMs;
+    return ok(committed.value.commit);
+  }
+
+  /** Saves the clock and sequence number after a local write or re-log (inside its transaction). */
+  savePosition(stamp: string, seq: number, nowMs: number): void {
+    this.storage.meta.set(META_CLOCK, stamp);
+    this.storage.meta.set(META_SEQ, String(seq));
+    if (this.firstMs === 0) this.storage.meta.set(META_FIRST, String(nowMs));
+  }
+
+  /** Takes a sequence number and position saved by a committed re-log (recovery). */
+  advancedTo(seq: number, clock: HlcStamp, nowMs: number): void {
+    assert(seq >= this.seqNumber, "the sequence number never goes back");
+    this.seqNumber = seq;
+    this.clockStamp = clock;
+    if (this.firstMs === 0 && seq > 0) this.firstMs = nowMs;
+  }
+
+  /** The key's view as stored here, with its origin sequence numbers. */
+  readLocal(key: string): Result<{ view: KeyView | null; seqs: VersionVector }> {
+    const row = this.storage.kv.get(key);
+    if (row === null) return ok({ view: null, seqs: EMPTY_VV });
+    const view = keyView(decodeKeyState(row.encoded));
+    return view.ok ? ok({ view: view.value, seqs: row.seqs }) : view;
+  }
+
+  /** The key's stored state, for quorum reads, session fetches and read repair. */
+  snapshot(key: string): KeySnapshot {
+    const row = this.storage.kv.get(key);
+    return { state: row?.encoded ?? null, seqs: row?.seqs ?? EMPTY_VV, epoch: row?.epoch ?? 0 };
+  }
+
+  /**
+   * The regions whose writes this replica may still lack for `key`, given a session that has
+   * seen `seen`: a region's writes are covered when its ordered stream is applied that far, or
+   * when the key's state already includes one of its writes that far (a region's writes to one
+   * key are causally ordered, so the later one carries the earlier ones).
+   */
+  lagging(key: string, seen: VersionVector): RegionId[] {
+    const seqs = this.storage.kv.get(key)?.seqs ?? EMPTY_VV;
+    const applied = vvFrom([
+      [this.region, this.seqNumber],
+      ...this.peers.map((p) => [p, this.storage.peerRecv.get(p).appliedSeq] as const),
+    ]);
+    return sessionLagging(applied, seen).filter((region) => vvGet(seqs, region) < vvGet(seen, region));
+  }
+
+  /** Lag behind each peer. */
+  lags(nowMs: number): Partial<Record<RegionId, PeerLag>> {
+    const out: Partial<Record<RegionId, PeerLag>> = {};
+    for (const peer of this.peers) {
+      const progress = this.storage.peerRecv.get(peer);
+      const lag = progressLag(progress, nowMs, this.settings.silenceMsMax, isTakenOut(this.viewState, peer));
+      out[peer] = { ...lag, heardMs: progress.heardMs, appliedSeq: progress.appliedSeq };
+    }
+    return out;
+  }
+
+  /** How stale this replica may be: its largest lag over its peers. */
+  maxLagMs(nowMs: number): number {
+    let max = 0;
+    for (const lag of Object.values(this.lags(nowMs))) max = Math.max(max, lag.ms);
+    return max;
+  }
+
+  /** Refuses a read that may be staler than `maxStalenessMs`. */
+  checkStaleness(maxStalenessMs: number, nowMs: number): Result<number> {
+    const lagMs = this.maxLagMs(nowMs);
+    if (lagMs <= maxStalenessMs) return ok(lagMs);
+    return fail("staleness_exceeded", `region ${this.region} may be ${lagMs} ms stale (bound ${maxStalenessMs} ms)`, {
+      region: this.region,
+      lagMs,
+    });
+  }
+
+  /** Health, progress and counters. */
+  status(nowMs: number): ReplicaStatus {
+    return {
+      region: this.region,
+      seq: this.seqNumber,
+      clock: formatHlc(this.clockStamp),
+      takenOut: this.takenOut(),
+      outboxPending: this.storage.log.count(),
+      deadLetters: this.storage.deadLetters.count(),
+      lag: this.lags(nowMs),
+      metrics: this.storage.metrics.all(),
+    };
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * A replica's async flows around its state machine: synchronous acks, session catch-up,
+ * replication in (with pulls of large states), heartbeats, the cluster view, and a new
+ * primary's recovery. Every decision is the machine's (or a pure function's); this class only
+ * sequences calls through its ports, so the Durable Object and the simulator run the same code.
+ */
+import { type Result, fail, ok } from "../errors.ts";
+import { type RegionId } from "../regions.ts";
+import { type VersionVector } from "../version-vector.ts";
+import { type AckResult, awaitAcks, requiredAcks } from "./acks.ts";
+import { applyEntries, applyHeartbeat, entryStates, mergeSnapshot, parseMessage } from "./apply.ts";
+import { type ClusterView, isHealthy, isTakenOut } from "./cluster.ts";
+import {
+  type Applied,
+  type KeySnapshot,
+  type ReadOptions,
+  type ReadOutcome,
+  type RecoveryProgress,
+  type WriteOptions,
+  type WriteOutcome,
+} from "./contract.ts";
+import { Drain, type DrainSettings } from "./drain.ts";
+import { type KeyOp } from "./key-state.ts";
+import { prefixEnd } from "./keys.ts";
+import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
+import { RECOVERY_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "./recovery.ts";
+import { type ReplicaMachine } from "./replica-machine.ts";
+import { type KeyRow } from "./storage.ts";
+import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "./wire.ts";
+
+/** Poll period while a session read waits for replication to catch up. */
+const SESSION_POLL_MS = 5;
+/** Pages one recovery call handles before answering (the control object calls again). */
+const RECOVERY_STEP_PAGES_MAX = 50;
+/** Settle steps one tick runs per prefix. */
+const SETTLE_STEPS_PER_TICK = 10;
+
+/** How a node is tuned (from configuration). */
+export interface NodeSettings extends DrainSettings {
+  readonly heartbeatIntervalMs: number;
+  /** How long a session read waits for replication before fetching what it lacks. */
+  readonly sessionWaitMs: number;
+}
+
+/** One region's replica, driven by its host. */
+export class ReplicaNode {
+  readonly machine: ReplicaMachine;
+  readonly drain: Drain;
+  private readonly ports: ReplicaPorts;
+  private readonly settings: NodeSettings;
+  private readonly recovering = new Map<string, Promise<Result<RecoveryProgress>>>();
+
+  constructor(machine: ReplicaMachine, ports: ReplicaPorts, settings: NodeSettings) {
+    this.machine = machine;
+    this.ports = ports;
+    this.settings = settings;
+    this.drain = new Drain(machine, ports, settings);
+  }
+
+  private get region(): RegionId {
+    return this.machine.region;
+  }
+
+  /** Checks with the control object that this replica still leads `scope`, then locally. */
+  private async confirm(scope: { prefix: string; epoch: number }): Promise<Result<null>> {
+    if (!this.machine.isPrimary(scope)) return this.machine.fenced(scope);
+    let confirmed: boolean;
+    try {
+      confirmed = await this.ports.control.confirmPrimary(scope.prefix, this.region, scope.epoch);
+    } catch (error) {
+      this.ports.warn(`replica ${this.region}: the control object did not confirm "${scope.prefix}"`, error);
+      return fail("primary_unavailable", `the primary of "${scope.prefix}" could not confirm its position; retry`, {
+        prefix: scope.prefix,
+      });
+    }
+    return confirmed ? ok(null) : this.machine.fenced(scope);
+  }
+
+  /**
+   * Commits a local write with its outbox row; then, when more than one region must apply it,
+   * pushes it to the healthy peers and waits for them (bounded by `timeoutMs`). The commit is
+   * never undone. Peers known to be out are not waited for: they are named in the answer.
+   */
+  async write(
+    key: string,
+    op: KeyOp,
+    options: WriteOptions = { acks: 1, timeoutMs: 0 },
+  ): Promise<Result<WriteOutcome>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (options.strong !== undefined) {
+      const confirmed = await this.confirm(options.strong);
+      if (!confirmed.ok) return confirmed;
+    }
+    const needed = requiredAcks(options.acks, this.machine.settings.regions.length, options.strong !== undefined);
+    const committed = this.machine.write(key, op, options, options.strong, this.ports.now());
+    if (!committed.ok) return committed;
+    const { seq, view, entry } = committed.value;
+    this.drain.schedule();
+    const healthy = this.machine.peers.filter((peer) => isHealthy(this.machine.view, peer));
+    const unavailable = this.machine.peers.filter((peer) => !healthy.includes(peer));
+    let result: AckResult = { acked: [], complete: true };
+    if (needed > 1) {
+      const message = (target: RegionId): EntriesMessage => ({
+        v: WIRE_VERSION,
+        kind: "entries",
+        origin: this.region,
+        target,
+        from: seq,
+        to: seq,
+        firstMs: this.machine.firstWrittenMs,
+        entries: [entry],
+      });
+      result = await awaitAcks(
+        this.ports,
+        healthy,
+        needed - 1,
+        options.timeoutMs,
+        async (target) => {
+          const applied = await this.ports.peer(target).pushWrite(message(target));
+          // A peer that fenced the write (it knows a newer epoch) has not applied it.
+          return applied.ok && applied.value.fenced === 0;
+        },
+        (target, error) => {
+          this.machine.storage.metrics.add("replication_push_failures_total", target, 1);
+          this.ports.warn(`replica ${this.region}: synchronous push to ${target} failed`, error);
+        },
+      );
+    }
+    const acked = [this.region, ...result.acked];
+    return ok({ region: this.region, seq, view, acked, needed, unavailable, complete: acked.length >= needed });
+  }
+
+  /** The key as this replica holds it, served under the requested consistency. */
+  async read(key: string, options: ReadOptions = {}): Promise<Result<ReadOutcome>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (options.strong !== undefined) {
+      const confirmed = await this.confirm(options.strong);
+      if (!confirmed.ok) return confirmed;
+    }
+    const now = this.ports.now();
+    const lagMs = this.machine.maxLagMs(now);
+    if (options.maxStalenessMs !== undefined) {
+      const fresh = this.machine.checkStaleness(options.maxStalenessMs, now);
+      if (!fresh.ok) return fresh;
+    }
+    if (options.session !== undefined) {
+      const caughtUp = await this.catchUp(key, options.session);
+      if (!caughtUp.ok) return caughtUp;
+    }
+    const local = this.machine.readLocal(key);
+    return local.ok ? ok({ region: this.region, view: local.value.view, lagMs, seqs: local.value.seqs }) : local;
+  }
+
+  /**
+   * Makes sure this replica holds everything `seen` covers for `key`: waits up to the session
+   * wait for replication, then fetches the key from each region it still lags (that region's
+   * current state includes all its own writes to the key).
+   */
+  private async catchUp(key: string, seen: VersionVector): Promise<Result<null>> {
+    const deadline = this.ports.now() + this.settings.sessionWaitMs;
+    let lagging = this.machine.lagging(key, seen);
+    while (lagging.length > 0 && this.ports.now() < deadline) {
+      await sleep(this.ports, SESSION_POLL_MS);
+      lagging = this.machine.lagging(key, seen);
+    }
+    for (const origin of lagging) {
+      if (origin === this.region || !this.machine.settings.regions.includes(origin)) continue;
+      const snapshot = await bounded(
+        this.ports,
+        () => this.ports.peer(origin).snapshot(key),
+        this.settings.heartbeatIntervalMs,
+        (error) => this.ports.warn(`session read in ${this.region}: ${origin} unreachable`, error),
+      );
+      if (snapshot === null || !snapshot.ok)
+        return fail(
+          "region_unavailable",
+          `region ${this.region} lags ${origin}, which did not answer; retry or read elsewhere`,
+          {
+            region: origin,
+          },
+        );
+      mergeSnapshot(this.machine, key, snapshot.value, origin, this.ports.now());
+    }
+    return ok(null);
+  }
+
+  /** The key's stored state; refused while taken out, as if down. */
+  snapshot(key: string): Result<KeySnapshot> {
+    return this.machine.takenOut() ? this.machine.unavailable() : ok(this.machine.snapshot(key));
+  }
+
+  /** Read repair: merges a state the router assembled from a quorum. */
+  repair(key: string, snapshot: KeySnapshot): boolean {
+    if (this.machine.takenOut()) return false;
+    return mergeSnapshot(this.machine, key, snapshot, "repair", this.ports.now());
+  }
+
+  /** Keys with their states (tombstones too) of a range, for recovery; refused while taken out. */
+  prefixStates(low: string, high: string | null, after: string | null, limit: number): Result<KeyRow[]> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    return ok(this.machine.storage.kv.rows(low, high, after, limit));
+  }
+
+  /**
+   * Merges replication messages addressed to this region, each all or nothing; the answer per
+   * message tells the consumer to ack or retry it. A pull that fails refuses only its message.
+   */
+  async applyReplication(bodies: readonly unknown[]): Promise<Array<Result<Applied>>> {
+    const results: Array<Result<Applied>> = [];
+    for (const body of bodies) {
+      const result = await this.applyOne(body, true);
+      if (!result.ok && result.error.code !== "region_unavailable") {
+        const origin = typeof body === "object" && body !== null && "origin" in body ? String(body.origin) : "unknown";
+        this.machine.storage.metrics.add("replication_errors_total", origin, 1);
+      }
+      results.push(result);
+    }
+    return results;
+  }
+
+  /** Merges one write pushed for a synchronous ack (outside the ordered stream). */
+  async pushWrite(body: unknown): Promise<Result<Applied>> {
+    return this.applyOne(body, false);
+  }
+
+  private async applyOne(body: unknown, stream: boolean): Promise<Result<Applied>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    const parsed = parseMessage(this.machine, body);
+    if (!parsed.ok) return parsed;
+    const message = parsed.value;
+    if (message.kind === "heartbeat")
+      return stream
+        ? applyHeartbeat(this.machine, message, this.ports.now())
+        : fail("invalid_body", "a heartbeat is not a write");
+    if (!stream && message.from !== message.to) return fail("invalid_body", "a pushed write is one entry");
+    const pulled = new Map<number, Uint8Array>();
+    for (const entry of message.entries) {
+      if (entry.state !== null) continue;
+      // Too large to inline: the origin's current state of the key includes this write.
+      const snapshot = await bounded(
+        this.ports,
+        () => this.ports.peer(message.origin).snapshot(entry.key),
+        this.settings.heartbeatIntervalMs * 5,
+        (error) => this.ports.warn(`replica ${this.region}: pull of ${entry.key} from ${message.origin} failed`, error),
+      );
+      if (snapshot === null || !snapshot.ok)
+        return fail("region_unavailable", `origin ${message.origin} did not hand over ${entry.key}; retry`);
+      if (snapshot.value.state === null)
+        return fail("not_found", `origin ${message.origin} no longer has ${entry.key}`);
+      pulled.set(entry.seq, snapshot.value.state);
+    }
+    const states = entryStates(message, pulled);
+    if (!states.ok) return states;
+    return applyEntries(this.machine, message, states.value, this.ports.now(), stream);
+  }
+
+  /** Takes the control object's view; held writes go out as soon as it says a peer is back. */
+  applyView(view: ClusterView): boolean {
+    const recorded = this.machine.applyView(view);
+    this.ports.background(this.drain.flush());
+    return recorded;
+  }
+
+  /**
+   * The periodic work (the alarm): refresh the view, heartbeat every peer not taken out,
+   * re-drain the outbox, and settle prefixes that failed over.
+   */
+  async tick(): Promise<void> {
+    const { machine, ports } = this;
+    machine.storage.metrics.flush();
+    // The control object pushes every change; this pull only heals a missed push.
+    const view = await bounded(
+      ports,
+      () => ports.control.getView(),
+      this.settings.heartbeatIntervalMs,
+      (error) => ports.warn(`replica ${this.region}: could not refresh the cluster view`, error),
+    );
+    if (view !== null) machine.applyView(view);
+    if (machine.takenOut()) return;
+    const now = ports.now();
+    // Heartbeats go straight to the peers over RPC, not through the queue: a replication
+    // backlog must show up as lag (writes known but not applied), never as a dead region.
+    const heartbeats = machine.peers
+      .filter((target) => !isTakenOut(machine.view, target))
+      .map(async (target) => {
+        const body: HeartbeatMessage = {
+          v: WIRE_VERSION,
+          kind: "heartbeat",
+          origin: this.region,
+          target,
+          seq: machine.seq,
+          atMs: now,
+          firstMs: machine.firstWrittenMs,
+        };
+        const sent = await bounded(
+          ports,
+          () => ports.peer(target).applyReplication([body]),
+          this.settings.heartbeatIntervalMs,
+        );
+        if (sent === null) machine.storage.metrics.add("replication_heartbeat_failures_total", target, 1);
+      });
+    await Promise.all([...heartbeats, this.drain.flush()]);
+    this.settle();
+  }
+
+  /** Settles every prefix whose new primary's re-log this replica has fully applied. */
+  settle(): void {
+    const { machine } = this;
+    for (const [prefix, p] of Object.entries(machine.view.primaries)) {
+      if (!p.ready || p.region === this.region) continue;
+      const known = machine.storage.primaries.all().get(prefix);
+      if (known === undefined || known.epoch !== p.epoch || known.settledEpoch >= p.epoch) continue;
+      if (machine.storage.peerRecv.get(p.region).appliedSeq < p.recoveredSeq) continue;
+      for (let step = 0; step < SETTLE_STEPS_PER_TICK; step += 1)
+        if (settleStep(machine, prefix, p.epoch, this.ports.now())) break;
+    }
+  }
+
+  /**
+   * One bounded step of recovering `prefix` as its new primary under `epoch` (see
+   * `recovery.ts`). One run at a time per prefix: a call while one runs waits for it.
+   */
+  recoverPrefix(prefix: string, epoch: number, donors: readonly RegionId[]): Promise<Result<RecoveryProgress>> {
+    const running = this.recovering.get(prefix);
+    if (running !== undefined) return running;
+    const run = this.recoverSteps(prefix, epoch, donors).finally(() => this.recovering.delete(prefix));
+    this.recovering.set(prefix, run);
+    return run;
+  }
+
+  private async recoverSteps(
+    prefix: string,
+    epoch: number,
+    donors: readonly RegionId[],
+  ): Promise<Result<RecoveryProgress>> {
+    const { machine } = this;
+    const known = machine.storage.primaries.all().get(prefix);
+    if (known === undefined || known.epoch !== epoch || known.region !== this.region)
+      return fail(
+        "fenced",
+        `region ${this.region} does not know itself as the primary of "${prefix}" at epoch ${epoch}`,
+        { prefix },
+      );
+    let state = recoveryOf(machine, prefix, epoch, donors);
+    const high = prefixEnd(prefix);
+    for (let page = 0; page < RECOVERY_STEP_PAGES_MAX && state.recoveredSeq === null; page += 1) {
+      const donor = state.donors[state.donor];
+      if (donor === undefined) {
+        state = relogPage(machine, prefix, state, this.ports.now());
+        continue;
+      }
+      const rows = await bounded(
+        this.ports,
+        () => this.ports.peer(donor).prefixStates(prefix, high, state.after, RECOVERY_PAGE_KEYS),
+        this.settings.heartbeatIntervalMs * 5,
+      );
+      if (rows === null || !rows.ok)
+        return fail("region_unavailable", `donor ${donor} did not answer while recovering "${prefix}"`, {
+          region: donor,
+        });
+      state = mergeDonorPage(machine, prefix, state, rows.value, this.ports.now());
+    }
+    if (state.recoveredSeq !== null) this.ports.background(this.drain.flush());
+    return ok({ done: state.recoveredSeq !== null, merged: state.merged, recoveredSeq: state.recoveredSeq ?? 0 });
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * What a replica keeps durably, as one synchronous interface per table. The replica state
+ * machine (`replica-machine.ts`) reads and writes only through it, so the same decisions run
+ * over SQLite inside the Durable Object (`workers/replica/store.ts`) and over in-memory maps in
+ * the simulator (`test/sim/memory-storage.ts`). Both adapters pass one contract suite
+ * (`test/shared/storage-contract.ts`), in the manner of automerge-repo's storage adapters.
+ *
+ * Synchronous on purpose: Durable Object SQLite is synchronous, and a decision that awaited
+ * between a read and a write would let other requests interleave (see PLATFORM.md).
+ */
+import { type RegionId } from "../regions.ts";
+import { type VersionVector } from "../version-vector.ts";
+import { type KeyState } from "./key-state.ts";
+import { type PeerProgress } from "./progress.ts";
+
+/** A stored key: its canonical state, its origin sequence numbers, and its fencing epoch. */
+export interface StoredKey {
+  readonly encoded: Uint8Array;
+  /** Per origin region, the highest of its write sequence numbers merged into this state. */
+  readonly seqs: VersionVector;
+  /**
+   * For keys under a strong prefix, the epoch of the primary that wrote or last recovered this
+   * state (see `epochs.ts`); 0 for every other key.
+   */
+  readonly epoch: number;
+}
+
+/** A stored key with its name, as paging through a key range returns it. */
+export interface KeyRow extends StoredKey {
+  readonly key: string;
+}
+
+/** A live key's listing entry. */
+export interface KeyListing {
+  readonly name: string;
+  readonly version: string;
+}
+
+/** A row of the outbox: one write this region originated, waiting to reach every peer. */
+export interface LogRow {
+  readonly seq: number;
+  readonly key: string;
+  readonly stamp: string;
+  readonly writtenMs: number;
+  /** The key's state right after the write, or null when it is too large to inline (peers pull it). */
+  readonly state: Uint8Array | null;
+  /** The fencing epoch of a strong write; null outside strong prefixes. */
+  readonly epoch: number | null;
+}
+
+/** A conflict to record. */
+export interface ConflictInput {
+  readonly key: string;
+  readonly kind: "register" | "type" | "fenced";
+  readonly rule: string;
+  readonly detectedMs: number;
+  readonly winnerStamp: string;
+  readonly loserStamp: string;
+  readonly winner: Uint8Array;
+  readonly loser: Uint8Array;
+}
+
+/** A recorded conflict. */
+export interface ConflictRow {
+  readonly id: number;
+  readonly key: string;
+  readonly kind: string;
+  readonly rule: string;
+  readonly detectedMs: number;
+  readonly winner: Uint8Array;
+  readonly loser: Uint8Array;
+}
+
+/** A dead letter to record. */
+export interface DeadLetterInput {
+  readonly origin: string;
+  /** The region the message was for (it may be recorded elsewhere when that region is down). */
+  readonly target: string;
+  readonly receivedMs: number;
+  readonly attempts: number;
+  readonly reason: string;
+  /** The message as JSON text with byte arrays in base64url (`wire.ts` `toJsonText`), UTF-8. */
+  readonly body: Uint8Array;
+}
+
+/** A recorded dead letter. */
+export interface DeadLetterRow extends DeadLetterInput {
+  readonly id: number;
+}
+
+/** What a replica knows of one strong prefix: its primary, the epoch, and how far it has caught up with it. */
+export interface PrimaryRecord {
+  readonly region: RegionId;
+  readonly epoch: number;
+  /**
+   * The epoch whose recovered state this replica has fully taken in: every key of the prefix
+   * from an older epoch that the new primary did not keep has been dropped here.
+   */
+  readonly settledEpoch: number;
+}
+
+/** A monotonic counter for `/metrics`, by name and peer. */
+export interface MetricRow {
+  readonly name: string;
+  readonly peer: string;
+  readonly value: number;
+}
+
+/** The replica's durable state, one group per table. */
+export interface ReplicaStorage {
+  /**
+   * Runs `fn` atomically: every write inside it commits together, or, when `fn` throws, none
+   * does (metric increments included) and the error propagates.
+   */
+  transaction<T>(fn: () => T): T;
+  readonly kv: {
+    get(key: string): StoredKey | null;
+    /** Stores the key's state (already encoded as `encoded`). */
+    put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void;
+    /** Forgets the key entirely (a deposed primary's key that the new primary never had). */
+    delete(key: string): void;
+    /** Live keys in `[low, high)` after `after` (exclusive), in key order, at most `limit`. */
+    list(low: string, high: string | null, after: string | null, limit: number): KeyListing[];
+    /** Every stored key (tombstones too) in `[low, high)` after `after`, in key order, at most `limit`. */
+    rows(low: string, high: string | null, after: string | null, limit: number): KeyRow[];
+  };
+  readonly log: {
+    append(row: LogRow): void;
+    /** Rows after `afterSeq` in order: at most `limit`, and no more than `bytesMax` of states past the first row. */
+    after(afterSeq: number, limit: number, bytesMax: number): LogRow[];
+    /** Drops every row up to `uptoSeq`. */
+    prune(uptoSeq: number): void;
+    count(): number;
+  };
+  readonly peerSend: {
+    /** How far the outbox has been handed to the queue, per target; targets never sent to are absent. */
+    all(): ReadonlyMap<string, number>;
+    /** Raises a target's watermark (never lowers it). */
+    set(target: string, sentSeq: number): void;
+  };
+  readonly peerRecv: {
+    get(origin: string): PeerProgress;
+    put(origin: string, progress: PeerProgress): void;
+  };
+  readonly primaries: {
+    all(): ReadonlyMap<string, PrimaryRecord>;
+    put(prefix: string, record: PrimaryRecord): void;
+  };
+  readonly conflicts: {
+    /** Records a conflict once; false when this exact one (key, both stamps) is already recorded. */
+    insert(row: ConflictInput): boolean;
+    /** Conflicts with id above `afterId`, oldest first. */
+    page(afterId: number, limit: number): ConflictRow[];
+  };
+  readonly deadLetters: {
+    insert(row: DeadLetterInput): void;
+    page(afterId: number, limit: number): DeadLetterRow[];
+    delete(ids: readonly number[]): void;
+    count(): number;
+  };
+  readonly meta: {
+    get(name: string): string | undefined;
+    set(name: string, value: string): void;
+  };
+  readonly metrics: {
+    /** Adds to a counter; inside a transaction, only if it commits. */
+    add(name: string, peer: string, delta: number): void;
+    /** Makes buffered increments durable (adapters may buffer between heartbeats). */
+    flush(): void;
+    all(): MetricRow[];
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * The replica's ports (`shared/store/ports.ts`) on the platform: other replicas and the control
+ * object over RPC, the replication queue binding, `ctx.waitUntil` for background work. The
+ * bindings are read at each call, so a test may swap `env` on a live instance.
+ */
+import { type RegionId } from "../../shared/regions.ts";
+import { type PeerApi } from "../../shared/store/contract.ts";
+import { type ReplicaPorts } from "../../shared/store/ports.ts";
+import { platformClock } from "../clock.ts";
+import { controlOf, replicaOf } from "../stubs.ts";
+
+/** Ports for a replica whose current bindings `env()` returns. */
+export function replicaPorts(ctx: DurableObjectState, env: () => Env): ReplicaPorts {
+  return {
+    ...platformClock,
+    peer: (region: RegionId): PeerApi => replicaOf(env(), region),
+    control: {
+      getView: () => controlOf(env()).getView(),
+      confirmPrimary: (prefix, region, epoch) => controlOf(env()).confirmPrimary(prefix, region, epoch),
+    },
+    queue: {
+      async sendBatch(messages, delaySeconds) {
+        await env().REPLICATION_QUEUE.sendBatch(
+          messages.map((body) => ({ body, contentType: "v8" as const })),
+          delaySeconds > 0 ? { delaySeconds } : undefined,
+        );
+      },
+    },
+    background: (work) => ctx.waitUntil(work),
+    warn: (message, error) => (error === undefined ? console.warn(message) : console.warn(`${message}:`, error)),
+  };
+}
