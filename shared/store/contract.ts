@@ -4,6 +4,7 @@
  * is structured-clone safe, and operating errors travel as `Result`s, never as throws.
  */
 import { type Result } from "../errors.ts";
+import { type ClusterView } from "./cluster.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector } from "../version-vector.ts";
 import { type KeyOp } from "./key-state.ts";
@@ -75,7 +76,13 @@ export interface KeySnapshot {
 
 /** Lag behind one peer, as status reports it. */
 export interface PeerLag extends Lag {
+  /** This replica's clock when it last heard the peer (0: never). */
   readonly heardMs: number;
+  /**
+   * How long ago, by this replica's own clock, it last heard the peer (null: never). A
+   * duration, so that whoever reads it needs no agreement between clocks.
+   */
+  readonly silentMs: number | null;
   readonly appliedSeq: number;
 }
 
@@ -124,9 +131,17 @@ export interface PeerApi {
 export interface ReplicaAdminApi {
   status(): Promise<ReplicaStatus>;
   /** Takes a cluster view; true once it is durably recorded here. */
-  applyView(view: import("./cluster.ts").ClusterView): Promise<boolean>;
-  /** Runs (or continues) a bounded step of recovering `prefix` as its new primary under `epoch`. */
-  recoverPrefix(prefix: string, epoch: number, donors: readonly RegionId[]): Promise<Result<RecoveryProgress>>;
+  applyView(view: ClusterView): Promise<boolean>;
+  /**
+   * Runs (or continues) a bounded step of recovering `prefix` as its new primary under
+   * `epoch`, from `donors`, keeping only states of epoch `floorEpoch` or newer.
+   */
+  recoverPrefix(
+    prefix: string,
+    epoch: number,
+    donors: readonly RegionId[],
+    floorEpoch: number,
+  ): Promise<Result<RecoveryProgress>>;
 }
 
 /** What the router asks of a replica. */

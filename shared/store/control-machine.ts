@@ -23,7 +23,13 @@ export interface ControlPrimaryRow {
   readonly region: RegionId;
   readonly epoch: number;
   readonly ready: boolean;
-  readonly recoveredSeq: number;
+  /**
+   * While a new primary is not ready: null until its recovery is done, then its sequence
+   * number at the end of its re-log (it becomes ready once a majority has applied that far).
+   */
+  readonly recoveredSeq: number | null;
+  /** The latest epoch of this prefix that became ready and served. */
+  readonly servedEpoch: number;
   readonly changedMs: number;
 }
 
@@ -90,6 +96,7 @@ export class ControlMachine {
           epoch: 1,
           ready: true,
           recoveredSeq: 0,
+          servedEpoch: 1,
           changedMs: startedMs,
         });
     });
@@ -107,7 +114,7 @@ export class ControlMachine {
    */
   compose(nowMs: number, statuses: Statuses | undefined): ClusterView {
     const { storage, settings } = this;
-    if (statuses !== undefined) this.recordEvidence(statuses);
+    if (statuses !== undefined) this.recordEvidence(statuses, nowMs);
     const overrides = storage.health.all();
     const heard = storage.evidence.all();
     const health: Partial<Record<RegionId, RegionHealth>> = {};
@@ -138,21 +145,27 @@ export class ControlMachine {
         epoch: row.epoch,
         ready: row.ready,
         failover: config.failover,
-        recoveredSeq: row.recoveredSeq,
+        recoveredSeq: row.recoveredSeq ?? 0,
       };
     }
     this.current = { atMs: nowMs, health, primaries };
     return this.current;
   }
 
-  private recordEvidence(statuses: Statuses): void {
+  /**
+   * Keeps, per region, the latest time (on this object's clock) any peer reports having heard
+   * it. Peers report how long ago, by their own clocks, so no two clocks are ever compared.
+   */
+  private recordEvidence(statuses: Statuses, nowMs: number): void {
     const { storage, settings } = this;
     const known = storage.evidence.all();
     storage.transaction(() => {
       for (const region of settings.regions) {
         let heardMs = known.get(region) ?? 0;
-        for (const [peer, status] of statuses)
-          if (peer !== region) heardMs = Math.max(heardMs, status?.lag[region]?.heardMs ?? 0);
+        for (const [peer, status] of statuses) {
+          const silentMs = peer === region ? null : (status?.lag[region]?.silentMs ?? null);
+          if (silentMs !== null) heardMs = Math.max(heardMs, nowMs - silentMs);
+        }
         if (heardMs > (known.get(region) ?? 0)) storage.evidence.put(region, heardMs);
       }
     });
@@ -202,7 +215,8 @@ export class ControlMachine {
         region: successor,
         epoch: row.epoch + 1,
         ready: false,
-        recoveredSeq: 0,
+        recoveredSeq: null,
+        servedEpoch: row.servedEpoch,
         changedMs: nowMs,
       });
       this.storage.failovers.insert({ prefix, from: row.region, to: successor, epoch: row.epoch + 1, atMs: nowMs });
@@ -227,11 +241,45 @@ export class ControlMachine {
     return readable.filter((r) => r !== p.region);
   }
 
-  /** Marks the new primary of `prefix` ready once its recovery is done. */
-  markReady(prefix: string, epoch: number, recoveredSeq: number, nowMs: number): void {
-    const row = this.storage.primaries.all().find((r) => r.prefix === prefix);
-    if (row === undefined || row.epoch !== epoch || row.ready) return;
-    this.storage.transaction(() => this.storage.primaries.put({ ...row, ready: true, recoveredSeq, changedMs: nowMs }));
+  /**
+   * The oldest epoch whose content a new primary of `prefix` recovers: the last epoch that
+   * served re-tagged everything it kept, so only a deposed primary's leftovers are older. (The
+   * configured first epoch keeps everything, including keys written before the prefix was
+   * made strong.)
+   */
+  floorEpoch(prefix: string): number {
+    const row = this.row(prefix);
+    return row === undefined || row.servedEpoch <= 1 ? 0 : row.servedEpoch;
+  }
+
+  private row(prefix: string): ControlPrimaryRow | undefined {
+    return this.storage.primaries.all().find((r) => r.prefix === prefix);
+  }
+
+  /** Records that the new primary of `prefix` finished recovering, re-logging up to `recoveredSeq`. */
+  recovered(prefix: string, epoch: number, recoveredSeq: number, nowMs: number): void {
+    const row = this.row(prefix);
+    if (row === undefined || row.epoch !== epoch || row.ready || row.recoveredSeq !== null) return;
+    this.storage.transaction(() => this.storage.primaries.put({ ...row, recoveredSeq, changedMs: nowMs }));
+  }
+
+  /**
+   * Marks the new primary of `prefix` ready once a majority (itself included) has applied its
+   * re-log: whatever the next failover's donors are, one of them then holds every key as this
+   * epoch recovered it, so what this epoch dropped can never come back.
+   */
+  readyIfReplicated(prefix: string, statuses: Statuses, nowMs: number): boolean {
+    const row = this.row(prefix);
+    if (row === undefined || row.ready || row.recoveredSeq === null) return false;
+    const seq = row.recoveredSeq;
+    const holders = this.settings.regions.filter(
+      (r) => r === row.region || (statuses.get(r)?.lag[row.region]?.appliedSeq ?? -1) >= seq,
+    );
+    if (holders.length < majority(this.settings.regions.length)) return false;
+    this.storage.transaction(() =>
+      this.storage.primaries.put({ ...row, ready: true, servedEpoch: row.epoch, changedMs: nowMs }),
+    );
     this.compose(nowMs, undefined);
+    return true;
   }
 }

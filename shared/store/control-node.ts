@@ -75,6 +75,7 @@ export class ControlNode {
     }
     for (const [prefix, p] of Object.entries(machine.view.primaries)) {
       if (p.ready || !isHealthy(machine.view, p.region)) continue;
+      if (machine.readyIfReplicated(prefix, statuses, ports.now())) continue;
       // Fence first: the new primary recovers only from replicas that durably know its epoch.
       const recorded = await this.publish(machine.view);
       for (const r of machine.settings.regions) if (!recorded.has(r)) missed.add(r);
@@ -85,7 +86,7 @@ export class ControlNode {
       }
       const progress = await bounded(
         ports,
-        () => ports.replica(p.region).recoverPrefix(prefix, p.epoch, donors),
+        () => ports.replica(p.region).recoverPrefix(prefix, p.epoch, donors, machine.floorEpoch(prefix)),
         CONTROL_CALL_TIMEOUT_MS * 10,
         (error) => ports.warn(`recovery of "${prefix}" in ${p.region} failed; retrying next round`, error),
       );
@@ -94,7 +95,8 @@ export class ControlNode {
         ports.warn(`recovery of "${prefix}" in ${p.region}: ${progress.error.message}; retrying next round`);
         continue;
       }
-      if (progress.value.done) machine.markReady(prefix, p.epoch, progress.value.recoveredSeq, ports.now());
+      // Ready once a majority has applied the re-log (checked from statuses in later rounds).
+      if (progress.value.done) machine.recovered(prefix, p.epoch, progress.value.recoveredSeq, ports.now());
     }
     const text = JSON.stringify({ ...machine.view, atMs: 0 });
     if (text !== this.lastPublished) {

@@ -42,6 +42,8 @@ export interface RecoveryState {
   /** Last key handled in the current pass (a donor's keys, then this replica's own). */
   readonly after: string | null;
   readonly merged: number;
+  /** States of older epochs than this are a deposed primary's leftovers: not recovered. */
+  readonly floorEpoch: number;
   /** Set once the re-log is complete: this replica's sequence number after it. */
   readonly recoveredSeq: number | null;
 }
@@ -59,11 +61,12 @@ export function recoveryOf(
   prefix: string,
   epoch: number,
   donors: readonly RegionId[],
+  floorEpoch: number,
 ): RecoveryState {
   const text = machine.storage.meta.get(metaName(prefix));
   const stored = text === undefined ? undefined : (JSON.parse(text) as RecoveryState);
   if (stored !== undefined && stored.epoch === epoch && sameRegions(stored.donors, donors)) return stored;
-  return { epoch, donors: [...donors], donor: 0, after: null, merged: 0, recoveredSeq: null };
+  return { epoch, donors: [...donors], donor: 0, after: null, merged: 0, floorEpoch, recoveredSeq: null };
 }
 
 function sameRegions(a: readonly RegionId[], b: readonly RegionId[]): boolean {
@@ -91,9 +94,11 @@ export function mergeDonorPage(
   return storage.transaction(() => {
     let merged = state.merged;
     for (const row of rows) {
+      // What the last epoch that served did not keep is a deposed primary's leftover.
+      if (row.epoch < state.floorEpoch) continue;
       const stored = storage.kv.get(row.key);
       const local = stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: stored.epoch };
-      // No fencing here: the donors hold exactly the older epochs' history this step gathers.
+      // Otherwise no fencing: the donors hold exactly the older epochs' history this step gathers.
       const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: row.epoch });
       const encoded = encodeKeyState(next.state);
       storage.kv.put(row.key, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
@@ -125,6 +130,13 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
   const next = storage.transaction(() => {
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), state.after, RECOVERY_PAGE_KEYS);
     for (const row of rows) {
+      if (row.epoch < state.floorEpoch) {
+        storage.kv.delete(row.key);
+        const record = fencedRecord(undefined, state.epoch, decodeKeyState(row.encoded), row.epoch);
+        if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
+          storage.metrics.add("replication_fenced_total", machine.region, 1);
+        continue;
+      }
       clock = hlcNow(clock, nowMs);
       seq += 1;
       storage.kv.put(row.key, decodeKeyState(row.encoded), row.encoded, row.seqs, state.epoch);

@@ -312,7 +312,8 @@ export class ReplicaMachine {
     for (const peer of this.peers) {
       const progress = this.storage.peerRecv.get(peer);
       const lag = progressLag(progress, nowMs, this.settings.silenceMsMax, isTakenOut(this.viewState, peer));
-      out[peer] = { ...lag, heardMs: progress.heardMs, appliedSeq: progress.appliedSeq };
+      const silentMs = progress.heardMs === 0 ? null : Math.max(0, nowMs - progress.heardMs);
+      out[peer] = { ...lag, heardMs: progress.heardMs, silentMs, appliedSeq: progress.appliedSeq };
     }
     return out;
   }

@@ -320,10 +320,15 @@ export class ReplicaNode {
    * One bounded step of recovering `prefix` as its new primary under `epoch` (see
    * `recovery.ts`). One run at a time per prefix: a call while one runs waits for it.
    */
-  recoverPrefix(prefix: string, epoch: number, donors: readonly RegionId[]): Promise<Result<RecoveryProgress>> {
+  recoverPrefix(
+    prefix: string,
+    epoch: number,
+    donors: readonly RegionId[],
+    floorEpoch: number,
+  ): Promise<Result<RecoveryProgress>> {
     const running = this.recovering.get(prefix);
     if (running !== undefined) return running;
-    const run = this.recoverSteps(prefix, epoch, donors).finally(() => this.recovering.delete(prefix));
+    const run = this.recoverSteps(prefix, epoch, donors, floorEpoch).finally(() => this.recovering.delete(prefix));
     this.recovering.set(prefix, run);
     return run;
   }
@@ -332,6 +337,7 @@ export class ReplicaNode {
     prefix: string,
     epoch: number,
     donors: readonly RegionId[],
+    floorEpoch: number,
   ): Promise<Result<RecoveryProgress>> {
     const { machine } = this;
     const known = machine.storage.primaries.all().get(prefix);
@@ -341,7 +347,7 @@ export class ReplicaNode {
         `region ${this.region} does not know itself as the primary of "${prefix}" at epoch ${epoch}`,
         { prefix },
       );
-    let state = recoveryOf(machine, prefix, epoch, donors);
+    let state = recoveryOf(machine, prefix, epoch, donors, floorEpoch);
     const high = prefixEnd(prefix);
     for (let page = 0; page < RECOVERY_STEP_PAGES_MAX && state.recoveredSeq === null; page += 1) {
       const donor = state.donors[state.donor];

@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { WIRE_VERSION, type EntriesMessage } from "../../shared/store/wire.ts";
 import worker from "../../workers/index.ts";
-import { retryDelaySeconds } from "../../workers/queue/consumer.ts";
+import { retryDelaySeconds } from "../../shared/store/delivery.ts";
 import { api, codeOf, heartbeat, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
 
 async function deliver(queue: string, bodies: unknown[], attempts = 1) {

@@ -1,6 +1,7 @@
 // Strong prefixes: writes go to the primary and wait for a quorum, compare-and-set is exact,
 // strong reads come from the confirmed primary, and failover promotes the replica that applied
 // the most of the old primary's writes under a new epoch that fences the old primary.
+import { env } from "cloudflare:workers";
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
@@ -104,8 +105,16 @@ describe("strong prefixes", () => {
     await evictDurableObject(replica("apac"));
     const taken = await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":false}' });
     expect(taken.status).toBe(200);
-    const after = (await regions()).primaries["strong/"];
-    expect(after).toMatchObject({ region: "apac", epoch: 2, ready: true });
+    expect((await regions()).primaries["strong/"]).toMatchObject({ region: "apac", epoch: 2 });
+    // It serves once a majority has applied its re-log of the prefix: the control object's
+    // rounds (its alarm, every heartbeat in production) see that from the replicas' statuses.
+    await vi.waitFor(
+      async () => {
+        await runDurableObjectAlarm(env.CONTROL.getByName("control"));
+        expect((await regions()).primaries["strong/"]).toMatchObject({ region: "apac", epoch: 2, ready: true });
+      },
+      { timeout: 10_000, interval: 100 },
+    );
 
     // No acknowledged write is lost, and the new primary takes writes.
     for (const [i, key] of keys.entries()) {

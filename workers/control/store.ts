@@ -38,9 +38,12 @@ export function controlStore(storage: DurableObjectStorage): ControlStorage {
             region: RegionId;
             epoch: number;
             ready: number;
-            recovered_seq: number;
+            recovered_seq: number | null;
+            served_epoch: number;
             changed_ms: number;
-          }>("SELECT prefix, region, epoch, ready, recovered_seq, changed_ms FROM primaries ORDER BY prefix")
+          }>(
+            "SELECT prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms FROM primaries ORDER BY prefix",
+          )
           .toArray()
           .map((r) => ({
             prefix: r.prefix,
@@ -48,28 +51,31 @@ export function controlStore(storage: DurableObjectStorage): ControlStorage {
             epoch: r.epoch,
             ready: r.ready === 1,
             recoveredSeq: r.recovered_seq,
+            servedEpoch: r.served_epoch,
             changedMs: r.changed_ms,
           }));
       },
       seed(row) {
         sql.exec(
-          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, changed_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (prefix) DO NOTHING",
+          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prefix) DO NOTHING",
           row.prefix,
           row.region,
           row.epoch,
           row.ready ? 1 : 0,
           row.recoveredSeq,
+          row.servedEpoch,
           row.changedMs,
         );
       },
       put(row) {
         sql.exec(
-          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3, ready = ?4, recovered_seq = ?5, changed_ms = ?6",
+          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3, ready = ?4, recovered_seq = ?5, served_epoch = ?6, changed_ms = ?7",
           row.prefix,
           row.region,
           row.epoch,
           row.ready ? 1 : 0,
           row.recoveredSeq,
+          row.servedEpoch,
           row.changedMs,
         );
       },

@@ -10,19 +10,11 @@ import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
 import { clusterView } from "../router/view.ts";
 import { isAssertion } from "../../shared/store/ports.ts";
+import { PARK_DELAY_SECONDS, deliveryOf, retryDelaySeconds } from "../../shared/store/delivery.ts";
 
 /** Queue names, as in wrangler.toml. */
 export const REPLICATION_QUEUE = "kv-replication";
 export const DEAD_LETTER_QUEUE = "kv-replication-dlq";
-
-/** Retry delay bounds: exponential from 1 s, capped, so a long outage does not burn retries quickly. */
-const RETRY_DELAY_SECONDS_MIN = 1;
-const RETRY_DELAY_SECONDS_MAX = 60;
-
-/** The delay before retry number `attempts` of a message. */
-export function retryDelaySeconds(attempts: number): number {
-  return Math.min(RETRY_DELAY_SECONDS_MAX, RETRY_DELAY_SECONDS_MIN * 2 ** Math.max(0, attempts - 1));
-}
 
 function targetOf(body: unknown): RegionId | undefined {
   if (typeof body !== "object" || body === null || !("target" in body) || typeof body.target !== "string")
@@ -42,9 +34,6 @@ function byTarget(messages: readonly Message[]): Map<RegionId | undefined, Messa
   return groups;
 }
 
-/** How long a message for a region taken out of service waits before it is looked at again. */
-const TAKEN_OUT_RECHECK_SECONDS = 30;
-
 /**
  * Re-enqueues messages for a region an operator took out, with a delay, and acks the
  * originals: deliveries wait for the region without using up their retries.
@@ -53,12 +42,12 @@ async function park(env: Env, messages: readonly Message[]): Promise<void> {
   try {
     await env.REPLICATION_QUEUE.sendBatch(
       messages.map((m) => ({ body: m.body, contentType: "v8" as const })),
-      { delaySeconds: TAKEN_OUT_RECHECK_SECONDS },
+      { delaySeconds: PARK_DELAY_SECONDS },
     );
     for (const m of messages) m.ack();
   } catch (error) {
     console.error(`could not park ${messages.length} messages:`, error);
-    for (const m of messages) m.retry({ delaySeconds: TAKEN_OUT_RECHECK_SECONDS });
+    for (const m of messages) m.retry({ delaySeconds: PARK_DELAY_SECONDS });
   }
 }
 
@@ -82,12 +71,14 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
         messages.forEach((m, i) => {
           const result = results[i];
-          if (result?.ok) m.ack();
+          const delivery = deliveryOf(result ?? "unreachable", false, m.attempts);
+          if (delivery.kind === "ack") m.ack();
           else {
-            console.warn(
-              `replication to ${target} refused (attempt ${m.attempts}): ${result?.error.code}: ${result?.error.message}`,
-            );
-            m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+            if (result !== undefined && !result.ok)
+              console.warn(
+                `replication to ${target} refused (attempt ${m.attempts}): ${result.error.code}: ${result.error.message}`,
+              );
+            m.retry({ delaySeconds: delivery.delaySeconds });
           }
         });
       } catch (error) {

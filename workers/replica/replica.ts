@@ -117,7 +117,12 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     return this.node.applyView(view);
   }
 
-  async recoverPrefix(prefix: string, epoch: number, donors: readonly string[]): Promise<Result<RecoveryProgress>> {
+  async recoverPrefix(
+    prefix: string,
+    epoch: number,
+    donors: readonly string[],
+    floorEpoch: number,
+  ): Promise<Result<RecoveryProgress>> {
     const regions = donors.map((d) => parseRegionId(d));
     assert(
       regions.every((r) => r !== undefined),
@@ -127,6 +132,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       prefix,
       epoch,
       regions.filter((r) => r !== undefined),
+      floorEpoch,
     );
   }
 

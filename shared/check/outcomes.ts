@@ -1,0 +1,197 @@
+/**
+ * Checks of what a replicated run ended with, against the writes that replicas committed (the
+ * ground truth a simulator records): every replica holds the same state; every acknowledged
+ * write survives; counters are exact; sets are add-wins; registers end at the last writer among
+ * causally maximal writes; and a deposed primary's writes that its successor did not keep are
+ * gone everywhere. Each check returns its violations, empty when the promise held.
+ */
+import { equalBytes } from "../bytes.ts";
+import { type HlcStamp, compareHlc, parseHlc } from "../hlc.ts";
+import { type RegionId } from "../regions.ts";
+import { orsetMembers } from "../crdt/or-set.ts";
+import { pnValueExact } from "../crdt/pn-counter.ts";
+import { type KeyState, decodeKeyState, keyVv } from "../store/key-state.ts";
+import { type VersionVector, parseVv, vvGet } from "../version-vector.ts";
+
+/** A write a replica committed. */
+export interface CommittedWrite {
+  readonly id: number;
+  readonly region: RegionId;
+  readonly key: string;
+  readonly op:
+    | { readonly type: "register"; readonly value: string | null }
+    | { readonly type: "counter"; readonly delta: number }
+    | { readonly type: "set"; readonly add: readonly string[]; readonly remove: readonly string[] };
+  /** The key's version right after the write (version-vector text). */
+  readonly version: string;
+  readonly stamp: string;
+  /** The fencing epoch of a strong write (null elsewhere). */
+  readonly epoch: number | null;
+  /** Whether its client was told it succeeded. */
+  readonly acknowledged: boolean;
+}
+
+/** One replica's final state of a key: its canonical bytes and epoch. */
+export interface FinalKey {
+  readonly encoded: Uint8Array;
+  readonly epoch: number;
+}
+
+/** A broken promise. */
+export interface OutcomeViolation {
+  readonly rule:
+    | "convergence"
+    | "write_lost"
+    | "counter_inexact"
+    | "set_not_add_wins"
+    | "register_not_last_writer"
+    | "phantom_key"
+    | "deposed_write_survived";
+  readonly message: string;
+}
+
+/** Bound on keys one check looks at (the checks are quadratic per key). */
+export const CHECK_KEYS_MAX = 100_000;
+
+function dotOf(write: CommittedWrite): { region: RegionId; counter: number } {
+  const vv = parseVv(write.version) as VersionVector;
+  return { region: write.region, counter: vvGet(vv, write.region) };
+}
+
+/** Whether `vv` includes `write`. */
+function sees(vv: VersionVector, write: CommittedWrite): boolean {
+  const dot = dotOf(write);
+  return vvGet(vv, dot.region) >= dot.counter;
+}
+
+/** Whether `later` observed `earlier` when it was written. */
+function observed(later: CommittedWrite, earlier: CommittedWrite): boolean {
+  return later.id !== earlier.id && sees(parseVv(later.version) as VersionVector, earlier);
+}
+
+/** Every region holds the same keys with the same states and epochs. */
+export function checkConvergence(finals: ReadonlyMap<RegionId, ReadonlyMap<string, FinalKey>>): OutcomeViolation[] {
+  const [first, ...rest] = [...finals];
+  if (first === undefined) return [];
+  const [base, baseKeys] = first;
+  const out: OutcomeViolation[] = [];
+  for (const [region, keys] of rest) {
+    for (const key of new Set([...baseKeys.keys(), ...keys.keys()])) {
+      const a = baseKeys.get(key);
+      const b = keys.get(key);
+      if (a !== undefined && b !== undefined && a.epoch === b.epoch && equalBytes(a.encoded, b.encoded)) continue;
+      out.push({ rule: "convergence", message: `${key} differs between ${base} and ${region}` });
+      if (out.length >= 10) return out;
+    }
+  }
+  return out;
+}
+
+/**
+ * The writes that must be reflected at the end: all committed writes, except those of a
+ * deposed primary that the next epoch's recovered state did not keep (`kept` decides, from
+ * what the simulator saw when each new primary became ready).
+ */
+export function survivors(
+  writes: readonly CommittedWrite[],
+  kept: (write: CommittedWrite) => boolean,
+): CommittedWrite[] {
+  return writes.filter((w) => w.epoch === null || kept(w));
+}
+
+/** Checks one converged final state (a replica's keys) against the surviving and deposed writes. */
+export function checkOutcome(
+  finals: ReadonlyMap<string, FinalKey>,
+  surviving: readonly CommittedWrite[],
+  deposed: readonly CommittedWrite[],
+): OutcomeViolation[] {
+  const out: OutcomeViolation[] = [];
+  const byKey = Map.groupBy(surviving, (w) => w.key);
+  if (byKey.size > CHECK_KEYS_MAX) throw new RangeError(`more than ${CHECK_KEYS_MAX} keys to check`);
+  for (const key of finals.keys())
+    if (!byKey.has(key)) out.push({ rule: "phantom_key", message: `${key} exists but no surviving write made it` });
+  for (const [key, writes] of byKey) {
+    const final = finals.get(key);
+    if (final === undefined) {
+      out.push({ rule: "write_lost", message: `${key} is missing; ${writes.length} surviving writes made it` });
+      continue;
+    }
+    const state = decodeKeyState(final.encoded);
+    const vv = keyVv(state);
+    for (const w of writes)
+      if (!sees(vv, w))
+        out.push({
+          rule: "write_lost",
+          message: `${key} lost ${w.acknowledged ? "acknowledged" : "committed"} write ${w.id} (${w.region} ${w.version})`,
+        });
+    out.push(...checkKey(key, state, writes));
+  }
+  for (const w of deposed) {
+    const final = finals.get(w.key);
+    if (final === undefined) continue;
+    const state = decodeKeyState(final.encoded);
+    const left =
+      (w.op.type === "register" &&
+        state.type === "register" &&
+        w.op.value !== null &&
+        text(state.register.value) === w.op.value) ||
+      (w.op.type === "set" && state.type === "set" && w.op.add.some((e) => orsetMembers(state.set).includes(e)));
+    if (left)
+      out.push({
+        rule: "deposed_write_survived",
+        message: `${w.key} still shows deposed write ${w.id} (${w.region}, epoch ${w.epoch})`,
+      });
+  }
+  return out;
+}
+
+function text(bytes: Uint8Array | null): string | null {
+  return bytes === null ? null : new TextDecoder().decode(bytes);
+}
+
+function checkKey(key: string, state: KeyState, writes: readonly CommittedWrite[]): OutcomeViolation[] {
+  switch (state.type) {
+    case "counter": {
+      const expected = writes.reduce((sum, w) => sum + BigInt(w.op.type === "counter" ? w.op.delta : 0), 0n);
+      const actual = pnValueExact(state.counter);
+      return actual === expected
+        ? []
+        : [{ rule: "counter_inexact", message: `${key} is ${actual}, the surviving writes sum to ${expected}` }];
+    }
+    case "set": {
+      const members = new Set(orsetMembers(state.set));
+      const elements = new Set(writes.flatMap((w) => (w.op.type === "set" ? [...w.op.add, ...w.op.remove] : [])));
+      const out: OutcomeViolation[] = [];
+      for (const element of elements) {
+        const touches = (w: CommittedWrite): boolean =>
+          w.op.type === "set" && (w.op.add.includes(element) || w.op.remove.includes(element));
+        // Present iff some add of it was observed by no other write that removed or re-added it.
+        const expected = writes.some(
+          (a) => a.op.type === "set" && a.op.add.includes(element) && !writes.some((x) => touches(x) && observed(x, a)),
+        );
+        if (members.has(element) !== expected)
+          out.push({
+            rule: "set_not_add_wins",
+            message: `${key}: "${element}" is ${members.has(element) ? "present" : "absent"}; add-wins says ${expected ? "present" : "absent"}`,
+          });
+      }
+      return out;
+    }
+    case "register": {
+      // The last writer among the writes no other write observed.
+      const maximal = writes.filter((w) => !writes.some((x) => observed(x, w)));
+      const stamp = (w: CommittedWrite): HlcStamp => parseHlc(w.stamp) as HlcStamp;
+      const winner = maximal.reduce((best, w) => (compareHlc(stamp(w), stamp(best)) > 0 ? w : best));
+      const expected = winner.op.type === "register" ? winner.op.value : null;
+      const actual = text(state.register.value);
+      return actual === expected
+        ? []
+        : [
+            {
+              rule: "register_not_last_writer",
+              message: `${key} is ${JSON.stringify(actual)}; the last writer (write ${winner.id}) wrote ${JSON.stringify(expected)}`,
+            },
+          ];
+    }
+  }
+}

@@ -1,0 +1,240 @@
+// The replica's storage in memory, for the simulator: the same contract as the SQLite adapter
+// (test/shared/storage-contract.ts runs against both), with transactions that roll back by
+// undoing their writes. A crash keeps this object (storage survives); a storage loss replaces it.
+import { type KeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
+import { EMPTY_PROGRESS, type PeerProgress } from "../../shared/store/progress.ts";
+import {
+  type ConflictInput,
+  type ConflictRow,
+  type DeadLetterInput,
+  type DeadLetterRow,
+  type KeyListing,
+  type KeyRow,
+  type LogRow,
+  type MetricRow,
+  type PrimaryRecord,
+  type ReplicaStorage,
+  type StoredKey,
+} from "../../shared/store/storage.ts";
+import { type VersionVector } from "../../shared/version-vector.ts";
+
+/** Orders keys as SQLite orders TEXT: by UTF-8 bytes, which is code point order. */
+export function compareKeys(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i += 1) {
+    const d = (x[i] as string).codePointAt(0)! - (y[i] as string).codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
+interface KvEntry extends StoredKey {
+  readonly live: boolean;
+  readonly version: string;
+}
+
+/** A replica's storage held in maps. */
+export class MemoryStorage implements ReplicaStorage {
+  private readonly kvRows = new Map<string, KvEntry>();
+  private readonly logRows = new Map<number, LogRow>();
+  private readonly sent = new Map<string, number>();
+  private readonly progress = new Map<string, PeerProgress>();
+  private readonly primaryRows = new Map<string, PrimaryRecord>();
+  private readonly conflictRows: ConflictRow[] = [];
+  private readonly conflictKeys = new Set<string>();
+  private readonly letters = new Map<number, DeadLetterRow>();
+  private readonly metaRows = new Map<string, string>();
+  private readonly metricRows = new Map<string, MetricRow>();
+  private readonly buffer = new MetricBuffer((name, peer, delta) => {
+    const key = `${name}\u0000${peer}`;
+    const row = this.metricRows.get(key);
+    this.metricRows.set(key, { name, peer, value: (row?.value ?? 0) + delta });
+  });
+  private nextConflictId = 1;
+  private nextLetterId = 1;
+  /** Undo actions of the open transaction, newest last; undefined outside one. */
+  private undo: Array<() => void> | undefined;
+
+  /** Records how to undo a change to `map[key]` when inside a transaction. */
+  private touch<K, V>(map: Map<K, V>, key: K): void {
+    if (this.undo === undefined) return;
+    const had = map.has(key);
+    const old = map.get(key);
+    this.undo.push(() => (had ? map.set(key, old as V) : map.delete(key)));
+  }
+
+  transaction<T>(fn: () => T): T {
+    if (this.undo !== undefined) return fn();
+    this.undo = [];
+    this.buffer.begin();
+    try {
+      const result = fn();
+      this.buffer.commit();
+      return result;
+    } catch (error) {
+      for (const action of this.undo.reverse()) action();
+      this.buffer.rollback();
+      throw error;
+    } finally {
+      this.undo = undefined;
+    }
+  }
+
+  private sortedKeys(low: string, high: string | null, after: string | null): string[] {
+    return [...this.kvRows.keys()]
+      .filter(
+        (k) =>
+          compareKeys(k, low) >= 0 &&
+          (after === null || compareKeys(k, after) > 0) &&
+          (high === null || compareKeys(k, high) < 0),
+      )
+      .sort(compareKeys);
+  }
+
+  readonly kv = {
+    get: (key: string): StoredKey | null => {
+      const row = this.kvRows.get(key);
+      return row === undefined ? null : { encoded: row.encoded, seqs: row.seqs, epoch: row.epoch };
+    },
+    put: (key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void => {
+      this.touch(this.kvRows, key);
+      this.kvRows.set(key, { encoded, seqs, epoch, live: keyIsLive(state), version: keyVersion(state) });
+    },
+    delete: (key: string): void => {
+      this.touch(this.kvRows, key);
+      this.kvRows.delete(key);
+    },
+    list: (low: string, high: string | null, after: string | null, limit: number): KeyListing[] =>
+      this.sortedKeys(low, high, after)
+        .filter((k) => this.kvRows.get(k)?.live === true)
+        .slice(0, limit)
+        .map((name) => ({ name, version: (this.kvRows.get(name) as KvEntry).version })),
+    rows: (low: string, high: string | null, after: string | null, limit: number): KeyRow[] =>
+      this.sortedKeys(low, high, after)
+        .slice(0, limit)
+        .map((key) => {
+          const row = this.kvRows.get(key) as KvEntry;
+          return { key, encoded: row.encoded, seqs: row.seqs, epoch: row.epoch };
+        }),
+  };
+
+  readonly log = {
+    append: (row: LogRow): void => {
+      if (this.logRows.has(row.seq)) throw new Error(`UNIQUE constraint failed: log.seq ${row.seq}`);
+      this.touch(this.logRows, row.seq);
+      this.logRows.set(row.seq, row);
+    },
+    after: (afterSeq: number, limit: number, bytesMax: number): LogRow[] => {
+      const out: LogRow[] = [];
+      let bytes = 0;
+      for (const seq of [...this.logRows.keys()].filter((s) => s > afterSeq).sort((a, b) => a - b)) {
+        if (out.length >= limit || (out.length > 0 && bytes >= bytesMax)) break;
+        const row = this.logRows.get(seq) as LogRow;
+        out.push(row);
+        bytes += row.state?.length ?? 0;
+      }
+      return out;
+    },
+    prune: (uptoSeq: number): void => {
+      for (const seq of this.logRows.keys()) {
+        if (seq > uptoSeq) continue;
+        this.touch(this.logRows, seq);
+        this.logRows.delete(seq);
+      }
+    },
+    count: (): number => this.logRows.size,
+  };
+
+  readonly peerSend = {
+    all: (): ReadonlyMap<string, number> => new Map(this.sent),
+    set: (target: string, sentSeq: number): void => {
+      this.touch(this.sent, target);
+      this.sent.set(target, Math.max(this.sent.get(target) ?? 0, sentSeq));
+    },
+  };
+
+  readonly peerRecv = {
+    get: (origin: string): PeerProgress => this.progress.get(origin) ?? EMPTY_PROGRESS,
+    put: (origin: string, p: PeerProgress): void => {
+      this.touch(this.progress, origin);
+      this.progress.set(origin, p);
+    },
+  };
+
+  readonly primaries = {
+    all: (): ReadonlyMap<string, PrimaryRecord> => new Map(this.primaryRows),
+    put: (prefix: string, record: PrimaryRecord): void => {
+      this.touch(this.primaryRows, prefix);
+      this.primaryRows.set(prefix, record);
+    },
+  };
+
+  readonly conflicts = {
+    insert: (row: ConflictInput): boolean => {
+      const identity = `${row.key}\u0000${row.winnerStamp}\u0000${row.loserStamp}`;
+      if (this.conflictKeys.has(identity)) return false;
+      const id = this.nextConflictId++;
+      this.conflictKeys.add(identity);
+      this.conflictRows.push({
+        id,
+        key: row.key,
+        kind: row.kind,
+        rule: row.rule,
+        detectedMs: row.detectedMs,
+        winner: row.winner,
+        loser: row.loser,
+      });
+      this.undo?.push(() => {
+        this.conflictKeys.delete(identity);
+        this.conflictRows.pop();
+      });
+      return true;
+    },
+    page: (afterId: number, limit: number): ConflictRow[] =>
+      this.conflictRows.filter((r) => r.id > afterId).slice(0, limit),
+  };
+
+  readonly deadLetters = {
+    insert: (row: DeadLetterInput): void => {
+      const id = this.nextLetterId++;
+      this.touch(this.letters, id);
+      this.letters.set(id, { ...row, id });
+    },
+    page: (afterId: number, limit: number): DeadLetterRow[] =>
+      [...this.letters.values()]
+        .filter((r) => r.id > afterId)
+        .sort((a, b) => a.id - b.id)
+        .slice(0, limit),
+    delete: (ids: readonly number[]): void => {
+      for (const id of ids) {
+        this.touch(this.letters, id);
+        this.letters.delete(id);
+      }
+    },
+    count: (): number => this.letters.size,
+  };
+
+  readonly meta = {
+    get: (name: string): string | undefined => this.metaRows.get(name),
+    set: (name: string, value: string): void => {
+      this.touch(this.metaRows, name);
+      this.metaRows.set(name, value);
+    },
+  };
+
+  readonly metrics = {
+    add: (name: string, peer: string, delta: number): void => this.buffer.add(name, peer, delta),
+    flush: (): void => this.buffer.flush(),
+    all: (): MetricRow[] => {
+      this.buffer.flush();
+      return [...this.metricRows.values()];
+    },
+  };
+
+  /** Every stored key with its row, for the checks (not part of the storage contract). */
+  dump(): Map<string, StoredKey> {
+    return new Map([...this.kvRows].map(([k, r]) => [k, { encoded: r.encoded, seqs: r.seqs, epoch: r.epoch }]));
+  }
+}
