@@ -27,7 +27,8 @@ export interface DrainSettings {
 
 /** The drain of one replica's outbox. */
 export class Drain {
-  private flushing = false;
+  /** The drain running now, if any: every caller of `flush` waits for the same one. */
+  private running: Promise<void> | undefined;
   private flushAgain = false;
   private scheduled = false;
   private readonly machine: ReplicaMachine;
@@ -60,13 +61,22 @@ export class Drain {
     );
   }
 
-  /** Drains what can be sent now; runs again when writes arrive meanwhile. Failures wait for the next tick. */
-  async flush(): Promise<void> {
-    if (this.flushing) {
+  /**
+   * Drains what can be sent now, and again if writes arrive meanwhile; resolves when that is
+   * done. Failures are logged and wait for the next tick.
+   */
+  flush(): Promise<void> {
+    if (this.running !== undefined) {
       this.flushAgain = true;
-      return;
+      return this.running;
     }
-    this.flushing = true;
+    this.running = this.drain().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async drain(): Promise<void> {
     try {
       for (let round = 0; round < FLUSH_ROUNDS_MAX; round += 1) {
         this.flushAgain = false;
@@ -76,8 +86,6 @@ export class Drain {
     } catch (error) {
       this.machine.storage.metrics.add("replication_send_errors_total", this.machine.region, 1);
       this.ports.warn(`replica ${this.machine.region}: outbox drain failed, will retry`, error);
-    } finally {
-      this.flushing = false;
     }
   }
 

@@ -97,7 +97,7 @@ export function registerText(result: Result<ReadOutcome>): string | null {
  * drain of the write has failed: afterwards only that region has the write (it stays in the
  * outbox until a later drain).
  */
-export async function writeHeldBack(region: RegionId, key: string, value: string): Promise<void> {
+export async function writeHeldBack(region: RegionId, key: string, value: string | Uint8Array): Promise<void> {
   await runInDurableObject(replica(region), async (instance) => {
     const failures = async (): Promise<number> =>
       (await instance.status()).metrics
@@ -113,7 +113,11 @@ export async function writeHeldBack(region: RegionId, key: string, value: string
       okValue(
         await instance.write(key, {
           type: "register",
-          op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
+          op: {
+            kind: "put",
+            value: typeof value === "string" ? new TextEncoder().encode(value) : value,
+            contentType: "text/plain",
+          },
         }),
       );
       await vi.waitFor(async () => {

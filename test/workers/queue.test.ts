@@ -6,16 +6,18 @@ import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { WIRE_VERSION, type EntriesMessage } from "../../shared/store/wire.ts";
 import worker from "../../workers/index.ts";
-import { retryDelaySeconds } from "../../shared/store/delivery.ts";
-import { api, codeOf, heartbeat, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
+import { Replica } from "../../workers/replica/replica.ts";
+import { PARK_DELAY_SECONDS, retryDelaySeconds } from "../../shared/store/delivery.ts";
+import { applyKeyOp } from "../../shared/store/key-state.ts";
+import { api, codeOf, entries, heartbeat, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
 
-async function deliver(queue: string, bodies: unknown[], attempts = 1) {
+async function deliver(queue: string, bodies: unknown[], attempts = 1, bindings: Env = env) {
   const batch = createMessageBatch(
     queue,
     bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts, body })),
   );
   const ctx = createExecutionContext();
-  await worker.queue(batch, env);
+  await worker.queue(batch, bindings);
   return getQueueResult(batch, ctx);
 }
 
@@ -44,12 +46,26 @@ function pullMessage(key: string, seq: number): EntriesMessage {
 
 describe("replication consumer", () => {
   it("acks messages once the target has merged them", async () => {
+    const key = uniqueKey("merged");
+    const stamp = hlcNow(hlcZero("apac"), Date.now());
+    const written = applyKeyOp(
+      undefined,
+      {
+        type: "register",
+        op: { kind: "put", value: new TextEncoder().encode("delivered"), contentType: "text/plain" },
+      },
+      "apac",
+      stamp,
+    );
+    if (!written.ok) throw new Error(written.error.message);
     const result = await deliver("kv-replication", [
+      entries("apac", "weur", 700_000, [{ key, state: written.value, stamp }]),
       heartbeat("wnam", "enam", 0, Date.now()),
-      heartbeat("apac", "weur", 0, Date.now()),
     ]);
     expect(result.explicitAcks.sort()).toEqual(["m0", "m1"]);
     expect(result.retryMessages).toEqual([]);
+    // Acked only because weur merged it durably: it is there now.
+    expect(registerText(await replica("weur").read(key))).toBe("delivered");
   });
 
   it("retries with growing backoff what the target refuses, and retries malformed messages toward the dead-letter queue", async () => {
@@ -69,10 +85,20 @@ describe("replication consumer", () => {
 describe("regions taken out", () => {
   it("parks their messages (acked and re-sent with a delay) instead of using up retries", async () => {
     await api("/v1/admin/regions/apac/health", { method: "POST", body: '{"healthy":false}' });
+    const resent: Array<{ bodies: unknown[]; delaySeconds: number | undefined }> = [];
+    const queue = {
+      ...env.REPLICATION_QUEUE,
+      sendBatch: async (messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) => {
+        resent.push({ bodies: [...messages].map((m) => m.body), delaySeconds: options?.delaySeconds });
+      },
+    } as unknown as Queue;
+    const body = heartbeat("wnam", "apac", 0, Date.now());
     try {
-      const result = await deliver("kv-replication", [heartbeat("wnam", "apac", 0, Date.now())], 9);
+      const result = await deliver("kv-replication", [body], 9, { ...env, REPLICATION_QUEUE: queue });
       expect(result.explicitAcks).toEqual(["m0"]);
       expect(result.retryMessages).toEqual([]);
+      // The same message went back to the queue, to be looked at again after the park delay.
+      expect(resent).toEqual([{ bodies: [body], delaySeconds: PARK_DELAY_SECONDS }]);
       // The replica itself refuses while out, as if it were down.
       expect(codeOf((await replica("apac").applyReplication([heartbeat("wnam", "apac", 0, Date.now())]))[0])).toBe(
         "region_unavailable",
@@ -125,5 +151,33 @@ describe("dead letters", () => {
       },
       { timeout: 10_000, interval: 50 },
     );
+  });
+});
+
+describe("dead letters that their region cannot record", () => {
+  it("are recorded in another region, with the region they were for", async () => {
+    const message = pullMessage(uniqueKey("dlq-fallback"), 950_000);
+    // weur's replica cannot record anything (its storage is failing, say); the others can.
+    const proto = Replica.prototype as unknown as {
+      recordDeadLetters: (this: { ctx: DurableObjectState }, ...args: unknown[]) => Promise<void>;
+    };
+    const original = proto.recordDeadLetters;
+    proto.recordDeadLetters = async function (this: { ctx: DurableObjectState }, ...args: unknown[]) {
+      if (this.ctx.id.name === "weur") throw new Error("weur cannot record");
+      return original.apply(this, args);
+    };
+    try {
+      const recorded = await deliver("kv-replication-dlq", [message], 11);
+      expect(recorded.explicitAcks).toEqual(["m0"]);
+      expect(recorded.retryMessages).toEqual([]);
+    } finally {
+      proto.recordDeadLetters = original;
+    }
+    const elsewhere = (await (await api("/v1/admin/regions/wnam/dead-letters")).json()) as {
+      deadLetters: Array<{ reason: string; message: { from: number; target: string } }>;
+    };
+    const letter = elsewhere.deadLetters.find((d) => d.message.from === 950_000);
+    expect(letter?.message.target).toBe("weur");
+    expect(letter?.reason).toContain("recorded in wnam because weur could not record it");
   });
 });

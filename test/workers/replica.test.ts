@@ -7,7 +7,17 @@ import { hlcNow, hlcZero, type HlcStamp } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { applyKeyOp, decodeKeyState, encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
 import { type Replica } from "../../workers/replica/replica.ts";
-import { codeOf, entries, heartbeat, okValue, registerText, replica, stateOf, uniqueKey } from "./helpers.ts";
+import {
+  codeOf,
+  entries,
+  heartbeat,
+  okValue,
+  registerText,
+  replica,
+  stateOf,
+  uniqueKey,
+  writeHeldBack,
+} from "./helpers.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -88,36 +98,44 @@ describe("replica writes", () => {
   it("continues its clock and sequence after eviction", async () => {
     const stub = replica("apac");
     const first = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
+    const clockBefore = (await stub.status()).clock;
     await evictDurableObject(stub);
+    // The restarted object starts from the stored position, not from zero.
+    expect((await stub.status()).clock).toBe(clockBefore);
     const second = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
     expect(okValue(second).seq).toBe(okValue(first).seq + 1);
+    // Stamps are fixed-width hex, so string order is time order: the clock moved forward.
+    expect((await stub.status()).clock > clockBefore).toBe(true);
   });
 });
 
 describe("applying replication", () => {
   it("converges under duplicated and reordered messages, and tracks the contiguous watermark", async () => {
+    // enam originates no writes in this file, so its stream to weur starts here, at 1.
     const key = uniqueKey("reorder");
-    const writes = history("wnam", ["a", "b", "c"], 1_700_000_000_000).map((w) => ({ key, ...w }));
+    const writes = history("enam", ["a", "b", "c"], 1_700_000_000_000).map((w) => ({ key, ...w }));
     const stub = replica("weur");
-    const m1 = entries("wnam", "weur", 101, [writes[0]!]);
-    const m2 = entries("wnam", "weur", 102, [writes[1]!]);
-    const m3 = entries("wnam", "weur", 103, [writes[2]!]);
-    // Earlier sequence numbers 1..100 of wnam belong to other tests' traffic; start the stream there.
-    const results = await stub.applyReplication([m3, m1, m1, m2, m3]);
-    expect(results.every((r) => r.ok)).toBe(true);
+    const [m1, m2, m3] = writes.map((w, i) => entries("enam", "weur", i + 1, [w]));
+    const progress = async () => (await stub.status()).lag.enam!.appliedSeq;
+    const pending = () =>
+      runInDurableObject(stub, (_i, state) =>
+        JSON.parse(
+          state.storage.sql.exec<{ pending: string }>("SELECT pending FROM peer_recv WHERE origin = 'enam'").one()
+            .pending,
+        ),
+      );
+    expect((await stub.applyReplication([m3!, m2!, m3!])).every((r) => r.ok)).toBe(true);
+    // 2..3 arrived before 1: applied, but held as one early range above the watermark.
+    expect(await progress()).toBe(0);
+    expect(await pending()).toEqual([{ from: 2, to: 3, lastWrittenMs: writes[2]!.stamp.wallMs }]);
+    expect((await stub.applyReplication([m1!, m1!, m2!])).every((r) => r.ok)).toBe(true);
+    expect(await progress()).toBe(3);
+    expect(await pending()).toEqual([]);
     const stored = await runInDurableObject(stub, (_i, state) => {
       const row = state.storage.sql.exec<{ state: ArrayBuffer }>("SELECT state FROM kv WHERE key = ?", key).one();
       return new Uint8Array(row.state);
     });
     expect(stored).toEqual(encodeKeyState(writes[2]!.state));
-    const pending = await runInDurableObject(stub, (_i, state) =>
-      JSON.parse(
-        state.storage.sql.exec<{ pending: string }>("SELECT pending FROM peer_recv WHERE origin = 'wnam'").one()
-          .pending,
-      ),
-    );
-    // 101..103 wait for 1..100 (which this test never sends): they are pending, merged as one range.
-    expect(pending).toEqual([{ from: 101, to: 103, lastWrittenMs: writes[2]!.stamp.wallMs }]);
   });
 
   it("logs a conflict once per concurrent pair, whatever the delivery order and duplication", async () => {
@@ -157,29 +175,37 @@ describe("applying replication", () => {
       { v: 1, kind: "entries" },
       heartbeat("wnam", "weur", 1, 1),
       heartbeat("apac", "apac", 1, 1),
+      { ...heartbeat("wnam", "apac", 1, 1), v: 2 },
     ]);
-    expect(results.map((r) => r.ok)).toEqual([false, false, false]);
+    expect(results.map((r) => (r.ok ? "ok" : r.error.code))).toEqual([
+      "invalid_body",
+      "invalid_body",
+      "invalid_body",
+      "invalid_body",
+    ]);
+    const messages = results.map((r) => (r.ok ? "" : r.error.message));
+    expect(messages[0]).toMatch(/malformed replication message/);
+    expect(messages[1]).toBe("message from wnam for weur reached apac");
+    expect(messages[2]).toBe("message from apac for apac reached apac");
   });
 
   it("pulls a state too large for a queue message from its origin", async () => {
     const key = uniqueKey("large");
     const big = new Uint8Array(300 * 1024).fill(7);
-    const origin = replica("wnam");
-    const written = await origin.write(key, {
-      type: "register",
-      op: { kind: "put", value: big, contentType: "application/octet-stream" },
-    });
-    const seq = okValue(written).seq;
-    const logged = await runInDurableObject(origin, (_i, state) =>
-      state.storage.sql.exec<{ state: ArrayBuffer | null }>("SELECT state FROM log WHERE seq = ?", seq).toArray(),
+    // Held back from the queue, so the outbox row is still there to look at.
+    await writeHeldBack("wnam", key, big);
+    const logged = await runInDurableObject(replica("wnam"), (_i, state) =>
+      state.storage.sql
+        .exec<{ seq: number; state: ArrayBuffer | null }>("SELECT seq, state FROM log WHERE key = ?", key)
+        .toArray(),
     );
-    // The row may already be drained; if it is still there it must be by reference.
-    for (const row of logged) expect(row.state).toBeNull();
-    const message = entries("wnam", "weur", seq, [
+    // By reference: too large to travel inline.
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.state).toBeNull();
+    const message = entries("wnam", "weur", logged[0]!.seq, [
       { key, state: decodeKeyState((await stateOf("wnam", key))!), stamp: hlcNow(hlcZero("wnam"), Date.now()) },
     ]);
     message.entries[0]!.state = null;
-    // The pull is idempotent, so it does not matter whether the real queue delivered it already.
     const [result] = await replica("weur").applyReplication([message]);
     expect(codeOf(result)).toBe("ok");
     const view = okValue(await replica("weur").read(key)).view;
@@ -188,18 +214,21 @@ describe("applying replication", () => {
 });
 
 describe("lag", () => {
-  it("reports writes known but not applied, and zero once caught up", async () => {
+  it("reports writes known but not applied, stale since the first of them, and zero once caught up", async () => {
     const stub = replica("enam");
     const now = Date.now();
-    // weur says it has issued 5 writes; none applied here yet.
-    await stub.applyReplication([heartbeat("weur", "enam", 5, now - 1000)]);
+    // weur says it has issued 5 writes, the first 2 s ago; none applied here yet (no other test
+    // in this file replicates weur's writes to enam).
+    await stub.applyReplication([heartbeat("weur", "enam", 5, now - 1000, now - 2000)]);
     let status = await stub.status();
     expect(status.lag.weur?.entries).toBe(5);
-    expect(status.lag.weur?.ms).toBeGreaterThan(0);
+    // Stale since weur's first write: about 2 s, never measured from the Unix epoch.
+    expect(status.lag.weur?.ms).toBeGreaterThanOrEqual(2000);
+    expect(status.lag.weur?.ms).toBeLessThan(60_000);
     const key = uniqueKey("lag");
     const writes = history("weur", ["1", "2", "3", "4", "5"], now - 2000).map((w) => ({ key, ...w }));
     await stub.applyReplication([entries("weur", "enam", 1, writes)]);
-    await stub.applyReplication([heartbeat("weur", "enam", 5, Date.now())]);
+    await stub.applyReplication([heartbeat("weur", "enam", 5, Date.now(), now - 2000)]);
     status = await stub.status();
     expect(status.lag.weur).toMatchObject({ entries: 0, ms: 0 });
     expect(registerText(await stub.read(key))).toBe("5");

@@ -179,4 +179,54 @@ describe("strong prefixes", () => {
       region: "apac",
     });
   });
+
+  it("does not log a quorum-acknowledged write as fenced when it arrives again after a failover", async () => {
+    const before = (await regions()).primaries["strong/"]!;
+    const old = before.region;
+    const key = `strong/${uniqueKey("k3")}`;
+    // A: acknowledged by a quorum under the current epoch.
+    const a = await api(`/v1/kv/${key}?ack=quorum`, { method: "PUT", body: "A" });
+    expect(a.status).toBe(200);
+    const stateA = decodeKeyState((await stateOf(old, key))!);
+    const seqA = (await replica(old).status()).seq;
+    // The primary goes out at once; its successor serves, and B overwrites A knowingly.
+    expect((await api(`/v1/admin/regions/${old}/health`, { method: "POST", body: '{"healthy":false}' })).status).toBe(
+      200,
+    );
+    let now: Primaries["primaries"][string] | undefined;
+    await vi.waitFor(
+      async () => {
+        await runDurableObjectAlarm(env.CONTROL.getByName("control"));
+        now = (await regions()).primaries["strong/"];
+        expect(now).toMatchObject({ epoch: before.epoch + 1, ready: true });
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+    expect((await api(`/v1/kv/${key}`, { method: "PUT", body: "B" })).status).toBe(200);
+    await api(`/v1/admin/regions/${old}/health`, { method: "POST", body: '{"healthy":true}' });
+    // A's stream message from the deposed primary arrives late everywhere (as when its outbox
+    // drains after it comes back): it is already included, so it is a duplicate, not a conflict.
+    const late = entries(old, old, seqA, [{ key, state: stateA, stamp: hlcNow(hlcZero(old), Date.now()) }]);
+    late.entries[0] = { ...late.entries[0]!, epoch: before.epoch };
+    for (const region of ["wnam", "enam", "weur", "apac"] as const) {
+      if (region === old) continue;
+      // Once the region holds the new primary's recovered prefix, it can judge old-epoch writes.
+      await vi.waitFor(
+        async () => {
+          expect((await replica(region).status()).lag[now!.region]?.appliedSeq ?? Infinity).toBeGreaterThanOrEqual(
+            now!.recoveredSeq,
+          );
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+      await runDurableObjectAlarm(replica(region));
+      const [applied] = await replica(region).applyReplication([{ ...late, target: region }]);
+      expect(okValue(applied!).fenced).toBe(0);
+      const log = (await (await api(`/v1/conflicts?region=${region}&limit=1000`)).json()) as {
+        conflicts: Array<{ key: string; kind: string }>;
+      };
+      expect(log.conflicts.filter((c) => c.key === key)).toEqual([]);
+      expect(await (await api(`/v1/kv/${key}?region=${region}`)).text()).toBe("B");
+    }
+  });
 });

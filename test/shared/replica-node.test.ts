@@ -1,0 +1,214 @@
+// The replica's async flows over in-memory storage and hand-driven ports: a failed pull refuses
+// only its own message, gaps are counted after the pulls' awaits, recovery runs once at a time
+// and resumes where it stopped, and the outbox hands held rows to the queue past its bound.
+import { describe, expect, it } from "vitest";
+import { type Result, ok } from "../../shared/errors.ts";
+import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { type ClusterView } from "../../shared/store/cluster.ts";
+import { type KeySnapshot, type PeerApi } from "../../shared/store/contract.ts";
+import { type KeyState, applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
+import { HELD_ROWS_MAX } from "../../shared/store/outbox.ts";
+import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
+import { type ReplicaPorts, type Timer } from "../../shared/store/ports.ts";
+import { RECOVERY_PAGE_KEYS } from "../../shared/store/recovery.ts";
+import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
+import { ReplicaNode } from "../../shared/store/replica-node.ts";
+import { type KeyRow } from "../../shared/store/storage.ts";
+import { type EntriesMessage, type ReplicationMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { MemoryStorage } from "../sim/memory-storage.ts";
+
+const REGIONS: RegionId[] = ["wnam", "enam", "weur"];
+const NOW = 1_800_000_000_000;
+
+/** A promise with its resolver, to hold a peer's answer until the test releases it. */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve: (value: T) => void = () => undefined;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Timers that never fire: these flows are driven by the test, not by time. */
+const still: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
+
+interface Harness {
+  node: ReplicaNode;
+  sent: ReplicationMessage[];
+  peers: Map<RegionId, Partial<PeerApi>>;
+}
+
+function harness(region: RegionId = "weur", storage = new MemoryStorage()): Harness {
+  const machine = new ReplicaMachine(storage, {
+    region,
+    regions: REGIONS,
+    primaryPrefixes: [{ prefix: "strong/", region: "enam", failover: true }],
+    silenceMsMax: 3000,
+  });
+  const sent: ReplicationMessage[] = [];
+  const peers = new Map<RegionId, Partial<PeerApi>>();
+  const ports: ReplicaPorts = {
+    now: () => NOW,
+    timer: () => still,
+    peer: (r) => peers.get(r) as PeerApi,
+    control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+    queue: {
+      sendBatch: async (messages) => {
+        sent.push(...messages);
+      },
+    },
+    background: (work) => void work.catch(() => undefined),
+    warn: () => undefined,
+  };
+  const node = new ReplicaNode(machine, ports, {
+    heartbeatIntervalMs: 1000,
+    sessionWaitMs: 0,
+    batchMs: 0,
+    delaySeconds: 0,
+    directPush: false,
+  });
+  return { node, sent, peers };
+}
+
+function state(value: string, at = NOW): KeyState {
+  const result = applyKeyOp(
+    undefined,
+    { type: "register", op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" } },
+    "enam",
+    hlcNow(hlcZero("enam"), at),
+  );
+  if (!result.ok) throw new Error(result.error.message);
+  return result.value;
+}
+
+/** A one-entry stream message from enam, inline or by reference (null state). */
+function entry(seq: number, key: string, inline: boolean): EntriesMessage {
+  return {
+    v: WIRE_VERSION,
+    kind: "entries",
+    origin: "enam",
+    target: "weur",
+    from: seq,
+    to: seq,
+    firstMs: NOW - 1000,
+    entries: [
+      {
+        seq,
+        key,
+        stamp: formatHlc(hlcNow(hlcZero("enam"), NOW)),
+        writtenMs: NOW,
+        state: inline ? encodeKeyState(state(key)) : null,
+      },
+    ],
+  };
+}
+
+function codes(results: ReadonlyArray<Result<unknown>>): string[] {
+  return results.map((r) => (r.ok ? "ok" : r.error.code));
+}
+
+describe("applying replication", () => {
+  it("refuses only the message whose large state could not be pulled", async () => {
+    const { node, peers } = harness();
+    peers.set("enam", { snapshot: () => Promise.reject(new Error("enam is taken out")) });
+    const results = await node.applyReplication([entry(2, "big", false), entry(1, "small", true)]);
+    expect(codes(results)).toEqual(["region_unavailable", "ok"]);
+    expect(node.machine.storage.kv.get("small")).not.toBeNull();
+  });
+
+  it("counts gaps after the pull: a message that waited is refused for later, never half-applied", async () => {
+    const { node, peers } = harness();
+    // Fill the gap tracker to one below its bound with isolated early ranges.
+    const early = Array.from({ length: PENDING_RANGES_MAX - 1 }, (_, i) => entry(10 + 2 * i, `k${i}`, true));
+    expect(codes(await node.applyReplication(early)).every((c) => c === "ok")).toBe(true);
+    const pull = deferred<Result<KeySnapshot>>();
+    peers.set("enam", { snapshot: () => pull.promise });
+    // This message opens the last allowed gap only after its pull; meanwhile another takes it.
+    const waiting = node.applyReplication([entry(100_000, "big", false)]);
+    expect(codes(await node.applyReplication([entry(90_000, "other", true)]))).toEqual(["ok"]);
+    pull.resolve(ok({ state: encodeKeyState(state("big")), seqs: { enam: 100_000 }, epoch: 0 }));
+    expect(codes(await waiting)).toEqual(["overloaded"]);
+    expect(node.machine.storage.kv.get("big")).toBeNull();
+  });
+});
+
+describe("recovery of a strong prefix", () => {
+  /** A node that is the primary of strong/ at epoch 2, and a donor with `keys` keys of it. */
+  function recovering(keys: number): { h: Harness; pages: { count: number }; gate: { open: Promise<void> } } {
+    const h = harness("wnam");
+    const view: ClusterView = {
+      atMs: NOW,
+      health: {},
+      primaries: { "strong/": { region: "wnam", epoch: 2, ready: false, failover: true, recoveredSeq: 0 } },
+    };
+    h.node.applyView(view);
+    const rows: KeyRow[] = Array.from({ length: keys }, (_, i) => {
+      const key = `strong/${String(i).padStart(5, "0")}`;
+      return { key, encoded: encodeKeyState(state(key)), seqs: { enam: i + 1 }, epoch: 1 };
+    });
+    const pages = { count: 0 };
+    const gate = { open: Promise.resolve() };
+    h.peers.set("weur", {
+      prefixStates: async (_low, _high, after, limit) => {
+        await gate.open;
+        pages.count += 1;
+        return ok(rows.filter((r) => after === null || r.key > after).slice(0, limit));
+      },
+    });
+    return { h, pages, gate };
+  }
+
+  it("runs once at a time: a second call while one runs shares it", async () => {
+    const { h, pages, gate } = recovering(10);
+    const held = deferred<void>();
+    gate.open = held.promise;
+    const first = h.node.recoverPrefix("strong/", 2, ["weur"], 0);
+    const second = h.node.recoverPrefix("strong/", 2, ["weur"], 0);
+    held.resolve();
+    const [a, b] = await Promise.all([first, second]);
+    expect(a).toEqual(b);
+    expect(pages.count).toBe(1);
+    expect(a.ok && a.value.done).toBe(true);
+  });
+
+  it("resumes where it stopped, after a restart, and re-logs every key once", async () => {
+    const keys = RECOVERY_PAGE_KEYS * 60;
+    const { h, pages } = recovering(keys);
+    const first = await h.node.recoverPrefix("strong/", 2, ["weur"], 0);
+    // One call does a bounded amount of work.
+    expect(first.ok && first.value.done).toBe(false);
+    const copied = pages.count;
+    // A new instance over the same storage (an eviction) continues from the stored cursor.
+    const restarted = harness("wnam", h.node.machine.storage as MemoryStorage);
+    restarted.peers.set("weur", h.peers.get("weur")!);
+    let done = false;
+    for (let call = 0; call < 10 && !done; call += 1) {
+      const step = await restarted.node.recoverPrefix("strong/", 2, ["weur"], 0);
+      done = step.ok && step.value.done;
+    }
+    expect(done).toBe(true);
+    // Pages of the donor: one per page of keys plus the short last one, none read twice.
+    expect(pages.count).toBe(keys / RECOVERY_PAGE_KEYS + 1);
+    expect(copied).toBeLessThan(pages.count);
+    expect(restarted.node.machine.seq).toBe(keys);
+    expect(restarted.node.machine.storage.primaries.all().get("strong/")?.settledEpoch).toBe(2);
+  });
+});
+
+describe("the outbox", () => {
+  it("holds writes for a region taken out, up to its bound, then hands them to the queue", async () => {
+    const { node, sent } = harness("wnam");
+    node.applyView({ atMs: NOW, health: { weur: { healthy: false, reason: "admin" } }, primaries: {} });
+    for (let i = 0; i < 10; i += 1) node.machine.write(`k${i}`, { type: "counter", delta: 1 }, {}, undefined, NOW);
+    await node.drain.flush();
+    expect(new Set(sent.map((m) => m.target))).toEqual(new Set(["enam"]));
+    expect(node.machine.storage.log.count()).toBe(10);
+    for (let i = 10; i <= HELD_ROWS_MAX; i += 1)
+      node.machine.write(`k${i % 50}`, { type: "counter", delta: 1 }, {}, undefined, NOW);
+    await node.drain.flush();
+    await node.drain.flush();
+    expect(sent.some((m) => m.target === "weur")).toBe(true);
+    expect(node.machine.storage.log.count()).toBeLessThan(HELD_ROWS_MAX);
+  });
+});
