@@ -23,11 +23,11 @@ const NOW = 1_800_000_000_000;
 
 /** A promise with its resolver, to hold a peer's answer until the test releases it. */
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve: (value: T) => void = () => undefined;
+  let resolve: ((value: T) => void) | undefined;
   const promise = new Promise<T>((r) => {
     resolve = r;
   });
-  return { promise, resolve };
+  return { promise, resolve: resolve as (value: T) => void };
 }
 
 /** Timers that never fire: these flows are driven by the test, not by time. */
@@ -133,32 +133,32 @@ describe("applying replication", () => {
   });
 });
 
-describe("recovery of a strong prefix", () => {
-  /** A node that is the primary of strong/ at epoch 2, and a donor with `keys` keys of it. */
-  function recovering(keys: number): { h: Harness; pages: { count: number }; gate: { open: Promise<void> } } {
-    const h = harness("wnam");
-    const view: ClusterView = {
-      atMs: NOW,
-      health: {},
-      primaries: { "strong/": { region: "wnam", epoch: 2, ready: false, failover: true, recoveredSeq: 0 } },
-    };
-    h.node.applyView(view);
-    const rows: KeyRow[] = Array.from({ length: keys }, (_, i) => {
-      const key = `strong/${String(i).padStart(5, "0")}`;
-      return { key, encoded: encodeKeyState(state(key)), seqs: { enam: i + 1 }, epoch: 1 };
-    });
-    const pages = { count: 0 };
-    const gate = { open: Promise.resolve() };
-    h.peers.set("weur", {
-      prefixStates: async (_low, _high, after, limit) => {
-        await gate.open;
-        pages.count += 1;
-        return ok(rows.filter((r) => after === null || r.key > after).slice(0, limit));
-      },
-    });
-    return { h, pages, gate };
-  }
+/** A node that is the primary of strong/ at epoch 2, and a donor with `keys` keys of it. */
+function recovering(keys: number): { h: Harness; pages: { count: number }; gate: { open: Promise<void> } } {
+  const h = harness("wnam");
+  const view: ClusterView = {
+    atMs: NOW,
+    health: {},
+    primaries: { "strong/": { region: "wnam", epoch: 2, ready: false, failover: true, recoveredSeq: 0 } },
+  };
+  h.node.applyView(view);
+  const rows: KeyRow[] = Array.from({ length: keys }, (_, i) => {
+    const key = `strong/${String(i).padStart(5, "0")}`;
+    return { key, encoded: encodeKeyState(state(key)), seqs: { enam: i + 1 }, epoch: 1 };
+  });
+  const pages = { count: 0 };
+  const gate = { open: Promise.resolve() };
+  h.peers.set("weur", {
+    prefixStates: async (_low, _high, after, limit) => {
+      await gate.open;
+      pages.count += 1;
+      return ok(rows.filter((r) => after === null || r.key > after).slice(0, limit));
+    },
+  });
+  return { h, pages, gate };
+}
 
+describe("recovery of a strong prefix", () => {
   it("runs once at a time: a second call while one runs shares it", async () => {
     const { h, pages, gate } = recovering(10);
     const held = deferred<void>();
