@@ -102,7 +102,12 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   const outcome = await callReplica(region, () => replicaOf(c.env, region).write(key, op, options));
   const token = await signSession(secrets, vvMerge(seen, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
-    const committed = `the write is committed in ${outcome.acked.join(", ")}, is not rolled back, and keeps replicating`;
+    // On a strong prefix a write no quorum holds is not yet safe: a failover before it
+    // replicates discards it (the new primary never had it), and the answer must say so.
+    const committed =
+      strong === undefined
+        ? `the write is committed in ${outcome.acked.join(", ")}, is not rolled back, and keeps replicating`
+        : `the write is committed in ${outcome.acked.join(", ")} and keeps replicating, but until a quorum holds it a failover of "${strong.prefix}" discards it; read it back with consistency=strong to know`;
     // This region and its peers not known to be out: all a write can reach now.
     const reachable = config.regions.length - outcome.unavailable.length;
     const message =
