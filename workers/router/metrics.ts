@@ -49,9 +49,12 @@ const COUNTERS: Readonly<Record<string, string>> = {
   replication_send_errors_total: "Failed sends to the replication queue, by sending region.",
   replication_heartbeat_failures_total: "Heartbeats a region could not deliver, by sending region and peer.",
   replication_dead_letters_total: "Messages that exhausted their retries, by target region and origin peer.",
+  replication_pushes_total: "Writes pushed for a synchronous ack and merged, by receiving region and origin peer.",
+  replication_push_failures_total:
+    "Synchronous-ack pushes that failed (the queue still delivers), by sending region and peer.",
   conflicts_total: "Concurrent writes resolved by LWW and logged, by region and the peer whose write arrived.",
   replication_fenced_total:
-    "Writes refused because a deposed primary accepted them under an old epoch, by region and origin.",
+    "Writes of a deposed primary refused or dropped (and logged), by region and the region they came from.",
 };
 
 /** Renders the exposition text from replica statuses (null for a region that did not answer). */
