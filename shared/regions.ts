@@ -1,7 +1,6 @@
 /**
  * Region identities and geography. A region is a Durable Object location hint; the table of
- * coordinates lets the router pick the region nearest to a client and lets the simulator place
- * replicas. The table's order is also the region's index in the binary encodings, so it is
+ * coordinates lets the router pick the region nearest to a client. The table's order is also the region's index in the binary encodings, so it is
  * append-only: reordering it would change the meaning of stored version vectors.
  */
 import { assert } from "./assert.ts";
@@ -22,8 +21,8 @@ export interface LatLon {
 }
 
 /**
- * A representative city per location hint (the same cities as the WAN round-trip data in
- * `../shared/data/wan-rtt.json`), so distances here and latencies in the simulator agree.
+ * A representative city per location hint: the same cities as the measured round-trip times in
+ * `wan-rtt.ts`, so distances here and latencies in the simulator agree.
  */
 export const REGION_LOCATIONS: Readonly<Record<RegionId, LatLon>> = {
   wnam: { lat: 37.3382, lon: -121.8863 }, // San Jose

@@ -8,6 +8,7 @@ import { DecodeError, fromBase64Url, toBase64Url, utf8 } from "../../shared/byte
 import { type Result, StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { checkKey } from "../../shared/store/keys.ts";
+import { isAssertion } from "../../shared/store/ports.ts";
 
 /** Largest value a register holds: 1 MiB. */
 export const VALUE_BYTES_MAX = 1024 * 1024;
@@ -120,6 +121,8 @@ export async function callReplica<T>(region: RegionId, call: () => Promise<Resul
   try {
     result = await call();
   } catch (error) {
+    // A broken invariant is a bug to surface, not an outage to route around.
+    if (isAssertion(error)) throw error;
     console.error(`replica ${region} call failed:`, error);
     throw new StoreError(
       "region_unavailable",
