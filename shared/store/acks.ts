@@ -27,8 +27,9 @@ export interface AckResult {
 /**
  * Pushes to each of `targets` with `push` and resolves once `needed` of them succeeded, every
  * push settled, or `timeoutMs` passed. Pushes still running at the deadline go on in the
- * background and are simply not counted. A push that fails is reported through `onError` (a
- * broken invariant is rethrown from the push's own promise chain, never swallowed).
+ * background and are simply not counted. A push that fails is reported through `onError`; a
+ * broken invariant rejects the wait, or, when the answer is already given, surfaces as an
+ * unhandled rejection: never swallowed.
  */
 export function awaitAcks(
   clock: Clock,
@@ -60,6 +61,9 @@ export function awaitAcks(
           },
           (error: unknown) => {
             if (isAssertion(error)) {
+              // Fail the write's answer if it is still pending; otherwise let the broken
+              // invariant surface as an unhandled rejection rather than vanish.
+              if (done) throw error;
               done = true;
               timer.cancel();
               reject(error);

@@ -94,6 +94,16 @@ export function quorumRead(
   timeoutMs: number,
   read: (region: RegionId) => Promise<Result<KeySnapshot>>,
 ): Promise<Result<QuorumAnswer>> {
+  if (order.length < need)
+    return Promise.resolve(
+      fail(
+        "region_unavailable",
+        `a quorum read needs ${need} regions; only ${order.length} ${order.length === 1 ? "is" : "are"} healthy`,
+        {
+          acked: [],
+        },
+      ),
+    );
   return new Promise((resolve, reject) => {
     const replies = new Map<RegionId, KeySnapshot>();
     let settled = 0;
@@ -109,14 +119,26 @@ export function quorumRead(
         );
         return;
       }
-      resolve(ok(mergeReplies(order, replies)));
+      // A state that does not decode is corruption or a bug: the read fails with it.
+      try {
+        resolve(ok(mergeReplies(order, replies)));
+      } catch (error) {
+        reject(error);
+      }
     };
-    if (order.length < need) finish();
     for (const region of order) {
       bounded(clock, () => read(region), timeoutMs)
-        .then((reply) => {
-          if (reply !== null && reply.ok && !done) replies.set(region, reply.value);
-        }, reject)
+        .then(
+          (reply) => {
+            if (reply !== null && reply.ok && !done) replies.set(region, reply.value);
+          },
+          (error: unknown) => {
+            // A broken invariant fails the read, or surfaces once it has been answered.
+            if (done) throw error;
+            done = true;
+            reject(error);
+          },
+        )
         .finally(() => {
           settled += 1;
           if (replies.size >= need || settled === order.length) finish();

@@ -4,7 +4,7 @@
  * of the REST API. One schema per shape, parsed once at the edge.
  */
 import { z } from "zod";
-import { fromBase64Url, toBase64Url } from "../bytes.ts";
+import { fromBase64Url, toBase64Url, utf8 } from "../bytes.ts";
 import { LOCATION_HINTS } from "../regions.ts";
 import { KEY_BYTES_MAX } from "./keys.ts";
 
@@ -18,7 +18,10 @@ const ms = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** One replicated write: the key's state right after the write, or null to pull it (too large to inline). */
 export const replicationEntrySchema = z.object({
   seq,
-  key: z.string().min(1).max(KEY_BYTES_MAX),
+  key: z
+    .string()
+    .min(1)
+    .refine((k) => utf8(k).length <= KEY_BYTES_MAX, { message: `keys are at most ${KEY_BYTES_MAX} bytes of UTF-8` }),
   /** HLC stamp text of the write. */
   stamp: z.string(),
   /** Origin wall time of the write. */
