@@ -126,7 +126,9 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       },
       after(afterSeq: number, limit: number, bytesMax: number): LogRow[] {
         // A running total of state bytes stops the page at the budget without reading the
-        // rows past it; the first row always comes, so one large state still drains.
+        // rows past it; the first row always comes, so one large state still drains. The first
+        // row is found by its row number: a zero running total also holds for the rows after
+        // leading null states, which must not pass a budget of 0.
         return sql
           .exec<{
             seq: number;
@@ -138,9 +140,10 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           }>(
             `SELECT seq, key, stamp, written_ms, state, epoch FROM (
                SELECT seq, key, stamp, written_ms, state, epoch,
+                      row_number() OVER (ORDER BY seq) AS n,
                       sum(coalesce(length(state), 0)) OVER (ORDER BY seq) - coalesce(length(state), 0) AS before
                FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2
-             ) WHERE before = 0 OR before < ?3 ORDER BY seq`,
+             ) WHERE n = 1 OR before < ?3 ORDER BY seq`,
             afterSeq,
             limit,
             bytesMax,
@@ -242,8 +245,11 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
     },
     conflicts: {
       insert(row): boolean {
-        const cursor = sql.exec(
-          "INSERT INTO conflicts (key, kind, rule, detected_ms, winner_stamp, loser_stamp, winner, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        // RETURNING yields a row only when one was inserted. `rowsWritten` cannot tell: it also
+        // counts the AUTOINCREMENT sequence update, which SQLite makes even when the conflict
+        // clause skips the insert.
+        const inserted = sql.exec(
+          "INSERT INTO conflicts (key, kind, rule, detected_ms, winner_stamp, loser_stamp, winner, loser) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
           row.key,
           row.kind,
           row.rule,
@@ -253,7 +259,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           row.winner,
           row.loser,
         );
-        return cursor.rowsWritten > 0;
+        return inserted.toArray().length > 0;
       },
       page(afterId: number, limit: number): ConflictRow[] {
         return sql

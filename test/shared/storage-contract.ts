@@ -1,0 +1,543 @@
+// One contract suite for every `ReplicaStorage` adapter, in the manner of automerge-repo's
+// storage adapter tests: the SQLite adapter (test/workers/storage.test.ts) and the simulator's
+// in-memory one (test/shared/memory-storage.test.ts) run the same tests, so the simulator's
+// verdicts hold for the Durable Object. Every test body is synchronous because the storage is:
+// the SQLite harness runs each body inside one `transactionSync`, which cannot await.
+import { describe, expect, it } from "vitest";
+import { hlcNow, hlcZero } from "../../shared/hlc.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { type KeyOp, type KeyState, applyKeyOp, encodeKeyState, keyVersion } from "../../shared/store/key-state.ts";
+import { EMPTY_PROGRESS, type PeerProgress } from "../../shared/store/progress.ts";
+import {
+  type ConflictInput,
+  type DeadLetterInput,
+  type LogRow,
+  type MetricRow,
+  type ReplicaStorage,
+} from "../../shared/store/storage.ts";
+import { EMPTY_VV, type VersionVector, vvFrom } from "../../shared/version-vector.ts";
+
+/**
+ * Runs `body` against a fresh, empty storage. `reopen` returns another adapter over the same
+ * durable state, as after a restart, so a read through it comes from the durable copy and not
+ * from a write-through cache (increments not yet flushed may be lost, as in a restart).
+ */
+export type WithStorage = (body: (storage: ReplicaStorage, reopen: () => ReplicaStorage) => void) => Promise<void>;
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** A key state made by one local operation (`prior` first, when given) at wall time `atMs`. */
+function stateOf(op: KeyOp, region: RegionId, atMs: number, prior?: KeyState): KeyState {
+  const result = applyKeyOp(prior, op, region, hlcNow(hlcZero(region), atMs));
+  if (!result.ok) throw new Error(result.error.message);
+  return result.value;
+}
+
+const putOp = (value: string): KeyOp => ({
+  type: "register",
+  op: { kind: "put", value: text(value), contentType: "text/plain" },
+});
+const LIVE = stateOf(putOp("v1"), "wnam", 1_000);
+const TOMBSTONE = stateOf({ type: "register", op: { kind: "delete" } }, "enam", 2_000, LIVE);
+const COUNTER = stateOf({ type: "counter", delta: 3 }, "weur", 3_000);
+const SET = stateOf({ type: "set", add: ["x"], remove: [] }, "apac", 4_000);
+const SEQS: VersionVector = vvFrom([
+  ["wnam", 7],
+  ["enam", 300],
+  ["apac", 1],
+]);
+
+function put(storage: ReplicaStorage, key: string, state: KeyState, seqs = EMPTY_VV, epoch = 0): void {
+  storage.kv.put(key, state, encodeKeyState(state), seqs, epoch);
+}
+
+/** A log row whose state is `stateBytes` bytes long (null: too large to inline). */
+function logRow(seq: number, stateBytes: number | null, epoch: number | null = null): LogRow {
+  const state = stateBytes === null ? null : new Uint8Array(stateBytes).fill(seq % 256);
+  return { seq, key: `key-${seq}`, stamp: `stamp-${seq}`, writtenMs: 10_000 + seq, state, epoch };
+}
+
+function appendAll(storage: ReplicaStorage, stateBytes: ReadonlyArray<number | null>): void {
+  stateBytes.forEach((bytes, i) => storage.log.append(logRow(i + 1, bytes)));
+}
+
+/** The stored key's interface fields (an adapter may return more, such as the key itself). */
+function storedKey(storage: ReplicaStorage, key: string) {
+  const stored = storage.kv.get(key);
+  return stored === null ? null : { encoded: stored.encoded, seqs: stored.seqs, epoch: stored.epoch };
+}
+
+const seqsOf = (rows: readonly LogRow[]): number[] => rows.map((r) => r.seq);
+
+function conflict(key: string, winnerStamp: string, loserStamp: string, rule = "hlc"): ConflictInput {
+  return {
+    key,
+    kind: "register",
+    rule,
+    detectedMs: 5_000,
+    winnerStamp,
+    loserStamp,
+    winner: text("w"),
+    loser: text("l"),
+  };
+}
+
+function letter(target: string, reason: string): DeadLetterInput {
+  return { origin: "enam", target, receivedMs: 6_000, attempts: 3, reason, body: text(`{"reason":"${reason}"}`) };
+}
+
+const PROGRESS: PeerProgress = {
+  appliedSeq: 12,
+  knownSeq: 40,
+  freshMs: 7_000,
+  heardMs: 7_500,
+  pending: [
+    { from: 14, to: 20, lastWrittenMs: 7_100 },
+    { from: 30, to: 30, lastWrittenMs: 7_200 },
+  ],
+};
+
+const byNameAndPeer = (rows: readonly MetricRow[]): MetricRow[] =>
+  [...rows].sort((a, b) => a.name.localeCompare(b.name) || a.peer.localeCompare(b.peer));
+
+/** Every group's observable state, except metrics (reading those flushes the buffer). */
+function tables(s: ReplicaStorage) {
+  return {
+    kv: s.kv.rows("", null, null, 100),
+    listing: s.kv.list("", null, null, 100),
+    log: s.log.after(0, 100, Number.MAX_SAFE_INTEGER),
+    logCount: s.log.count(),
+    peerSend: [...s.peerSend.all()].sort(),
+    peerRecv: [s.peerRecv.get("enam"), s.peerRecv.get("weur")],
+    primaries: [...s.primaries.all()].sort(),
+    conflicts: s.conflicts.page(0, 100),
+    deadLetters: s.deadLetters.page(0, 100),
+    deadLetterCount: s.deadLetters.count(),
+    meta: [s.meta.get("clock"), s.meta.get("seq")],
+  };
+}
+
+/** A committed row or value in every group, so a rollback has something to restore. */
+function seed(s: ReplicaStorage): void {
+  s.transaction(() => {
+    put(s, "k-live", LIVE, SEQS, 1);
+    put(s, "k-other", COUNTER);
+    s.log.append(logRow(1, 3));
+    s.log.append(logRow(2, null));
+    s.peerSend.set("enam", 10);
+    s.peerRecv.put("enam", PROGRESS);
+    s.primaries.put("strong/", { region: "enam", epoch: 1, settledEpoch: 1 });
+    s.conflicts.insert(conflict("k-live", "s2", "s1"));
+    s.deadLetters.insert(letter("weur", "seed"));
+    s.meta.set("clock", "c1");
+    s.metrics.add("writes_total", "wnam", 1);
+  });
+}
+
+/** Changes every group: overwrites, deletions and new rows alike. */
+function changeEverything(s: ReplicaStorage): void {
+  put(s, "k-live", TOMBSTONE, EMPTY_VV, 2);
+  s.kv.delete("k-other");
+  put(s, "k-new", SET);
+  s.log.prune(1);
+  s.log.append(logRow(3, 5, 2));
+  s.log.append(logRow(4, null, 2));
+  s.peerSend.set("enam", 50);
+  s.peerSend.set("weur", 5);
+  s.peerRecv.put("enam", { ...PROGRESS, appliedSeq: 40, pending: [] });
+  s.peerRecv.put("weur", PROGRESS);
+  s.primaries.put("strong/", { region: "weur", epoch: 2, settledEpoch: 1 });
+  s.primaries.put("manual/", { region: "wnam", epoch: 1, settledEpoch: 1 });
+  s.conflicts.insert(conflict("k-new", "s4", "s3"));
+  const [seeded] = s.deadLetters.page(0, 1);
+  s.deadLetters.delete([seeded!.id]);
+  s.deadLetters.insert(letter("apac", "changed"));
+  s.deadLetters.insert(letter("eeur", "changed"));
+  s.meta.set("clock", "c2");
+  s.meta.set("seq", "9");
+  s.metrics.add("writes_total", "wnam", 10);
+  s.metrics.add("conflicts_total", "enam", 1);
+}
+
+/** The error `fn` throws (fails the test when it returns). */
+function thrownBy(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a throw");
+}
+
+/** Declares the contract's tests for the adapter called `name`. */
+export function storageContract(name: string, withStorage: WithStorage): void {
+  describe(`${name} satisfies the ReplicaStorage contract`, () => {
+    it("starts empty in every group", () =>
+      withStorage((s) => {
+        expect(s.kv.get("a")).toBeNull();
+        expect(s.kv.rows("", null, null, 10)).toEqual([]);
+        expect(s.log.count()).toBe(0);
+        expect(s.peerRecv.get("enam")).toEqual(EMPTY_PROGRESS);
+        expect(s.metrics.all()).toEqual([]);
+        expect(tables(s)).toEqual({
+          kv: [],
+          listing: [],
+          log: [],
+          logCount: 0,
+          peerSend: [],
+          peerRecv: [EMPTY_PROGRESS, EMPTY_PROGRESS],
+          primaries: [],
+          conflicts: [],
+          deadLetters: [],
+          deadLetterCount: 0,
+          meta: [undefined, undefined],
+        });
+      }));
+
+    describe("kv", () => {
+      it("round-trips a key's bytes, seqs and epoch, and a second put replaces all three", () =>
+        withStorage((s, reopen) => {
+          put(s, "k", LIVE, SEQS, 4);
+          expect(storedKey(s, "k")).toEqual({ encoded: encodeKeyState(LIVE), seqs: SEQS, epoch: 4 });
+          put(s, "k", COUNTER, EMPTY_VV, 0);
+          expect(storedKey(s, "k")).toEqual({ encoded: encodeKeyState(COUNTER), seqs: {}, epoch: 0 });
+          expect(storedKey(reopen(), "k")).toEqual({ encoded: encodeKeyState(COUNTER), seqs: {}, epoch: 0 });
+          expect(s.kv.get("K")).toBeNull();
+        }));
+
+      it("deletes one key entirely, tombstone or not, and ignores unknown keys", () =>
+        withStorage((s) => {
+          put(s, "a", LIVE);
+          put(s, "b", TOMBSTONE);
+          put(s, "c", LIVE);
+          s.kv.delete("a");
+          s.kv.delete("b");
+          s.kv.delete("never-written");
+          expect([s.kv.get("a"), s.kv.get("b")]).toEqual([null, null]);
+          expect(s.kv.rows("", null, null, 10).map((r) => r.key)).toEqual(["c"]);
+          expect(s.kv.list("", null, null, 10).map((r) => r.name)).toEqual(["c"]);
+        }));
+
+      it("lists live keys only, with their versions, in [low, high) after the cursor, at most limit", () =>
+        withStorage((s) => {
+          put(s, "a", LIVE);
+          put(s, "b", TOMBSTONE);
+          put(s, "c", COUNTER);
+          put(s, "d", SET);
+          put(s, "e", LIVE);
+          const names = (low: string, high: string | null, after: string | null, limit: number) =>
+            s.kv.list(low, high, after, limit).map((r) => r.name);
+          expect(s.kv.list("", null, null, 10)).toEqual([
+            { name: "a", version: keyVersion(LIVE) },
+            { name: "c", version: keyVersion(COUNTER) },
+            { name: "d", version: keyVersion(SET) },
+            { name: "e", version: keyVersion(LIVE) },
+          ]);
+          expect(names("b", "d", null, 10)).toEqual(["c"]);
+          expect(names("c", "e", null, 10)).toEqual(["c", "d"]);
+          expect(names("", null, "c", 10)).toEqual(["d", "e"]);
+          expect(names("c", null, "a", 10)).toEqual(["c", "d", "e"]);
+          expect(names("", null, null, 2)).toEqual(["a", "c"]);
+          expect(names("", "e", "c", 1)).toEqual(["d"]);
+          expect(names("", null, "e", 10)).toEqual([]);
+        }));
+
+      it("orders keys by UTF-8 bytes, where characters beyond U+FFFF sort after U+E000..U+FFFF", () =>
+        withStorage((s) => {
+          const keys = ["\u{1F600}", "z", "\uFFFD", "\u{10000}", "\uE000", "a"];
+          const utf8Order = ["a", "z", "\uE000", "\uFFFD", "\u{10000}", "\u{1F600}"];
+          // The fixture must tell the two orders apart, or this test could not fail.
+          expect([...keys].sort()).not.toEqual(utf8Order);
+          for (const key of keys) put(s, key, LIVE);
+          expect(s.kv.list("", null, null, 10).map((r) => r.name)).toEqual(utf8Order);
+          expect(s.kv.rows("", null, null, 10).map((r) => r.key)).toEqual(utf8Order);
+          expect(s.kv.list("\uE000", "\u{1F600}", null, 10).map((r) => r.name)).toEqual([
+            "\uE000",
+            "\uFFFD",
+            "\u{10000}",
+          ]);
+          expect(s.kv.list("", null, "\uFFFD", 10).map((r) => r.name)).toEqual(["\u{10000}", "\u{1F600}"]);
+          expect(s.kv.rows("\uFFFE", null, "\u{10000}", 10).map((r) => r.key)).toEqual(["\u{1F600}"]);
+        }));
+
+      it("pages rows with tombstones included, in [low, high) after the cursor, at most limit", () =>
+        withStorage((s, reopen) => {
+          put(s, "a", LIVE, SEQS, 3);
+          put(s, "b", TOMBSTONE, vvFrom([["enam", 2]]), 0);
+          put(s, "c", COUNTER);
+          expect(reopen().kv.rows("", null, null, 10)).toEqual([
+            { key: "a", encoded: encodeKeyState(LIVE), seqs: SEQS, epoch: 3 },
+            { key: "b", encoded: encodeKeyState(TOMBSTONE), seqs: { enam: 2 }, epoch: 0 },
+            { key: "c", encoded: encodeKeyState(COUNTER), seqs: {}, epoch: 0 },
+          ]);
+          const keys = (low: string, high: string | null, after: string | null, limit: number) =>
+            s.kv.rows(low, high, after, limit).map((r) => r.key);
+          expect(keys("b", "c", null, 10)).toEqual(["b"]);
+          expect(keys("", null, "a", 10)).toEqual(["b", "c"]);
+          expect(keys("", null, null, 2)).toEqual(["a", "b"]);
+          expect(keys("a", null, "b", 1)).toEqual(["c"]);
+        }));
+    });
+
+    describe("log", () => {
+      it("returns rows after the cursor in seq order, field for field, at most limit", () =>
+        withStorage((s, reopen) => {
+          const rows = [logRow(3, 2, 7), logRow(1, null), logRow(2, 4)];
+          for (const row of rows) s.log.append(row);
+          expect(s.log.count()).toBe(3);
+          expect(reopen().log.after(0, 10, 1_000)).toEqual([rows[1], rows[2], rows[0]]);
+          expect(seqsOf(s.log.after(1, 10, 1_000))).toEqual([2, 3]);
+          expect(seqsOf(s.log.after(0, 2, 1_000))).toEqual([1, 2]);
+          expect(s.log.after(3, 10, 1_000)).toEqual([]);
+        }));
+
+      it("refuses a second row with the same seq and keeps the first", () =>
+        withStorage((s) => {
+          s.log.append(logRow(1, 2));
+          expect(() => s.log.append(logRow(1, 9))).toThrow(/UNIQUE constraint failed/);
+          expect(s.log.after(0, 10, 1_000)).toEqual([logRow(1, 2)]);
+        }));
+
+      it("stops once the state bytes before a row reach bytesMax", () =>
+        withStorage((s) => {
+          appendAll(s, [4, 4, 4, 4]);
+          expect(seqsOf(s.log.after(0, 10, 8))).toEqual([1, 2]);
+          expect(seqsOf(s.log.after(0, 10, 9))).toEqual([1, 2, 3]);
+          expect(seqsOf(s.log.after(0, 10, 1))).toEqual([1]);
+          expect(seqsOf(s.log.after(1, 10, 8))).toEqual([2, 3]);
+          expect(seqsOf(s.log.after(0, 3, 1_000))).toEqual([1, 2, 3]);
+        }));
+
+      it("always returns the first row, however large, so one large state still drains", () =>
+        withStorage((s) => {
+          appendAll(s, [100, 1]);
+          expect(seqsOf(s.log.after(0, 10, 10))).toEqual([1]);
+          expect(seqsOf(s.log.after(0, 10, 0))).toEqual([1]);
+        }));
+
+      it("counts a null state as 0 bytes", () =>
+        withStorage((s) => {
+          appendAll(s, [null, null, 4, null, 4]);
+          expect(seqsOf(s.log.after(0, 10, 4))).toEqual([1, 2, 3]);
+          expect(seqsOf(s.log.after(0, 10, 5))).toEqual([1, 2, 3, 4, 5]);
+          expect(seqsOf(s.log.after(3, 10, 1))).toEqual([4, 5]);
+          // A budget of 0 is spent before the second row, though the rows before it hold no bytes.
+          expect(seqsOf(s.log.after(0, 10, 0))).toEqual([1]);
+        }));
+
+      it("prunes every row up to a seq and nothing after it", () =>
+        withStorage((s) => {
+          appendAll(s, [1, 1, 1, 1]);
+          s.log.prune(0);
+          expect(s.log.count()).toBe(4);
+          s.log.prune(2);
+          expect(s.log.count()).toBe(2);
+          expect(seqsOf(s.log.after(0, 10, 1_000))).toEqual([3, 4]);
+          s.log.prune(Number.MAX_SAFE_INTEGER);
+          expect(s.log.count()).toBe(0);
+        }));
+    });
+
+    it("raises send watermarks per target and never lowers them", () =>
+      withStorage((s, reopen) => {
+        expect(s.peerSend.all().size).toBe(0);
+        s.peerSend.set("enam", 5);
+        expect(s.peerSend.all().get("enam")).toBe(5);
+        s.peerSend.set("enam", 9);
+        s.peerSend.set("enam", 3);
+        s.peerSend.set("weur", 1);
+        expect([...s.peerSend.all()].sort()).toEqual([
+          ["enam", 9],
+          ["weur", 1],
+        ]);
+        expect([...reopen().peerSend.all()].sort()).toEqual([
+          ["enam", 9],
+          ["weur", 1],
+        ]);
+      }));
+
+    it("round-trips peer progress, pending ranges included, per origin", () =>
+      withStorage((s, reopen) => {
+        expect(s.peerRecv.get("enam")).toEqual(EMPTY_PROGRESS);
+        s.peerRecv.put("enam", PROGRESS);
+        s.peerRecv.put("weur", EMPTY_PROGRESS);
+        expect(s.peerRecv.get("enam")).toEqual(PROGRESS);
+        expect(reopen().peerRecv.get("enam")).toEqual(PROGRESS);
+        expect(reopen().peerRecv.get("weur")).toEqual(EMPTY_PROGRESS);
+        const caughtUp = { ...PROGRESS, appliedSeq: 40, pending: [] };
+        s.peerRecv.put("enam", caughtUp);
+        expect(reopen().peerRecv.get("enam")).toEqual(caughtUp);
+      }));
+
+    it("stores one primary record per prefix, the latest put winning", () =>
+      withStorage((s, reopen) => {
+        s.primaries.put("strong/", { region: "enam", epoch: 1, settledEpoch: 1 });
+        s.primaries.put("manual/", { region: "wnam", epoch: 1, settledEpoch: 0 });
+        s.primaries.put("strong/", { region: "weur", epoch: 2, settledEpoch: 1 });
+        const expected = [
+          ["manual/", { region: "wnam", epoch: 1, settledEpoch: 0 }],
+          ["strong/", { region: "weur", epoch: 2, settledEpoch: 1 }],
+        ];
+        expect([...s.primaries.all()].sort()).toEqual(expected);
+        expect([...reopen().primaries.all()].sort()).toEqual(expected);
+      }));
+
+    it("records a conflict once per key and stamp pair, and pages them by id", () =>
+      withStorage((s) => {
+        expect(s.conflicts.insert(conflict("k", "s2", "s1"))).toBe(true);
+        // Only the key and the two stamps identify a conflict: a redelivery may differ in the rest.
+        expect(s.conflicts.insert({ ...conflict("k", "s2", "s1", "region_tiebreak"), detectedMs: 9 })).toBe(false);
+        expect(s.conflicts.insert(conflict("k", "s2", "s0"))).toBe(true);
+        expect(s.conflicts.insert(conflict("k", "s3", "s1"))).toBe(true);
+        expect(s.conflicts.insert(conflict("j", "s2", "s1"))).toBe(true);
+        const rows = s.conflicts.page(0, 10);
+        const { winnerStamp: _w, loserStamp: _l, ...fields } = conflict("k", "s2", "s1");
+        expect(rows[0]).toEqual({ id: rows[0]!.id, ...fields });
+        expect(rows.map((r) => r.key)).toEqual(["k", "k", "k", "j"]);
+        const ids = rows.map((r) => r.id);
+        expect(ids).toEqual([...ids].sort((a, b) => a - b));
+        expect(new Set(ids).size).toBe(4);
+        expect(s.conflicts.page(ids[0]!, 2).map((r) => r.id)).toEqual([ids[1], ids[2]]);
+        expect(s.conflicts.page(ids[3]!, 10)).toEqual([]);
+      }));
+
+    it("records dead letters with their target, pages them by id, deletes by id and counts them", () =>
+      withStorage((s, reopen) => {
+        const inputs = [letter("weur", "one"), letter("apac", "two"), letter("", "three")];
+        for (const input of inputs) s.deadLetters.insert(input);
+        const rows = reopen().deadLetters.page(0, 10);
+        expect(rows).toEqual(inputs.map((input, i) => ({ ...input, id: rows[i]!.id })));
+        const ids = rows.map((r) => r.id);
+        expect(ids[0]! < ids[1]! && ids[1]! < ids[2]!).toBe(true);
+        expect(s.deadLetters.count()).toBe(3);
+        expect(s.deadLetters.page(ids[0]!, 1).map((r) => r.reason)).toEqual(["two"]);
+        s.deadLetters.delete([]);
+        s.deadLetters.delete([ids[0]!, ids[2]!, ids[2]! + 1_000]);
+        expect(s.deadLetters.count()).toBe(1);
+        expect(s.deadLetters.page(0, 10).map((r) => r.reason)).toEqual(["two"]);
+      }));
+
+    it("stores named meta values, the latest set winning", () =>
+      withStorage((s, reopen) => {
+        expect(s.meta.get("clock")).toBeUndefined();
+        s.meta.set("clock", "c1");
+        s.meta.set("seq", "1");
+        s.meta.set("clock", "c2");
+        expect([s.meta.get("clock"), s.meta.get("seq")]).toEqual(["c2", "1"]);
+        expect(reopen().meta.get("clock")).toBe("c2");
+      }));
+
+    it("accumulates metric increments per name and peer across flushes", () =>
+      withStorage((s, reopen) => {
+        s.metrics.add("writes_total", "wnam", 2);
+        s.metrics.add("writes_total", "wnam", 3);
+        s.metrics.add("writes_total", "enam", 1);
+        s.metrics.flush();
+        s.metrics.add("writes_total", "wnam", 5);
+        s.metrics.add("conflicts_total", "wnam", 1);
+        const expected = [
+          { name: "conflicts_total", peer: "wnam", value: 1 },
+          { name: "writes_total", peer: "enam", value: 1 },
+          { name: "writes_total", peer: "wnam", value: 10 },
+        ];
+        expect(byNameAndPeer(s.metrics.all())).toEqual(expected);
+        expect(byNameAndPeer(reopen().metrics.all())).toEqual(expected);
+      }));
+
+    describe("transactions", () => {
+      it("commit every group's writes and return the body's result; reads inside see them", () =>
+        withStorage((s, reopen) => {
+          seed(s);
+          const before = tables(s);
+          let inside: ReturnType<typeof tables> | undefined;
+          const result = s.transaction(() => {
+            changeEverything(s);
+            inside = tables(s);
+            return "done";
+          });
+          expect(result).toBe("done");
+          for (const [group, value] of Object.entries(before))
+            expect({ [group]: inside?.[group as keyof typeof before] }).not.toEqual({ [group]: value });
+          expect(tables(s)).toEqual(inside);
+          expect(tables(reopen())).toEqual(inside);
+          expect(byNameAndPeer(s.metrics.all())).toEqual([
+            { name: "conflicts_total", peer: "enam", value: 1 },
+            { name: "writes_total", peer: "wnam", value: 11 },
+          ]);
+        }));
+
+      it("roll back every group's writes and metric increments on a throw, and rethrow the same error", () =>
+        withStorage((s, reopen) => {
+          seed(s);
+          const metricsBefore = s.metrics.all();
+          const before = tables(s);
+          const failure = new Error("roll back");
+          let inside: ReturnType<typeof tables> | undefined;
+          const thrown = thrownBy(() =>
+            s.transaction(() => {
+              changeEverything(s);
+              inside = tables(s);
+              throw failure;
+            }),
+          );
+          expect(thrown).toBe(failure);
+          // Every group did change inside, so each comparison below could fail.
+          for (const [group, value] of Object.entries(before))
+            expect({ [group]: inside?.[group as keyof typeof before] }).not.toEqual({ [group]: value });
+          expect(tables(s)).toEqual(before);
+          expect(tables(reopen())).toEqual(before);
+          expect(s.metrics.all()).toEqual(metricsBefore);
+          // The rolled-back conflict is forgotten, so it records again.
+          expect(s.conflicts.insert(conflict("k-new", "s4", "s3"))).toBe(true);
+        }));
+
+      it("count metric increments only when their transaction commits, keeping earlier ones", () =>
+        withStorage((s) => {
+          const failure = new Error("roll back");
+          s.metrics.add("m", "p", 1);
+          const thrown = thrownBy(() =>
+            s.transaction(() => {
+              s.metrics.add("m", "p", 10);
+              throw failure;
+            }),
+          );
+          expect(thrown).toBe(failure);
+          s.transaction(() => s.metrics.add("m", "p", 100));
+          expect(s.metrics.all()).toEqual([{ name: "m", peer: "p", value: 101 }]);
+        }));
+
+      it("keep an inner transaction's writes and increments, and the outer one's around it, on commit", () =>
+        withStorage((s) => {
+          s.transaction(() => {
+            s.metrics.add("m", "p", 1);
+            s.transaction(() => {
+              s.metrics.add("m", "p", 10);
+              s.meta.set("inner", "yes");
+            });
+            s.metrics.add("m", "p", 100);
+          });
+          expect(s.meta.get("inner")).toBe("yes");
+          expect(s.metrics.all()).toEqual([{ name: "m", peer: "p", value: 111 }]);
+        }));
+
+      it("roll back an inner transaction that committed when the outer one throws", () =>
+        withStorage((s) => {
+          const failure = new Error("outer");
+          const thrown = thrownBy(() =>
+            s.transaction(() => {
+              s.transaction(() => {
+                put(s, "inner", LIVE);
+                s.meta.set("inner", "yes");
+                s.metrics.add("m", "p", 1);
+              });
+              expect(s.kv.get("inner")).not.toBeNull();
+              throw failure;
+            }),
+          );
+          expect(thrown).toBe(failure);
+          expect([s.kv.get("inner"), s.meta.get("inner")]).toEqual([null, undefined]);
+          expect(s.metrics.all()).toEqual([]);
+        }));
+    });
+  });
+}
