@@ -7,8 +7,10 @@
  *   returns that write or something that causally follows it;
  * - monotonic reads: a session client's later read of a key never returns a causally older
  *   version than an earlier read of it;
- * - quorum visibility: a quorum read starting after an `ack=quorum` write of the key ended
- *   (by any client) returns that write or something that follows it.
+ * - quorum visibility: a quorum or strong read starting after an `ack=quorum` or strong write
+ *   of the key ended (by any client) returns that write or something that follows it;
+ * - strong reads never go back: a strong read starting after another strong read of the key
+ *   ended (by any client) returns what that one returned or something that follows it.
  *
  * Versions are compared causally (version vectors), so concurrent writers cannot fool it.
  */
@@ -20,7 +22,7 @@ export interface HistoryOp {
   readonly kind: "write" | "read";
   readonly key: string;
   readonly region: string;
-  /** `session` or `quorum` for reads; `quorum` (or another ack) for writes. */
+  /** `session`, `quorum` or `strong` for reads; `quorum`, `strong` (or another ack) for writes. */
   readonly mode: string;
   readonly startMs: number;
   readonly endMs: number;
@@ -32,7 +34,7 @@ export interface HistoryOp {
 
 /** A broken promise, with the two operations that show it. */
 export interface Violation {
-  readonly rule: "read_your_writes" | "monotonic_reads" | "quorum_visibility";
+  readonly rule: "read_your_writes" | "monotonic_reads" | "quorum_visibility" | "strong_read_went_back";
   readonly message: string;
   readonly earlier: HistoryOp;
   readonly later: HistoryOp;
@@ -43,6 +45,11 @@ export const HISTORY_OPS_MAX = 50_000;
 
 function vv(op: HistoryOp): VersionVector | undefined {
   return op.version === null ? undefined : parseVv(op.version);
+}
+
+/** Whether an operation is one that quorum visibility covers (quorum or strong). */
+function durable(op: HistoryOp): boolean {
+  return op.mode === "quorum" || op.mode === "strong";
 }
 
 /** Whether `later` observed at least what `earlier` wrote or read. */
@@ -79,11 +86,23 @@ export function checkHistory(history: readonly HistoryOp[]): Violation[] {
             later: read,
           });
         }
-        if (read.mode === "quorum" && write.mode === "quorum" && !covers(read, write)) {
+        if (durable(read) && durable(write) && !covers(read, write)) {
           violations.push({
             rule: "quorum_visibility",
             message: `${describe(read)} misses acknowledged ${describe(write)}`,
             earlier: write,
+            later: read,
+          });
+        }
+      }
+      if (read.mode === "strong") {
+        for (const before of reads) {
+          if (before.mode !== "strong" || before.endMs > read.startMs || before === read || covers(read, before))
+            continue;
+          violations.push({
+            rule: "strong_read_went_back",
+            message: `${describe(read)} is older than earlier ${describe(before)}`,
+            earlier: before,
             later: read,
           });
         }

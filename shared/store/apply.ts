@@ -4,6 +4,7 @@
  * fetches). Every path goes through one merge, {@link mergeInto}, which applies the fencing rule
  * of `epochs.ts`; only the stream moves the per-peer progress that lag and sessions rely on.
  */
+import { assert } from "../assert.ts";
 import { DecodeError, equalBytes } from "../bytes.ts";
 import { type Result, fail, ok } from "../errors.ts";
 import { type HlcStamp, formatHlc, hlcReceive, parseHlc } from "../hlc.ts";
@@ -28,7 +29,8 @@ export type MergeOutcome = "merged" | "unchanged" | "duplicate" | "wait" | "fenc
  * Merges `remote` (tagged `epoch`, including the origin writes `seqs`) into the stored key and
  * logs any conflict; call inside a transaction. `fenceLog` says whether content refused for its
  * old epoch is logged (stream entries) or skipped quietly (whole states, whose writes the stream
- * logs on its own).
+ * logs on its own). "fenced" also when the merge kept the stored state for its newer epoch and
+ * dropped the remote one: that content is not applied here, so it must never count as an ack.
  */
 export function mergeInto(
   machine: ReplicaMachine,
@@ -42,21 +44,18 @@ export function mergeInto(
 ): MergeOutcome {
   const { storage } = machine;
   const stored = storage.kv.get(key);
-  const local = stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: stored.epoch };
+  const local =
+    stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: machine.epochOf(key, stored.epoch) };
   const verdict = judgeEpoch(machine.strongOf(key)?.known, epoch, local, remote);
   if (verdict === "wait") return "wait";
   if (verdict === "fence") {
-    if (fenceLog) {
-      const record = fencedRecord(local?.state, local?.epoch ?? 0, remote, epoch);
-      if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
-        storage.metrics.add("replication_fenced_total", from, 1);
-    }
+    if (fenceLog) logFenced(machine, key, local, remote, epoch, from, nowMs);
     return "fenced";
   }
   const mergedSeqs = vvMerge(stored?.seqs ?? EMPTY_VV, seqs);
   if (verdict === "duplicate") {
     if (stored !== null && local !== undefined)
-      storage.kv.put(key, local.state, stored.encoded, mergedSeqs, stored.epoch);
+      storage.kv.put(key, local.state, stored.encoded, mergedSeqs, local.epoch);
     return "duplicate";
   }
   const { merged, conflict } = mergeTagged(local, { state: remote, epoch });
@@ -67,8 +66,53 @@ export function mergeInto(
     const record = conflictRecord(conflict);
     if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
       storage.metrics.add(record.kind === "fenced" ? "replication_fenced_total" : "conflicts_total", from, 1);
+    if (conflict.kind === "fenced" && conflict.loser.state === remote) return "fenced";
   }
   return changed ? "merged" : "unchanged";
+}
+
+/** Logs content of an older epoch that this replica refused. */
+function logFenced(
+  machine: ReplicaMachine,
+  key: string,
+  local: { state: KeyState; epoch: number } | undefined,
+  remote: KeyState,
+  epoch: number,
+  from: string,
+  nowMs: number,
+): void {
+  const record = fencedRecord(local?.state, local?.epoch ?? 0, remote, epoch);
+  if (machine.storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
+    machine.storage.metrics.add("replication_fenced_total", from, 1);
+}
+
+/** Deferred writes judged per settle step. */
+const DEFERRED_PAGE_MAX = 1000;
+
+/**
+ * Judges the writes of older epochs kept aside while this replica was taking in the new
+ * primary's recovered prefix, now that it has (call inside the settle's transaction): those
+ * the recovered state includes were kept, and are dropped quietly; the others are refused and
+ * logged. True when none is left.
+ */
+export function judgeDeferred(machine: ReplicaMachine, prefix: string, nowMs: number): boolean {
+  const { storage } = machine;
+  const rows = storage.deferred.page(prefix, DEFERRED_PAGE_MAX);
+  for (const row of rows) {
+    const outcome = mergeInto(
+      machine,
+      row.key,
+      decodeKeyState(row.state),
+      row.epoch,
+      EMPTY_VV,
+      row.origin,
+      nowMs,
+      true,
+    );
+    assert(outcome !== "wait", "a settled prefix judges every older epoch");
+  }
+  storage.deferred.delete(rows.map((r) => r.id));
+  return rows.length < DEFERRED_PAGE_MAX;
 }
 
 /** Parses a replication message addressed to this replica; `invalid_body` otherwise. */
@@ -103,21 +147,49 @@ export function applyHeartbeat(machine: ReplicaMachine, message: HeartbeatMessag
   return ok({ fenced: 0 });
 }
 
-/** Decodes the states of a message's entries (`pulled` fills those too large to inline). */
-export function entryStates(message: EntriesMessage, pulled: ReadonlyMap<number, Uint8Array>): Result<KeyState[]> {
-  const states: KeyState[] = [];
+/** A large state pulled from a message's origin: its current state of the key, or null when it no longer has the key. */
+export type Pulled = { readonly state: Uint8Array; readonly epoch: number } | null;
+
+/** An entry's content: its state and epoch, or null when it is gone (its origin dropped the key). */
+export type EntryContent = { readonly state: KeyState; readonly epoch: number } | null;
+
+/**
+ * Decodes the content of a message's entries. `pulled` fills those too large to inline, with
+ * the epoch of the state the origin holds now (it may have re-logged it under a newer epoch).
+ */
+export function entryStates(
+  machine: ReplicaMachine,
+  message: EntriesMessage,
+  pulled: ReadonlyMap<number, Pulled>,
+): Result<EntryContent[]> {
+  const out: EntryContent[] = [];
   for (const entry of message.entries) {
-    const bytes = entry.state ?? pulled.get(entry.seq);
-    if (bytes === undefined) return fail("not_found", `origin ${message.origin} no longer has ${entry.key}`);
+    const epoch = machine.epochOf(entry.key, entry.epoch ?? 0);
+    let bytes = entry.state;
+    let stateEpoch = epoch;
+    if (bytes === null) {
+      const got = pulled.get(entry.seq);
+      if (got === undefined) return fail("invalid_body", `the state of ${entry.key} was neither inline nor pulled`);
+      if (got === null) {
+        // Only a strong prefix's settling or recovery ever drops a key (and logs the drop);
+        // anywhere else the origin must still have it, so ask again later.
+        if (machine.strongOf(entry.key) === undefined)
+          return fail("not_found", `origin ${message.origin} no longer has ${entry.key}`);
+        out.push(null);
+        continue;
+      }
+      bytes = got.state;
+      stateEpoch = machine.epochOf(entry.key, got.epoch);
+    }
     try {
-      states.push(decodeKeyState(bytes));
+      out.push({ state: decodeKeyState(bytes), epoch: stateEpoch });
     } catch (error) {
       if (error instanceof DecodeError)
         return fail("invalid_body", `undecodable state for ${entry.key}: ${error.message}`);
       throw error;
     }
   }
-  return ok(states);
+  return ok(out);
 }
 
 /**
@@ -129,7 +201,7 @@ export function entryStates(message: EntriesMessage, pulled: ReadonlyMap<number,
 export function applyEntries(
   machine: ReplicaMachine,
   message: EntriesMessage,
-  states: readonly KeyState[],
+  contents: readonly EntryContent[],
   nowMs: number,
   stream: boolean,
 ): Result<Applied> {
@@ -152,20 +224,36 @@ export function applyEntries(
     let fenced = 0;
     let bytes = 0;
     message.entries.forEach((entry, i) => {
-      const remote = states[i] as KeyState;
-      const strong = machine.strongOf(entry.key);
-      const epoch = strong === undefined ? 0 : (entry.epoch ?? 0);
-      // A newer epoch than known means the control object's push has not arrived yet.
-      if (strong !== undefined && epoch > (strong.known?.epoch ?? 0))
-        machine.advanceEpoch(strong.prefix, origin, epoch);
-      const outcome = mergeInto(machine, entry.key, remote, epoch, vvFrom([[origin, entry.seq]]), origin, nowMs, true);
-      if (outcome === "wait")
-        throw new Refusal({
-          code: "primary_unavailable",
-          message: `"${entry.key}" comes from an older epoch of its prefix while this region takes in the new primary's state; retry`,
-        });
-      if (outcome === "fenced") fenced += 1;
+      const content = contents[i] as EntryContent;
       bytes += entry.state?.length ?? 0;
+      if (content === null) {
+        fenced += 1;
+        return;
+      }
+      const strong = machine.strongOf(entry.key);
+      // A newer epoch than known means the control object's push has not arrived yet.
+      if (strong !== undefined && content.epoch > (strong.known?.epoch ?? 0))
+        machine.advanceEpoch(strong.prefix, origin, content.epoch);
+      const seqs = vvFrom([[origin, entry.seq]]);
+      const outcome = mergeInto(machine, entry.key, content.state, content.epoch, seqs, origin, nowMs, true);
+      if (outcome === "wait") {
+        // A synchronous push is simply not applied (it does not count as an ack). The stream
+        // must not stall on it: the new primary's re-log may come later in this very stream.
+        if (!stream)
+          throw new Refusal({
+            code: "primary_unavailable",
+            message: `"${entry.key}" comes from an older epoch of its prefix while this region takes in the new primary's state`,
+          });
+        storage.deferred.add({
+          prefix: (strong as { prefix: string }).prefix,
+          key: entry.key,
+          origin,
+          epoch: content.epoch,
+          state: encodeKeyState(content.state),
+        });
+        return;
+      }
+      if (outcome === "fenced") fenced += 1;
     });
     if (stream) {
       const last = message.entries.at(-1) as (typeof message.entries)[number];

@@ -124,6 +124,8 @@ export interface PeerApi {
   /** Merges one write pushed for a synchronous ack, outside the ordered stream. */
   pushWrite(body: unknown): Promise<Result<Applied>>;
   snapshot(key: string): Promise<Result<KeySnapshot>>;
+  /** Whether the peer holds `key` at least at `version` (vector text) and `epoch`. */
+  covers(key: string, version: string, epoch: number): Promise<Result<boolean>>;
   prefixStates(low: string, high: string | null, after: string | null, limit: number): Promise<Result<KeyRow[]>>;
 }
 

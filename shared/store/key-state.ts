@@ -21,7 +21,7 @@ import { type PnCounter, pnApply, pnEmpty, pnMerge, readPn, writePn } from "../c
 import { type Result, fail, ok } from "../errors.ts";
 import { type HlcStamp } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
-import { type VersionVector, formatVv, vvCompare } from "../version-vector.ts";
+import { type VersionVector, formatVv, vvCompare, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 
 /** The data types a key can hold. */
 export type KeyType = "register" | "counter" | "set";
@@ -77,6 +77,38 @@ function typeMismatch<T>(existing: KeyType, wanted: KeyType): Result<T> {
   return fail("type_mismatch", `this key holds a ${existing}; it cannot be used as a ${wanted}`, {
     type: existing,
   });
+}
+
+/**
+ * The key's state (or, when never written, the empty state of `type`) with `region`'s entry of
+ * its vector raised to at least `atLeast`. A local write applied to it takes the next number
+ * after that, so passing the region's write sequence number makes every dot a region ever
+ * issues unique, even after a newer epoch's state replaced the region's own copy of the key
+ * (which can lower that entry): a version, and so an ETag, never names two different writes.
+ */
+export function withOwnCounter(
+  state: KeyState | undefined,
+  type: KeyType,
+  region: RegionId,
+  atLeast: number,
+): KeyState {
+  const base: KeyState =
+    state ??
+    (type === "register"
+      ? { type, register: lwwEmpty() }
+      : type === "counter"
+        ? { type, counter: pnEmpty() }
+        : { type, set: orsetEmpty() });
+  const raise = (vv: VersionVector): VersionVector =>
+    vvGet(vv, region) >= atLeast ? vv : vvMerge(vv, vvFrom([[region, atLeast]]));
+  switch (base.type) {
+    case "register":
+      return { type: "register", register: { ...base.register, vv: raise(base.register.vv) } };
+    case "counter":
+      return { type: "counter", counter: { ...base.counter, vv: raise(base.counter.vv) } };
+    case "set":
+      return { type: "set", set: { ...base.set, vv: raise(base.set.vv) } };
+  }
 }
 
 /**

@@ -21,12 +21,13 @@ import { assert } from "../assert.ts";
 import { type HlcStamp, formatHlc, hlcNow } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, vvMerge } from "../version-vector.ts";
+import { judgeDeferred } from "./apply.ts";
 import { mergeTagged } from "./epochs.ts";
 import { decodeKeyState, encodeKeyState } from "./key-state.ts";
 import { prefixEnd } from "./keys.ts";
 import { INLINE_STATE_BYTES_MAX, conflictRecord, fencedRecord } from "./replica-core.ts";
-import { type ReplicaMachine } from "./replica-machine.ts";
-import { type KeyRow } from "./storage.ts";
+import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
+import { type KeyRow, type PrimaryRecord } from "./storage.ts";
 
 /** Keys per page when copying or re-logging a prefix. */
 export const RECOVERY_PAGE_KEYS = 200;
@@ -53,8 +54,9 @@ function metaName(prefix: string): string {
 }
 
 /**
- * The recovery of `prefix` under `epoch` from `donors`, as stored; a new one when none is
- * stored for this epoch and donor set (merges are idempotent, so restarting is always safe).
+ * The recovery of `prefix` under `epoch` from `donors`, as stored: a finished one stays
+ * finished (its re-log is what readiness and settling are measured against); an unfinished one
+ * continues when the donors are the same, and starts over otherwise (merges are idempotent).
  */
 export function recoveryOf(
   machine: ReplicaMachine,
@@ -65,12 +67,32 @@ export function recoveryOf(
 ): RecoveryState {
   const text = machine.storage.meta.get(metaName(prefix));
   const stored = text === undefined ? undefined : (JSON.parse(text) as RecoveryState);
-  if (stored !== undefined && stored.epoch === epoch && sameRegions(stored.donors, donors)) return stored;
+  if (
+    stored !== undefined &&
+    stored.epoch === epoch &&
+    (stored.recoveredSeq !== null || sameRegions(stored.donors, donors))
+  )
+    return stored;
   return { epoch, donors: [...donors], donor: 0, after: null, merged: 0, floorEpoch, recoveredSeq: null };
 }
 
 function sameRegions(a: readonly RegionId[], b: readonly RegionId[]): boolean {
   return a.length === b.length && a.every((r) => b.includes(r));
+}
+
+/**
+ * Refuses (rolling the page back) when this replica is no longer the primary of `prefix` at
+ * `epoch`: a recovery that outlived its epoch across the awaits between pages must not bring
+ * back keys the newer epoch has dropped.
+ */
+function stillPrimary(machine: ReplicaMachine, prefix: string, epoch: number): void {
+  const known = machine.storage.primaries.all().get(prefix);
+  if (known === undefined || known.epoch !== epoch || known.region !== machine.region)
+    throw new Refusal({
+      code: "fenced",
+      message: `region ${machine.region} is no longer the primary of "${prefix}" at epoch ${epoch}`,
+      details: { prefix },
+    });
 }
 
 function save(machine: ReplicaMachine, prefix: string, state: RecoveryState): void {
@@ -92,6 +114,7 @@ export function mergeDonorPage(
   const donor = state.donors[state.donor] as RegionId;
   const { storage } = machine;
   return storage.transaction(() => {
+    stillPrimary(machine, prefix, state.epoch);
     let merged = state.merged;
     for (const row of rows) {
       // What the last epoch that served did not keep is a deposed primary's leftover.
@@ -128,6 +151,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
   let clock: HlcStamp = machine.clock;
   let seq = machine.seq;
   const next = storage.transaction(() => {
+    stillPrimary(machine, prefix, state.epoch);
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), state.after, RECOVERY_PAGE_KEYS);
     for (const row of rows) {
       if (row.epoch < state.floorEpoch) {
@@ -156,11 +180,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
       ? { ...state, after: null, recoveredSeq: seq }
       : { ...state, after: rows.at(-1)?.key ?? state.after };
     if (last) {
-      const known = storage.primaries.all().get(prefix);
-      assert(
-        known !== undefined && known.epoch === state.epoch && known.region === machine.region,
-        "only the primary of the epoch recovers it",
-      );
+      const known = storage.primaries.all().get(prefix) as PrimaryRecord;
       storage.primaries.put(prefix, { ...known, settledEpoch: state.epoch });
     }
     save(machine, prefix, after);
@@ -182,8 +202,10 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
     const known = storage.primaries.all().get(prefix);
     if (known === undefined || known.epoch !== epoch) return false;
     if (known.settledEpoch >= epoch) return true;
-    const after = storage.meta.get(name) ?? null;
-    const rows = storage.kv.rows(prefix, prefixEnd(prefix), after === "" ? null : after, SETTLE_PAGE_KEYS);
+    // The cursor belongs to one epoch: a settle overtaken by a newer epoch starts over.
+    const [cursorEpoch, ...rest] = (storage.meta.get(name) ?? "").split(":");
+    const after = Number(cursorEpoch) === epoch && rest.length > 0 ? rest.join(":") : null;
+    const rows = storage.kv.rows(prefix, prefixEnd(prefix), after, SETTLE_PAGE_KEYS);
     for (const row of rows) {
       if (row.epoch >= epoch) continue;
       storage.kv.delete(row.key);
@@ -193,8 +215,11 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
         storage.metrics.add("replication_fenced_total", known.region, 1);
     }
     const last = rows.length < SETTLE_PAGE_KEYS;
-    storage.meta.set(name, last ? "" : (rows.at(-1)?.key ?? ""));
-    if (last) storage.primaries.put(prefix, { ...known, settledEpoch: epoch });
-    return last;
+    storage.meta.set(name, last ? "" : `${epoch}:${rows.at(-1)?.key ?? ""}`);
+    if (!last) return false;
+    storage.primaries.put(prefix, { ...known, settledEpoch: epoch });
+    // Settled: the older epochs' writes kept aside meanwhile can be judged now.
+    while (!judgeDeferred(machine, prefix, nowMs));
+    return true;
   });
 }

@@ -9,7 +9,15 @@ import { pnValue } from "../crdt/pn-counter.ts";
 import { type RegionId } from "../regions.ts";
 import { lwwEmpty } from "../crdt/lww-register.ts";
 import { type TaggedConflict } from "./epochs.ts";
-import { type KeyOp, type KeyState, applyKeyOp, encodeKeyState, keyIsLive, keyVersion } from "./key-state.ts";
+import {
+  type KeyOp,
+  type KeyState,
+  applyKeyOp,
+  encodeKeyState,
+  keyIsLive,
+  keyVersion,
+  withOwnCounter,
+} from "./key-state.ts";
 
 /**
  * Largest encoded state carried inside a replication message. Queue messages are limited to
@@ -83,7 +91,10 @@ export function planWrite(
   const held = current?.type === "register" ? current.register.stamp : undefined;
   const floor = held !== undefined && compareHlc(held, lastStamp) > 0 ? { ...held, region } : lastStamp;
   const stamp = hlcNow(floor, physicalMs);
-  const next = applyKeyOp(current, op, region, stamp);
+  // The write's dot takes this region's next sequence number (see `withOwnCounter`).
+  const base =
+    current === undefined || current.type === op.type ? withOwnCounter(current, op.type, region, lastSeq) : current;
+  const next = applyKeyOp(base, op, region, stamp);
   if (!next.ok) return next;
   const encoded = encodeKeyState(next.value);
   return ok({

@@ -142,17 +142,18 @@ export class ReplicaMachine {
   }
 
   /**
-   * Takes the control object's view (older ones are ignored) and records it durably with the
-   * epochs it names, so a restarted replica knows at once whether it is out and what to fence.
-   * True when the view is recorded (also when it was already known).
+   * Takes the control object's view and records it durably with the epochs it names, so a
+   * restarted replica knows at once whether it is out and what to fence. Epochs only move
+   * forward, so they are taken from any view; the rest of an older view (one from a control
+   * object whose clock went back, or a late push) is ignored. True once its epochs are recorded.
    */
   applyView(view: ClusterView): boolean {
-    if (view.atMs < this.viewState.atMs) return true;
+    const newer = view.atMs >= this.viewState.atMs;
     this.storage.transaction(() => {
-      this.storage.meta.set(META_VIEW, JSON.stringify(view));
+      if (newer) this.storage.meta.set(META_VIEW, JSON.stringify(view));
       for (const [prefix, p] of Object.entries(view.primaries)) this.advanceEpoch(prefix, p.region, p.epoch);
     });
-    this.viewState = view;
+    if (newer) this.viewState = view;
     return true;
   }
 
@@ -171,6 +172,15 @@ export class ReplicaMachine {
     return strong === undefined
       ? undefined
       : { prefix: strong.prefix, known: this.storage.primaries.all().get(strong.prefix) };
+  }
+
+  /**
+   * The epoch a key's state belongs to, from its stored tag: 0 outside strong prefixes (so a
+   * key whose prefix stopped being strong merges as a plain CRDT again), and at least 1 inside
+   * one (content written before the prefix was made strong belongs to its first epoch).
+   */
+  epochOf(key: string, tag: number): number {
+    return prefixOf(key, this.settings.primaryPrefixes) === undefined ? 0 : Math.max(1, tag);
   }
 
   /**
@@ -288,7 +298,7 @@ export class ReplicaMachine {
   /** The key's stored state, for quorum reads, session fetches and read repair. */
   snapshot(key: string): KeySnapshot {
     const row = this.storage.kv.get(key);
-    return { state: row?.encoded ?? null, seqs: row?.seqs ?? EMPTY_VV, epoch: row?.epoch ?? 0 };
+    return { state: row?.encoded ?? null, seqs: row?.seqs ?? EMPTY_VV, epoch: this.epochOf(key, row?.epoch ?? 0) };
   }
 
   /**

@@ -6,27 +6,29 @@
  */
 import { type Result, fail, ok } from "../errors.ts";
 import { type RegionId } from "../regions.ts";
-import { type VersionVector } from "../version-vector.ts";
+import { type VersionVector, parseVv, vvDescends, vvGet } from "../version-vector.ts";
 import { type AckResult, awaitAcks, requiredAcks } from "./acks.ts";
-import { applyEntries, applyHeartbeat, entryStates, mergeSnapshot, parseMessage } from "./apply.ts";
-import { type ClusterView, isHealthy, isTakenOut } from "./cluster.ts";
+import { type Pulled, applyEntries, applyHeartbeat, entryStates, mergeSnapshot, parseMessage } from "./apply.ts";
+import { type ClusterView, isHealthy, isTakenOut, majority } from "./cluster.ts";
 import {
   type Applied,
   type KeySnapshot,
   type ReadOptions,
   type ReadOutcome,
   type RecoveryProgress,
+  type StrongScope,
   type WriteOptions,
   type WriteOutcome,
 } from "./contract.ts";
 import { Drain, type DrainSettings } from "./drain.ts";
-import { type KeyOp } from "./key-state.ts";
+import { type KeyOp, decodeKeyState, keyVersion, keyVv } from "./key-state.ts";
 import { prefixEnd } from "./keys.ts";
 import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
+import { formatHlc } from "../hlc.ts";
 import { RECOVERY_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "./recovery.ts";
-import { type ReplicaMachine } from "./replica-machine.ts";
+import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
 import { type KeyRow } from "./storage.ts";
-import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "./wire.ts";
+import { type EntriesMessage, type HeartbeatMessage, type ReplicationEntry, WIRE_VERSION } from "./wire.ts";
 
 /** Poll period while a session read waits for replication to catch up. */
 const SESSION_POLL_MS = 5;
@@ -147,8 +149,73 @@ export class ReplicaNode {
       const caughtUp = await this.catchUp(key, options.session);
       if (!caughtUp.ok) return caughtUp;
     }
+    if (options.strong !== undefined) {
+      const durable = await this.quorumHolds(key, options.strong);
+      if (!durable.ok) return durable;
+    }
     const local = this.machine.readLocal(key);
     return local.ok ? ok({ region: this.region, view: local.value.view, lagMs, seqs: local.value.seqs }) : local;
+  }
+
+  /**
+   * Before a strong read answers: makes sure a majority holds the key as this primary does,
+   * asking each healthy peer whether it already does and pushing the state to those that do
+   * not. The primary holds writes a quorum has not acknowledged yet (an answer that timed
+   * out); answering one of those, and then losing it in a failover, would let a later strong
+   * read go back in time. With a majority holding it, every later epoch's recovery finds it.
+   */
+  private async quorumHolds(key: string, scope: StrongScope): Promise<Result<null>> {
+    const { machine } = this;
+    const local = machine.snapshot(key);
+    if (local.state === null) return ok(null);
+    const version = keyVersion(decodeKeyState(local.state));
+    const needed = majority(machine.settings.regions.length) - 1;
+    const entry: ReplicationEntry = {
+      seq: Math.max(1, vvGet(local.seqs, this.region)),
+      key,
+      stamp: formatHlc(machine.clock),
+      writtenMs: this.ports.now(),
+      state: local.state,
+      epoch: scope.epoch,
+    };
+    const peers = machine.peers.filter((peer) => isHealthy(machine.view, peer));
+    const result = await awaitAcks(
+      this.ports,
+      peers,
+      needed,
+      this.settings.heartbeatIntervalMs,
+      async (target) => {
+        const held = await this.ports.peer(target).covers(key, version, local.epoch);
+        if (held.ok && held.value) return true;
+        const message: EntriesMessage = {
+          v: WIRE_VERSION,
+          kind: "entries",
+          origin: this.region,
+          target,
+          from: entry.seq,
+          to: entry.seq,
+          firstMs: machine.firstWrittenMs,
+          entries: [entry],
+        };
+        const applied = await this.ports.peer(target).pushWrite(message);
+        return applied.ok && applied.value.fenced === 0;
+      },
+      (target, error) => this.ports.warn(`replica ${this.region}: ${target} could not confirm "${key}"`, error),
+    );
+    if (result.complete) return ok(null);
+    return fail("primary_unavailable", `the latest state of "${key}" is not yet held by a majority of regions; retry`, {
+      prefix: scope.prefix,
+    });
+  }
+
+  /** Whether this replica holds `key` at least at `version` (a vector text) and `epoch`; refused while taken out. */
+  covers(key: string, version: string, epoch: number): Result<boolean> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    const wanted = parseVv(version);
+    if (wanted === undefined) return fail("invalid_body", `"${version}" is not a version`);
+    const row = this.machine.snapshot(key);
+    if (row.state === null) return ok(false);
+    return ok(row.epoch >= epoch && vvDescends(keyVv(decodeKeyState(row.state)), wanted));
   }
 
   /**
@@ -233,7 +300,7 @@ export class ReplicaNode {
         ? applyHeartbeat(this.machine, message, this.ports.now())
         : fail("invalid_body", "a heartbeat is not a write");
     if (!stream && message.from !== message.to) return fail("invalid_body", "a pushed write is one entry");
-    const pulled = new Map<number, Uint8Array>();
+    const pulled = new Map<number, Pulled>();
     for (const entry of message.entries) {
       if (entry.state !== null) continue;
       // Too large to inline: the origin's current state of the key includes this write.
@@ -245,11 +312,10 @@ export class ReplicaNode {
       );
       if (snapshot === null || !snapshot.ok)
         return fail("region_unavailable", `origin ${message.origin} did not hand over ${entry.key}; retry`);
-      if (snapshot.value.state === null)
-        return fail("not_found", `origin ${message.origin} no longer has ${entry.key}`);
-      pulled.set(entry.seq, snapshot.value.state);
+      const { state, epoch } = snapshot.value;
+      pulled.set(entry.seq, state === null ? null : { state, epoch });
     }
-    const states = entryStates(message, pulled);
+    const states = entryStates(this.machine, message, pulled);
     if (!states.ok) return states;
     return applyEntries(this.machine, message, states.value, this.ports.now(), stream);
   }
@@ -326,10 +392,18 @@ export class ReplicaNode {
     donors: readonly RegionId[],
     floorEpoch: number,
   ): Promise<Result<RecoveryProgress>> {
-    const running = this.recovering.get(prefix);
+    // Joined only by a call for the same epoch: one for a newer epoch starts its own run (the
+    // stale one stops at its next page, which finds the epoch moved on).
+    const id = `${prefix}@${epoch}`;
+    const running = this.recovering.get(id);
     if (running !== undefined) return running;
-    const run = this.recoverSteps(prefix, epoch, donors, floorEpoch).finally(() => this.recovering.delete(prefix));
-    this.recovering.set(prefix, run);
+    const run = this.recoverSteps(prefix, epoch, donors, floorEpoch)
+      .catch((error: unknown) => {
+        if (error instanceof Refusal) return { ok: false as const, error: error.error };
+        throw error;
+      })
+      .finally(() => this.recovering.delete(id));
+    this.recovering.set(id, run);
     return run;
   }
 

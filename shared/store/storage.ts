@@ -99,6 +99,23 @@ export interface PrimaryRecord {
   readonly settledEpoch: number;
 }
 
+/**
+ * A replicated write of an older epoch of a strong prefix that arrived while this replica had
+ * not yet taken in the new primary's recovered state: kept aside, and judged when it has.
+ */
+export interface DeferredInput {
+  readonly prefix: string;
+  readonly key: string;
+  readonly origin: string;
+  readonly epoch: number;
+  readonly state: Uint8Array;
+}
+
+/** A deferred write as stored. */
+export interface DeferredRow extends DeferredInput {
+  readonly id: number;
+}
+
 /** A monotonic counter for `/metrics`, by name and peer. */
 export interface MetricRow {
   readonly name: string;
@@ -155,6 +172,13 @@ export interface ReplicaStorage {
   readonly deadLetters: {
     insert(row: DeadLetterInput): void;
     page(afterId: number, limit: number): DeadLetterRow[];
+    delete(ids: readonly number[]): void;
+    count(): number;
+  };
+  readonly deferred: {
+    add(row: DeferredInput): void;
+    /** The oldest deferred writes of `prefix`, at most `limit`. */
+    page(prefix: string, limit: number): DeferredRow[];
     delete(ids: readonly number[]): void;
     count(): number;
   };

@@ -75,4 +75,22 @@ describe("history checker", () => {
       ]),
     ).toEqual([]);
   });
+
+  it("flags a strong read that returns less than an earlier strong read, whoever made it", () => {
+    const violations = checkHistory([
+      op({ client: "a", kind: "read", mode: "strong", startMs: 0, endMs: 1, version: v(2) }),
+      op({ client: "b", kind: "read", mode: "strong", startMs: 2, endMs: 3, version: v(1) }),
+      // Overlapping strong reads promise nothing to each other.
+      op({ client: "c", kind: "read", mode: "strong", startMs: 0.5, endMs: 4, version: v(1) }),
+    ]);
+    expect(violations.map((x) => x.rule)).toEqual(["strong_read_went_back"]);
+  });
+
+  it("flags a strong read that misses an acknowledged strong write", () => {
+    const violations = checkHistory([
+      op({ client: "a", kind: "write", mode: "strong", startMs: 0, endMs: 1, version: v(2) }),
+      op({ client: "b", kind: "read", mode: "strong", startMs: 2, endMs: 3, version: v(1) }),
+    ]);
+    expect(violations.map((x) => x.rule)).toEqual(["quorum_visibility"]);
+  });
 });

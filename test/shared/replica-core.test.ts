@@ -15,6 +15,7 @@ import {
   decodeKeyState,
   encodeKeyState,
   keyVersion,
+  keyVv,
   mergeKeyState,
 } from "../../shared/store/key-state.ts";
 import {
@@ -335,5 +336,32 @@ describe("fencedRecord", () => {
       loser: encodeKeyState(dropped),
     });
     expect(decodeKeyState(record.winner)).toEqual(empty);
+  });
+});
+
+/** An enam stamp at `wallMs`. */
+function enamAt(wallMs: number): HlcStamp {
+  return { wallMs, counter: 0, region: "enam" };
+}
+
+describe("planWrite dots", () => {
+  it("never reuses a dot after a newer epoch's state replaced the region's own copy", () => {
+    // enam wrote the key twice (its writes 1 and 2); a newer epoch kept only the first, so
+    // enam's copy now says it has seen one of its own writes to this key.
+    const first = planWrite(undefined, { type: "counter", delta: 1 }, "enam", enamAt(1), 0, 10);
+    if (!first.ok) throw new Error(first.error.message);
+    const second = planWrite(first.value.state, { type: "counter", delta: 1 }, "enam", enamAt(10), 1, 20);
+    if (!second.ok) throw new Error(second.error.message);
+    const replaced = first.value.state;
+    // Its next write (its write 3) must not take the dot of the dropped write 2: the two would
+    // share a version, and an ETag of one would match the other.
+    const third = planWrite(replaced, { type: "counter", delta: 5 }, "enam", enamAt(20), 2, 30);
+    if (!third.ok) throw new Error(third.error.message);
+    expect(keyVersion(third.value.state)).not.toBe(keyVersion(second.value.state));
+    expect(keyVv(third.value.state).enam).toBe(3);
+    // A new key too starts past every dot the region has issued.
+    const fresh = planWrite(undefined, { type: "set", add: ["x"], remove: [] }, "enam", enamAt(30), 7, 40);
+    if (!fresh.ok) throw new Error(fresh.error.message);
+    expect(keyVv(fresh.value.state).enam).toBe(8);
   });
 });

@@ -6,11 +6,11 @@ import { describe, expect, it } from "vitest";
 import { type Result } from "../../shared/errors.ts";
 import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
-import { applyEntries, mergeSnapshot } from "../../shared/store/apply.ts";
+import { applyEntries, entryStates, mergeSnapshot } from "../../shared/store/apply.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type KeyOp, type KeyState, applyKeyOp, decodeKeyState, encodeKeyState } from "../../shared/store/key-state.ts";
 import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
-import { recoveryOf, relogPage, settleStep } from "../../shared/store/recovery.ts";
+import { SETTLE_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "../../shared/store/recovery.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
 import { type ReplicaStorage } from "../../shared/store/storage.ts";
 import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
@@ -20,8 +20,17 @@ const REGIONS: RegionId[] = ["wnam", "enam", "weur"];
 const NOW = 1_800_000_000_000;
 const STRONG = { prefix: "strong/", region: "enam" as RegionId, failover: true };
 
-function machine(region: RegionId, storage: ReplicaStorage = new MemoryStorage()): ReplicaMachine {
-  return new ReplicaMachine(storage, { region, regions: REGIONS, primaryPrefixes: [STRONG], silenceMsMax: 3000 });
+function machine(
+  region: RegionId,
+  storage: ReplicaStorage = new MemoryStorage(),
+  primaryPrefixes = [STRONG],
+): ReplicaMachine {
+  return new ReplicaMachine(storage, { region, regions: REGIONS, primaryPrefixes, silenceMsMax: 3000 });
+}
+
+/** Applies an entries message whose states are all inline. */
+function apply(m: ReplicaMachine, msg: EntriesMessage, nowMs: number, stream: boolean): Result<{ fenced: number }> {
+  return applyEntries(m, msg, ok(entryStates(m, msg, new Map())), nowMs, stream);
 }
 
 function ok<T>(result: Result<T>): T {
@@ -120,26 +129,34 @@ describe("fencing", () => {
     expect(result.ok ? "ok" : result.error.code).toBe("fenced");
   });
 
-  it("holds old-epoch content until settled, then refuses and logs it, on the stream and in whole states, counters included", () => {
+  it("keeps old-epoch content aside until settled, then refuses and logs it, on every path, counters included", () => {
     const storage = new MemoryStorage();
     const m = machine("weur", storage);
     // enam led epoch 1 and incremented a counter; weur got that write.
     const one = ok(applyKeyOp(undefined, { type: "counter", delta: 1 }, "enam", hlcNow(hlcZero("enam"), NOW)));
-    expect(ok(applyEntries(m, message("enam", "weur", 1, "strong/n", one, 1), [one], NOW, true)).fenced).toBe(0);
+    expect(ok(apply(m, message("enam", "weur", 1, "strong/n", one, 1), NOW, true)).fenced).toBe(0);
     // wnam now leads epoch 2 and re-logged the prefix (its write 1); enam, deposed, increments again.
     const two = ok(applyKeyOp(one, { type: "counter", delta: 100 }, "enam", hlcNow(hlcZero("enam"), NOW + 5)));
     m.applyView(view("wnam", 2, 1, NOW + 10));
-    const waiting = applyEntries(m, message("enam", "weur", 2, "strong/n", two, 1), [two], NOW + 11, true);
-    expect(waiting.ok ? "ok" : waiting.error.code).toBe("primary_unavailable");
-    // A whole state carrying the deposed increment (a session fetch, a read repair) is not merged either.
+    // Before weur has the recovered prefix it cannot tell whether wnam kept the write: the
+    // stream keeps it aside and moves on (the re-log may come later in that very stream) ...
+    expect(ok(apply(m, message("enam", "weur", 2, "strong/n", two, 1), NOW + 11, true)).fenced).toBe(0);
+    expect(storage.deferred.count()).toBe(1);
+    expect(storage.peerRecv.get("enam").appliedSeq).toBe(2);
+    // ... a synchronous push of it is not applied, so it is no ack ...
+    const pushed = apply(m, message("enam", "weur", 2, "strong/n", two, 1), NOW + 11, false);
+    expect(pushed.ok ? "ok" : pushed.error.code).toBe("primary_unavailable");
+    // ... and a whole state carrying it (a session fetch, a read repair) is not merged either.
     expect(
       mergeSnapshot(m, "strong/n", { state: encodeKeyState(two), seqs: { enam: 2 }, epoch: 1 }, "enam", NOW + 12),
     ).toBe(false);
-    // The re-log arrives (epoch 2, what wnam kept: the first increment only), then weur settles.
-    expect(ok(applyEntries(m, message("wnam", "weur", 1, "strong/n", one, 2), [one], NOW + 13, true)).fenced).toBe(0);
+    // The re-log arrives (epoch 2, what wnam kept: the first increment only), then weur settles
+    // and judges what it kept aside: refused and logged.
+    expect(ok(apply(m, message("wnam", "weur", 1, "strong/n", one, 2), NOW + 13, true)).fenced).toBe(0);
     expect(settleStep(m, "strong/", 2, NOW + 14)).toBe(true);
-    const fenced = applyEntries(m, message("enam", "weur", 2, "strong/n", two, 1), [two], NOW + 15, true);
-    expect(ok(fenced).fenced).toBe(1);
+    expect(storage.deferred.count()).toBe(0);
+    // Arriving again later, it is refused at once.
+    expect(ok(apply(m, message("enam", "weur", 2, "strong/n", two, 1), NOW + 15, true)).fenced).toBe(1);
     expect(
       mergeSnapshot(m, "strong/n", { state: encodeKeyState(two), seqs: { enam: 2 }, epoch: 1 }, "enam", NOW + 16),
     ).toBe(false);
@@ -150,15 +167,25 @@ describe("fencing", () => {
     ]);
   });
 
+  it("drops quietly, when it settles, an older write kept aside that the new primary kept", () => {
+    const storage = new MemoryStorage();
+    const m = machine("weur", storage);
+    const one = ok(applyKeyOp(undefined, { type: "counter", delta: 1 }, "enam", hlcNow(hlcZero("enam"), NOW)));
+    m.applyView(view("wnam", 2, 1, NOW + 10));
+    expect(ok(apply(m, message("enam", "weur", 1, "strong/n", one, 1), NOW + 11, true)).fenced).toBe(0);
+    expect(ok(apply(m, message("wnam", "weur", 1, "strong/n", one, 2), NOW + 12, true)).fenced).toBe(0);
+    expect(settleStep(m, "strong/", 2, NOW + 13)).toBe(true);
+    expect(storage.deferred.count()).toBe(0);
+    expect(storage.conflicts.page(0, 10)).toEqual([]);
+  });
+
   it("drops, when it settles, keys only a deposed primary wrote, and logs them", () => {
     const storage = new MemoryStorage();
     const m = machine("weur", storage);
     const orphan = ok(
       applyKeyOp(undefined, { type: "set", add: ["x"], remove: [] }, "enam", hlcNow(hlcZero("enam"), NOW)),
     );
-    expect(
-      ok(applyEntries(m, message("enam", "weur", 1, "strong/orphan", orphan, 1), [orphan], NOW, true)).fenced,
-    ).toBe(0);
+    expect(ok(apply(m, message("enam", "weur", 1, "strong/orphan", orphan, 1), NOW, true)).fenced).toBe(0);
     m.applyView(view("wnam", 2, 0, NOW + 10));
     expect(settleStep(m, "strong/", 2, NOW + 11)).toBe(true);
     expect(storage.kv.get("strong/orphan")).toBeNull();
@@ -174,12 +201,12 @@ describe("synchronous pushes", () => {
       state = ok(applyKeyOp(state, put(`v${i}`), "enam", hlcNow(hlcZero("enam"), NOW + i)));
       // Every other sequence number, so that as stream entries they would each open a gap.
       const seq = 2 * i;
-      const pushed = applyEntries(m, message("enam", "weur", seq, `k${i}`, state), [state], NOW + i, false);
+      const pushed = apply(m, message("enam", "weur", seq, `k${i}`, state), NOW + i, false);
       expect(pushed.ok ? "ok" : pushed.error.code).toBe("ok");
     }
     expect(m.storage.peerRecv.get("enam").pending).toEqual([]);
     // The stream itself is unaffected and still takes a message that opens a gap.
-    const gap = applyEntries(m, message("enam", "weur", 5, "k-stream", state!), [state!], NOW, true);
+    const gap = apply(m, message("enam", "weur", 5, "k-stream", state!), NOW, true);
     expect(gap.ok ? "ok" : gap.error.code).toBe("ok");
   });
 });
@@ -194,5 +221,77 @@ describe("restart", () => {
     expect(restarted.takenOut()).toBe(true);
     const refused = restarted.write("k", put("x"), {}, undefined, NOW);
     expect(refused.ok ? "ok" : refused.error.code).toBe("region_unavailable");
+  });
+});
+
+describe("review findings", () => {
+  it("does not count a push as applied when a newer epoch's state here drops it", () => {
+    const storage = new MemoryStorage();
+    const m = machine("weur", storage);
+    // A read repair stored the key at epoch 2 before weur heard of epoch 2 (it knows 1).
+    const kept = ok(applyKeyOp(undefined, put("v1"), "enam", hlcNow(hlcZero("enam"), NOW)));
+    expect(mergeSnapshot(m, "strong/k", { state: encodeKeyState(kept), seqs: {}, epoch: 2 }, "repair", NOW)).toBe(true);
+    // The deposed enam pushes a write of epoch 1 built on it: it loses to the epoch-2 state.
+    const late = ok(applyKeyOp(kept, put("late"), "enam", hlcNow(hlcZero("enam"), NOW + 1)));
+    expect(ok(apply(m, message("enam", "weur", 7, "strong/k", late, 1), NOW + 2, false)).fenced).toBe(1);
+  });
+
+  it("merges a key whose prefix is no longer strong as a plain CRDT, whatever its stored epoch", () => {
+    const storage = new MemoryStorage();
+    const old = ok(applyKeyOp(undefined, put("old"), "enam", hlcNow(hlcZero("enam"), NOW)));
+    storage.kv.put("strong/k", old, encodeKeyState(old), {}, 1);
+    const m = machine("weur", storage, []);
+    const newer = ok(applyKeyOp(old, put("new"), "wnam", hlcNow(hlcZero("wnam"), NOW + 1)));
+    expect(ok(apply(m, message("wnam", "weur", 1, "strong/k", newer), NOW + 2, true)).fenced).toBe(0);
+    expect(decodeKeyState(storage.kv.get("strong/k")!.encoded)).toEqual(newer);
+    expect(m.snapshot("strong/k").epoch).toBe(0);
+  });
+
+  it("takes content from before a prefix became strong as its first epoch", () => {
+    const m = machine("weur");
+    const early = ok(applyKeyOp(undefined, put("early"), "wnam", hlcNow(hlcZero("wnam"), NOW)));
+    // No epoch: written by a region whose configuration did not list the prefix yet.
+    expect(ok(apply(m, message("wnam", "weur", 1, "strong/k", early), NOW + 1, true)).fenced).toBe(0);
+    expect(m.snapshot("strong/k")).toMatchObject({ epoch: 1 });
+    expect(m.storage.deferred.count()).toBe(0);
+  });
+
+  it("keeps a finished recovery finished when the donors change", () => {
+    const m = machine("wnam");
+    m.applyView(view("wnam", 2, 0, NOW));
+    const done = relogPage(m, "strong/", recoveryOf(m, "strong/", 2, [], 0), NOW);
+    expect(done.recoveredSeq).not.toBeNull();
+    expect(recoveryOf(m, "strong/", 2, ["weur"], 0)).toEqual(done);
+  });
+
+  it("stops a recovery whose epoch moved on while it awaited its donors", () => {
+    const m = machine("wnam");
+    m.applyView(view("wnam", 2, 0, NOW));
+    const state = recoveryOf(m, "strong/", 2, ["weur"], 0);
+    m.applyView(view("weur", 3, 0, NOW + 1));
+    expect(() => mergeDonorPage(m, "strong/", state, [], NOW + 2)).toThrow(/no longer the primary/);
+  });
+
+  it("takes the epochs of a view older than the one it holds", () => {
+    const m = machine("weur");
+    m.applyView({ atMs: NOW + 1000, health: {}, primaries: {} });
+    // A control object whose clock went back publishes epoch 2 with an older stamp.
+    expect(m.applyView(view("wnam", 2, 0, NOW))).toBe(true);
+    expect(m.storage.primaries.all().get("strong/")?.epoch).toBe(2);
+  });
+
+  it("settles a newer epoch from the start even when an older epoch's settle stopped midway", () => {
+    const storage = new MemoryStorage();
+    const m = machine("weur", storage);
+    const state = ok(applyKeyOp(undefined, put("x"), "enam", hlcNow(hlcZero("enam"), NOW)));
+    const keys = Array.from({ length: SETTLE_PAGE_KEYS + 10 }, (_, i) => `strong/${String(i).padStart(5, "0")}`);
+    for (const key of keys) storage.kv.put(key, state, encodeKeyState(state), {}, 2);
+    m.applyView(view("wnam", 2, 0, NOW));
+    // Epoch 2's settle drops nothing (every key is of epoch 2) and stops after one page...
+    expect(settleStep(m, "strong/", 2, NOW)).toBe(false);
+    // ... when epoch 3 arrives: every key is now older, and all of them must go.
+    m.applyView(view("weur", 3, 0, NOW + 1));
+    while (!settleStep(m, "strong/", 3, NOW + 2));
+    expect(storage.kv.rows("strong/", null, null, 10)).toEqual([]);
   });
 });

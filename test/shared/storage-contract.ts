@@ -113,8 +113,15 @@ function tables(s: ReplicaStorage) {
     conflicts: s.conflicts.page(0, 100),
     deadLetters: s.deadLetters.page(0, 100),
     deadLetterCount: s.deadLetters.count(),
+    deferred: s.deferred.page("strong/", 100),
+    deferredCount: s.deferred.count(),
     meta: [s.meta.get("clock"), s.meta.get("seq")],
   };
+}
+
+/** A deferred write of `key` at `epoch`. */
+function deferredRow(key: string, epoch: number, prefix = "strong/") {
+  return { prefix, key, origin: "enam", epoch, state: Uint8Array.of(1, epoch) };
 }
 
 /** A committed row or value in every group, so a rollback has something to restore. */
@@ -129,6 +136,7 @@ function seed(s: ReplicaStorage): void {
     s.primaries.put("strong/", { region: "enam", epoch: 1, settledEpoch: 1 });
     s.conflicts.insert(conflict("k-live", "s2", "s1"));
     s.deadLetters.insert(letter("weur", "seed"));
+    s.deferred.add(deferredRow("strong/a", 1));
     s.meta.set("clock", "c1");
     s.metrics.add("writes_total", "wnam", 1);
   });
@@ -153,6 +161,10 @@ function changeEverything(s: ReplicaStorage): void {
   s.deadLetters.delete([seeded!.id]);
   s.deadLetters.insert(letter("apac", "changed"));
   s.deadLetters.insert(letter("eeur", "changed"));
+  const [kept] = s.deferred.page("strong/", 1);
+  s.deferred.delete([kept!.id]);
+  s.deferred.add(deferredRow("strong/b", 2));
+  s.deferred.add(deferredRow("strong/c", 2));
   s.meta.set("clock", "c2");
   s.meta.set("seq", "9");
   s.metrics.add("writes_total", "wnam", 10);
@@ -190,6 +202,8 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           conflicts: [],
           deadLetters: [],
           deadLetterCount: 0,
+          deferred: [],
+          deferredCount: 0,
           meta: [undefined, undefined],
         });
       }));
@@ -415,6 +429,20 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         s.deadLetters.delete([ids[0]!, ids[2]!, ids[2]! + 1_000]);
         expect(s.deadLetters.count()).toBe(1);
         expect(s.deadLetters.page(0, 10).map((r) => r.reason)).toEqual(["two"]);
+      }));
+
+    it("keeps deferred writes per prefix, oldest first, and deletes and counts them", () =>
+      withStorage((s, reopen) => {
+        const inputs = [deferredRow("strong/a", 1), deferredRow("other/x", 2, "other/"), deferredRow("strong/b", 3)];
+        for (const input of inputs) s.deferred.add(input);
+        const rows = reopen().deferred.page("strong/", 10);
+        expect(rows.map(({ id: _id, ...rest }) => rest)).toEqual([inputs[0], inputs[2]]);
+        expect(rows[0]!.id < rows[1]!.id).toBe(true);
+        expect(s.deferred.page("strong/", 1).map((r) => r.key)).toEqual(["strong/a"]);
+        expect(s.deferred.count()).toBe(3);
+        s.deferred.delete([rows[0]!.id]);
+        expect(s.deferred.page("strong/", 10).map((r) => r.key)).toEqual(["strong/b"]);
+        expect(s.deferred.count()).toBe(2);
       }));
 
     it("stores named meta values, the latest set winning", () =>

@@ -80,7 +80,7 @@ export class SimClient {
     let scope: { prefix: string; epoch: number } | undefined;
     if (strong !== undefined) {
       const primary = primaryFor(view, strong);
-      if (!primary.ok) return this.record("write", key, "quorum", startMs, "-", null, false);
+      if (!primary.ok) return this.record("write", key, "strong", startMs, "-", null, false);
       region = primary.value.region;
       scope = { prefix: strong.prefix, epoch: primary.value.epoch };
     } else {
@@ -91,7 +91,8 @@ export class SimClient {
     const result: Result<WriteOutcome> | null = await this.call(region, (n) =>
       n.write(key, op, { acks, timeoutMs: 3000, ...(scope === undefined ? {} : { strong: scope }) }),
     );
-    const mode = strong !== undefined || acks >= majority(this.cluster.settings.regions.length) ? "quorum" : "local";
+    const mode =
+      strong !== undefined ? "strong" : acks >= majority(this.cluster.settings.regions.length) ? "quorum" : "local";
     if (result === null || !result.ok) return this.record("write", key, mode, startMs, region, null, false);
     const outcome = result.value;
     // Committed either way: the token covers it even when the acks fell short.
@@ -129,7 +130,7 @@ export class SimClient {
       }
     }
     if (answer !== null) this.seen = vvMerge(this.seen, answer.seqs);
-    const mode = consistency === "strong" ? "quorum" : consistency;
+    const mode = consistency;
     this.record("read", key, mode, startMs, answer?.region ?? "-", answer?.version ?? null, answer !== null);
   }
 

@@ -137,11 +137,16 @@ export class SimRegion {
     const self = this.region;
     const peer = (target: RegionId): PeerApi => {
       const rpc = <T>(call: (node: ReplicaNode) => Promise<T> | T): Promise<T> =>
-        life.guard(cluster.network.call(self, target, () => cluster.host(target).serve(call)));
+        life.guard(
+          cluster.network.replicasLinked(self, target)
+            ? cluster.network.call(self, target, () => cluster.host(target).serve(call))
+            : cluster.network.call(self, target, () => undefined),
+        );
       return {
         applyReplication: (bodies) => rpc((n) => n.applyReplication(bodies)),
         pushWrite: (body) => rpc((n) => n.pushWrite(body)),
         snapshot: (key) => rpc((n) => n.snapshot(key)),
+        covers: (key, version, epoch) => rpc((n) => n.covers(key, version, epoch)),
         prefixStates: (low, high, after, limit) => rpc((n) => n.prefixStates(low, high, after, limit)),
       };
     };
@@ -269,7 +274,7 @@ export class SimQueue {
       const hop = network.delay(origin, origin);
       // The queue is modelled as reachable only together with the target: a region cut off
       // from a target cannot hand it anything, through the queue or otherwise.
-      const cut = messages.find((m) => !network.reachable(origin, m.target));
+      const cut = messages.find((m) => !network.replicasLinked(origin, m.target));
       if (cut !== undefined) {
         scheduler.at(hop, () => reject(new Error(`queue send ${origin} -> ${cut.target} cut off`)));
         return;

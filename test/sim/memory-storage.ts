@@ -9,6 +9,8 @@ import {
   type ConflictRow,
   type DeadLetterInput,
   type DeadLetterRow,
+  type DeferredInput,
+  type DeferredRow,
   type KeyListing,
   type KeyRow,
   type LogRow,
@@ -46,6 +48,8 @@ export class MemoryStorage implements ReplicaStorage {
   private readonly conflictKeys = new Set<string>();
   private readonly letters = new Map<number, DeadLetterRow>();
   private readonly metaRows = new Map<string, string>();
+  private readonly deferredRows = new Map<number, DeferredRow>();
+  private nextDeferredId = 1;
   private readonly metricRows = new Map<string, MetricRow>();
   private readonly buffer = new MetricBuffer((name, peer, delta) => {
     const key = `${name}\u0000${peer}`;
@@ -214,6 +218,26 @@ export class MemoryStorage implements ReplicaStorage {
       }
     },
     count: (): number => this.letters.size,
+  };
+
+  readonly deferred = {
+    add: (row: DeferredInput): void => {
+      const id = this.nextDeferredId++;
+      this.touch(this.deferredRows, id);
+      this.deferredRows.set(id, { ...row, id });
+    },
+    page: (prefix: string, limit: number): DeferredRow[] =>
+      [...this.deferredRows.values()]
+        .filter((r) => r.prefix === prefix)
+        .sort((a, b) => a.id - b.id)
+        .slice(0, limit),
+    delete: (ids: readonly number[]): void => {
+      for (const id of ids) {
+        this.touch(this.deferredRows, id);
+        this.deferredRows.delete(id);
+      }
+    },
+    count: (): number => this.deferredRows.size,
   };
 
   readonly meta = {

@@ -16,11 +16,17 @@ export interface Faults {
   jitterMs: number;
   /** Pairs of regions that cannot reach each other ("a|b", both orders). */
   readonly partitions: Set<string>;
+  /**
+   * Regions whose replica cannot reach, or be reached by, any other replica (directly or
+   * through the queue), while the control object still reaches it: a replica heard by no peer
+   * that still answers the control object.
+   */
+  readonly severed: Set<string>;
 }
 
 /** Faults of a calm network. */
 export function calm(): Faults {
-  return { drop: 0, duplicate: 0, jitterMs: 0, partitions: new Set() };
+  return { drop: 0, duplicate: 0, jitterMs: 0, partitions: new Set(), severed: new Set() };
 }
 
 function pair(a: RegionId, b: RegionId): string {
@@ -52,6 +58,11 @@ export class Network {
   /** Whether `a` can reach `b` now. */
   reachable(a: RegionId, b: RegionId): boolean {
     return a === b || !this.faults.partitions.has(pair(a, b));
+  }
+
+  /** Whether the replicas of `a` and `b` can reach each other now (see {@link Faults.severed}). */
+  replicasLinked(a: RegionId, b: RegionId): boolean {
+    return a === b || (this.reachable(a, b) && !this.faults.severed.has(a) && !this.faults.severed.has(b));
   }
 
   /** One hop's delay from `a` to `b`, jitter included. */

@@ -94,6 +94,17 @@ export function scheduleFaults(cluster: Cluster, random: Random, plan: FaultPlan
       const primary = view === undefined ? undefined : Object.values(view.primaries)[0]?.region;
       if (primary === undefined) return;
       const others = regions.filter((r) => r !== primary);
+      if (random.chance(0.5)) {
+        // Cut from the other replicas only: still confirmed by the control object until it
+        // notices that no peer hears the primary.
+        trace.note(`sever the primary ${primary} from its peers for ${length} ms`);
+        network.faults.severed.add(primary);
+        scheduler.at(length, () => {
+          trace.note(`rejoin ${primary}`);
+          network.faults.severed.delete(primary);
+        });
+        return;
+      }
       trace.note(`isolate the primary ${primary} for ${length} ms`);
       for (const other of others) network.partition(primary, other, true);
       scheduler.at(length, () => {

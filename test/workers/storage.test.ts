@@ -10,7 +10,18 @@ import { type WithStorage, storageContract } from "../shared/storage-contract.ts
 import { replica } from "./helpers.ts";
 
 /** Every table of the replica's schema that the storage interface reads or writes. */
-const TABLES = ["conflicts", "dead_letters", "kv", "log", "meta", "metrics", "peer_recv", "peer_send", "primaries"];
+const TABLES = [
+  "conflicts",
+  "dead_letters",
+  "deferred",
+  "kv",
+  "log",
+  "meta",
+  "metrics",
+  "peer_recv",
+  "peer_send",
+  "primaries",
+];
 
 /** Thrown to roll the test's transaction back; private, so no test body can throw it. */
 class RollBack extends Error {}

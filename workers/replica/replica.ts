@@ -85,6 +85,10 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     return this.node.snapshot(key);
   }
 
+  async covers(key: string, version: string, epoch: number): Promise<Result<boolean>> {
+    return this.node.covers(key, version, epoch);
+  }
+
   async repair(key: string, snapshot: KeySnapshot): Promise<boolean> {
     return this.node.repair(key, snapshot);
   }

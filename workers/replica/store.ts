@@ -12,6 +12,7 @@ import { EMPTY_PROGRESS, type PeerProgress, type PendingRange } from "../../shar
 import {
   type ConflictRow,
   type DeadLetterRow,
+  type DeferredRow,
   type KeyListing,
   type KeyRow,
   type LogRow,
@@ -331,6 +332,34 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       },
       count(): number {
         return sql.exec<{ n: number }>("SELECT count(*) AS n FROM dead_letters").one().n;
+      },
+    },
+    deferred: {
+      add(row): void {
+        sql.exec(
+          "INSERT INTO deferred (prefix, key, origin, epoch, state) VALUES (?, ?, ?, ?, ?)",
+          row.prefix,
+          row.key,
+          row.origin,
+          row.epoch,
+          row.state,
+        );
+      },
+      page(prefix: string, limit: number): DeferredRow[] {
+        return sql
+          .exec<{ id: number; prefix: string; key: string; origin: string; epoch: number; state: ArrayBuffer }>(
+            "SELECT id, prefix, key, origin, epoch, state FROM deferred WHERE prefix = ? ORDER BY id LIMIT ?",
+            prefix,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({ ...r, state: new Uint8Array(r.state) }));
+      },
+      delete(ids: readonly number[]): void {
+        for (const id of ids) sql.exec("DELETE FROM deferred WHERE id = ?", id);
+      },
+      count(): number {
+        return sql.exec<{ n: number }>("SELECT count(*) AS n FROM deferred").one().n;
       },
     },
     meta: {
