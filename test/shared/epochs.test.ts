@@ -3,10 +3,10 @@
 // or refused by one verdict.
 import * as fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ByteWriter, utf8 } from "../../shared/bytes.ts";
+import { ByteWriter } from "../../shared/bytes.ts";
 import { type Result } from "../../shared/errors.ts";
 import { type HlcStamp, hlcNow, hlcReceive, hlcZero } from "../../shared/hlc.ts";
-import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
+import { type RegionId } from "../../shared/regions.ts";
 import { type TaggedState, includes, judgeEpoch, mergeTagged } from "../../shared/store/epochs.ts";
 import {
   type KeyOp,
@@ -19,7 +19,18 @@ import {
 } from "../../shared/store/key-state.ts";
 import { type PrimaryRecord } from "../../shared/store/storage.ts";
 import { vvDescends } from "../../shared/version-vector.ts";
-import { type Lattice, checkConvergence, checkMergeLaws } from "./support.ts";
+import {
+  type Lattice,
+  type ReplicatedHistory,
+  add,
+  change,
+  checkConvergence,
+  checkMergeLaws,
+  historyArb,
+  put,
+} from "./support.ts";
+
+const HISTORIES = historyArb(true);
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0xe_90c5;
@@ -47,13 +58,6 @@ function stamp(wallMs: number, region: RegionId): HlcStamp {
   return { wallMs, counter: 0, region };
 }
 
-const put = (text: string): KeyOp => ({
-  type: "register",
-  op: { kind: "put", value: utf8(text), contentType: "text/plain" },
-});
-const add = (delta: number): KeyOp => ({ type: "counter", delta });
-const change = (adds: string[], removes: string[] = []): KeyOp => ({ type: "set", add: adds, remove: removes });
-
 /** `op` by `region` at wall time `wallMs` on top of `state`. */
 function write(state: KeyState | undefined, op: KeyOp, region: RegionId, wallMs: number): KeyState {
   return applied(applyKeyOp(state, op, region, stamp(wallMs, region)));
@@ -68,58 +72,13 @@ interface Replica {
 }
 
 /**
- * One step: a write under the replica's epoch, a replica shipping its state to another, or a
- * replica becoming the prefix's primary under a new epoch and re-tagging what it holds (as a
- * recovery re-logs the prefix).
- */
-type Step =
-  | { readonly kind: "op"; readonly at: number; readonly dtMs: number; readonly op: KeyOp }
-  | { readonly kind: "sync"; readonly from: number; readonly to: number; readonly dtMs: number }
-  | { readonly kind: "promote"; readonly at: number };
-
-interface History {
-  readonly regions: RegionId[];
-  readonly steps: Step[];
-}
-
-const elementArb = fc.constantFrom("a", "b", "c");
-const opArb: fc.Arbitrary<KeyOp> = fc.oneof(
-  fc.record({
-    type: fc.constant("register" as const),
-    op: fc.oneof(
-      fc.nat({ max: 3 }).map((n) => ({ kind: "put" as const, value: utf8(`v${n}`), contentType: "text/plain" })),
-      fc.constant({ kind: "delete" as const }),
-    ),
-  }),
-  fc.record({ type: fc.constant("counter" as const), delta: fc.integer({ min: -5, max: 5 }) }),
-  fc.record({
-    type: fc.constant("set" as const),
-    add: fc.uniqueArray(elementArb, { maxLength: 2 }),
-    remove: fc.uniqueArray(elementArb, { maxLength: 2 }),
-  }),
-);
-const indexArb = fc.nat({ max: 3 });
-const dtArb = fc.integer({ min: -1, max: 2 });
-const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant("op" as const), at: indexArb, dtMs: dtArb, op: opArb }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({ kind: fc.constant("sync" as const), from: indexArb, to: indexArb, dtMs: dtArb }),
-  },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("promote" as const), at: indexArb }) },
-);
-const historyArb: fc.Arbitrary<History> = fc.record({
-  regions: fc.shuffledSubarray([...LOCATION_HINTS], { minLength: 2, maxLength: 4 }),
-  steps: fc.array(stepArb, { minLength: 1, maxLength: 25 }),
-});
-
-/**
  * Replays a history: writes are stamped by the writer's clock and tagged with the epoch the
  * writer holds (1 before any promotion); syncs merge tagged states; a promotion moves the
- * replica to one epoch above every epoch issued so far. Returns every tagged state that existed
+ * replica to one epoch above every epoch issued so far and re-tags what it holds (as a
+ * recovery re-logs the prefix). Returns every tagged state that existed
  * and each replica's final one.
  */
-function replay(history: History): { snapshots: TaggedState[]; finals: Array<TaggedState | undefined> } {
+function replay(history: ReplicatedHistory): { snapshots: TaggedState[]; finals: Array<TaggedState | undefined> } {
   const replicas: Replica[] = history.regions.map((region) => ({
     region,
     clock: hlcZero(region),
@@ -161,7 +120,7 @@ function replay(history: History): { snapshots: TaggedState[]; finals: Array<Tag
   return { snapshots, finals: replicas.map((replica) => replica.tagged) };
 }
 
-const triplesArb = fc.tuple(historyArb, fc.array(fc.nat(), { minLength: 3, maxLength: 3 })).map(([history, picks]) => {
+const triplesArb = fc.tuple(HISTORIES, fc.array(fc.nat(), { minLength: 3, maxLength: 3 })).map(([history, picks]) => {
   const all: Array<TaggedState | undefined> = [undefined, ...replay(history).snapshots];
   return picks.map((i) => all[i % all.length]) as [
     TaggedState | undefined,
@@ -194,7 +153,7 @@ describe("mergeTagged laws", () => {
 
   it("converges to one tagged state of the highest epoch present, in every delivery order", () => {
     fc.assert(
-      fc.property(historyArb, (history) => {
+      fc.property(HISTORIES, (history) => {
         const { finals } = replay(history);
         const merged = checkConvergence(TAGGED, finals);
         const epochs = finals.filter((t) => t !== undefined).map((t) => t.epoch);

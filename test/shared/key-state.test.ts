@@ -8,7 +8,7 @@ import { type OrSet, encodeOrset, orsetMembers } from "../../shared/crdt/or-set.
 import { type PnCounter, encodePn, pnValue } from "../../shared/crdt/pn-counter.ts";
 import { type Result } from "../../shared/errors.ts";
 import { type HlcStamp, hlcNow, hlcReceive, hlcZero } from "../../shared/hlc.ts";
-import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
+import { type RegionId } from "../../shared/regions.ts";
 import {
   type KeyOp,
   type KeyState,
@@ -22,7 +22,19 @@ import {
   mergeKeyState,
 } from "../../shared/store/key-state.ts";
 import { formatVv, vvCompare } from "../../shared/version-vector.ts";
-import { type Lattice, checkConvergence, checkMergeLaws } from "./support.ts";
+import {
+  type Lattice,
+  type ReplicatedHistory,
+  add,
+  change,
+  checkConvergence,
+  checkMergeLaws,
+  del,
+  historyArb,
+  put,
+} from "./support.ts";
+
+const HISTORIES = historyArb(false);
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x4e_75a7;
@@ -51,14 +63,6 @@ function applied(result: Result<KeyState>): KeyState {
 function hex(state: KeyState): string {
   return Buffer.from(encodeKeyState(state)).toString("hex");
 }
-
-const put = (text: string): KeyOp => ({
-  type: "register",
-  op: { kind: "put", value: utf8(text), contentType: "text/plain" },
-});
-const del: KeyOp = { type: "register", op: { kind: "delete" } };
-const add = (delta: number): KeyOp => ({ type: "counter", delta });
-const change = (adds: string[], removes: string[] = []): KeyOp => ({ type: "set", add: adds, remove: removes });
 
 /** One op of each type, for loops over type pairs. */
 const OP_OF: Readonly<Record<KeyType, KeyOp>> = { register: put("v"), counter: add(1), set: change(["a"]) };
@@ -263,52 +267,12 @@ interface Replica {
   state: KeyState | undefined;
 }
 
-type Step =
-  | { readonly kind: "op"; readonly at: number; readonly dtMs: number; readonly op: KeyOp }
-  | { readonly kind: "sync"; readonly from: number; readonly to: number; readonly dtMs: number };
-
-interface History {
-  readonly regions: RegionId[];
-  readonly steps: Step[];
-}
-
-const elementArb = fc.constantFrom("a", "b", "c");
-// Every type is equally likely, so replicas that write before they sync often pick different types.
-const opArb: fc.Arbitrary<KeyOp> = fc.oneof(
-  fc.record({
-    type: fc.constant("register" as const),
-    op: fc.oneof(
-      fc.nat({ max: 3 }).map((n) => ({ kind: "put" as const, value: utf8(`v${n}`), contentType: "text/plain" })),
-      fc.constant({ kind: "delete" as const }),
-    ),
-  }),
-  fc.record({ type: fc.constant("counter" as const), delta: fc.integer({ min: -5, max: 5 }) }),
-  fc.record({
-    type: fc.constant("set" as const),
-    add: fc.uniqueArray(elementArb, { maxLength: 2 }),
-    remove: fc.uniqueArray(elementArb, { maxLength: 2 }),
-  }),
-);
-const indexArb = fc.nat({ max: 3 });
-const dtArb = fc.integer({ min: -1, max: 2 });
-const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant("op" as const), at: indexArb, dtMs: dtArb, op: opArb }) },
-  {
-    weight: 2,
-    arbitrary: fc.record({ kind: fc.constant("sync" as const), from: indexArb, to: indexArb, dtMs: dtArb }),
-  },
-);
-const historyArb: fc.Arbitrary<History> = fc.record({
-  regions: fc.shuffledSubarray([...LOCATION_HINTS], { minLength: 2, maxLength: 4 }),
-  steps: fc.array(stepArb, { minLength: 1, maxLength: 25 }),
-});
-
 /**
  * Replays a history as replicas run it: each op is stamped by the writer's clock and refused
  * ops (another type, or overflow) change nothing; each sync folds the sender's register stamp
  * into the receiver's clock and merges. Returns every state that existed and the final ones.
  */
-function replay(history: History): { snapshots: KeyState[]; finals: Array<KeyState | undefined> } {
+function replay(history: ReplicatedHistory): { snapshots: KeyState[]; finals: Array<KeyState | undefined> } {
   const replicas: Replica[] = history.regions.map((region) => ({
     region,
     clock: hlcZero(region),
@@ -330,7 +294,7 @@ function replay(history: History): { snapshots: KeyState[]; finals: Array<KeySta
       }
       to.state = mergeKeyState(to.state, from.state).state;
       snapshots.push(to.state);
-    } else {
+    } else if (step.kind === "op") {
       const at = pick(step.at);
       at.physicalMs += step.dtMs;
       at.clock = hlcNow(at.clock, at.physicalMs);
@@ -343,7 +307,7 @@ function replay(history: History): { snapshots: KeyState[]; finals: Array<KeySta
   return { snapshots, finals: replicas.map((replica) => replica.state) };
 }
 
-const triplesArb = fc.tuple(historyArb, fc.array(fc.nat(), { minLength: 3, maxLength: 3 })).map(([history, picks]) => {
+const triplesArb = fc.tuple(HISTORIES, fc.array(fc.nat(), { minLength: 3, maxLength: 3 })).map(([history, picks]) => {
   const all: Array<KeyState | undefined> = [undefined, ...replay(history).snapshots];
   return picks.map((i) => all[i % all.length]) as [KeyState | undefined, KeyState | undefined, KeyState | undefined];
 });
@@ -366,7 +330,7 @@ describe("merge laws over mixed types", () => {
   it("converges to one encoded state of the highest-ranked type present, in every delivery order", () => {
     const rank: Readonly<Record<KeyType, number>> = { counter: 0, set: 1, register: 2 };
     fc.assert(
-      fc.property(historyArb, (history) => {
+      fc.property(HISTORIES, (history) => {
         const { finals } = replay(history);
         const merged = checkConvergence(KEY, finals);
         const present = finals.filter((state) => state !== undefined);
@@ -384,7 +348,7 @@ describe("merge laws over mixed types", () => {
 describe("encoding", () => {
   it("round-trips every reachable state", () => {
     fc.assert(
-      fc.property(historyArb, (history) => {
+      fc.property(HISTORIES, (history) => {
         for (const state of replay(history).snapshots) {
           const decoded = decodeKeyState(encodeKeyState(state));
           expect(decoded).toEqual(state);

@@ -28,6 +28,7 @@ import {
   planWrite,
 } from "../../shared/store/replica-core.ts";
 import { EMPTY_VV, formatVv } from "../../shared/version-vector.ts";
+import { add, change, del, put } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0xc0_4e;
@@ -42,14 +43,6 @@ function value<T>(result: Result<T>): T {
   if (!result.ok) throw new Error(`unexpected failure: ${result.error.code}: ${result.error.message}`);
   return result.value;
 }
-
-const put = (text: string): KeyOp => ({
-  type: "register",
-  op: { kind: "put", value: utf8(text), contentType: "text/plain" },
-});
-const del: KeyOp = { type: "register", op: { kind: "delete" } };
-const add = (delta: number): KeyOp => ({ type: "counter", delta });
-const change = (adds: string[], removes: string[] = []): KeyOp => ({ type: "set", add: adds, remove: removes });
 
 /** `op` applied by `region` at `at` on top of `state`. */
 function written(state: KeyState | undefined, op: KeyOp, region: RegionId, at: HlcStamp): KeyState {

@@ -1,4 +1,40 @@
 // Helpers shared by the core's property tests.
+import * as fc from "fast-check";
+import { utf8 } from "../../shared/bytes.ts";
+import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
+import { type KeyOp } from "../../shared/store/key-state.ts";
+
+/** A register write of `text`. */
+export const put = (text: string): KeyOp => ({
+  type: "register",
+  op: { kind: "put", value: utf8(text), contentType: "text/plain" },
+});
+/** A register delete. */
+export const del: KeyOp = { type: "register", op: { kind: "delete" } };
+/** A counter change by `delta`. */
+export const add = (delta: number): KeyOp => ({ type: "counter", delta });
+/** A set operation. */
+export const change = (adds: string[], removes: string[] = []): KeyOp => ({ type: "set", add: adds, remove: removes });
+
+/**
+ * Any local operation on a key, every type equally likely, over few values and elements, so
+ * that replicas writing before they sync often collide (and pick different types).
+ */
+export const keyOpArb: fc.Arbitrary<KeyOp> = fc.oneof(
+  fc.record({
+    type: fc.constant("register" as const),
+    op: fc.oneof(
+      fc.nat({ max: 3 }).map((n) => ({ kind: "put" as const, value: utf8(`v${n}`), contentType: "text/plain" })),
+      fc.constant({ kind: "delete" as const }),
+    ),
+  }),
+  fc.record({ type: fc.constant("counter" as const), delta: fc.integer({ min: -5, max: 5 }) }),
+  fc.record({
+    type: fc.constant("set" as const),
+    add: fc.uniqueArray(fc.constantFrom("a", "b", "c"), { maxLength: 2 }),
+    remove: fc.uniqueArray(fc.constantFrom("a", "b", "c"), { maxLength: 2 }),
+  }),
+);
 
 /** Every ordering of `items` (n! of them: keep n small). */
 export function permutations<T>(items: readonly T[]): T[][] {
@@ -46,4 +82,34 @@ export function checkConvergence<T>(lattice: Lattice<T>, states: readonly T[]): 
     if (hexOf(lattice, fold(duplicated)) !== expected) throw new Error("duplicate delivery changes the result");
   }
   return merged;
+}
+
+/** One step of a replicated history: a local op, a sync from one replica to another, or a promotion to a new epoch. */
+export type HistoryStep =
+  | { readonly kind: "op"; readonly at: number; readonly dtMs: number; readonly op: KeyOp }
+  | { readonly kind: "sync"; readonly from: number; readonly to: number; readonly dtMs: number }
+  | { readonly kind: "promote"; readonly at: number };
+
+/** A history over 2 to 4 regions (replicas are picked by index modulo their count). */
+export interface ReplicatedHistory {
+  readonly regions: RegionId[];
+  readonly steps: HistoryStep[];
+}
+
+/**
+ * Replicated histories of ops and syncs (and, with `promotions`, promotions to new epochs),
+ * with clocks that drift a little between steps, for replaying through merges.
+ */
+export function historyArb(promotions: boolean): fc.Arbitrary<ReplicatedHistory> {
+  const index = fc.nat({ max: 3 });
+  const dtMs = fc.integer({ min: -1, max: 2 });
+  const steps: Array<fc.WeightedArbitrary<HistoryStep>> = [
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant("op" as const), at: index, dtMs, op: keyOpArb }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant("sync" as const), from: index, to: index, dtMs }) },
+  ];
+  if (promotions) steps.push({ weight: 1, arbitrary: fc.record({ kind: fc.constant("promote" as const), at: index }) });
+  return fc.record({
+    regions: fc.shuffledSubarray([...LOCATION_HINTS], { minLength: 2, maxLength: 4 }),
+    steps: fc.array(fc.oneof(...steps), { minLength: 1, maxLength: 25 }),
+  });
 }
