@@ -39,7 +39,11 @@ interface Harness {
   peers: Map<RegionId, Partial<PeerApi>>;
 }
 
-function harness(region: RegionId = "weur", storage = new MemoryStorage()): Harness {
+function harness(
+  region: RegionId = "weur",
+  storage = new MemoryStorage(),
+  overrides: Partial<ReplicaPorts> = {},
+): Harness {
   const machine = new ReplicaMachine(storage, {
     region,
     regions: REGIONS,
@@ -60,6 +64,7 @@ function harness(region: RegionId = "weur", storage = new MemoryStorage()): Harn
     },
     background: (work) => void work.catch(() => undefined),
     warn: () => undefined,
+    ...overrides,
   };
   const node = new ReplicaNode(machine, ports, {
     heartbeatIntervalMs: 1000,
@@ -210,5 +215,25 @@ describe("the outbox", () => {
     await node.drain.flush();
     expect(sent.some((m) => m.target === "weur")).toBe(true);
     expect(node.machine.storage.log.count()).toBeLessThan(HELD_ROWS_MAX);
+  });
+});
+
+describe("the periodic tick", () => {
+  it("does not hang on a control object that never answers, and still heartbeats", async () => {
+    const beats: RegionId[] = [];
+    const h = harness("weur", new MemoryStorage(), {
+      // Timers that fire at once: every bounded wait gives up immediately.
+      timer: () => ({ done: Promise.resolve(), cancel: () => undefined }),
+      control: { getView: () => new Promise(() => undefined), confirmPrimary: async () => true },
+    });
+    for (const region of ["wnam", "enam"] as const)
+      h.peers.set(region, {
+        applyReplication: async () => {
+          beats.push(region);
+          return [ok({ fenced: 0 })];
+        },
+      });
+    await h.node.tick();
+    expect(beats.sort()).toEqual(["enam", "wnam"]);
   });
 });
