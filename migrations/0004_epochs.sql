@@ -12,15 +12,3 @@ UPDATE primaries SET settled_epoch = epoch WHERE epoch = 1;
 
 -- The region a dead letter was for (the recording region may differ when that one was down).
 ALTER TABLE dead_letters ADD COLUMN target TEXT NOT NULL DEFAULT '';
-
--- Writes of an older epoch of a strong prefix that arrived before this replica had taken in the
--- new primary's recovered state: kept aside (the stream moves on), and judged once it has.
-CREATE TABLE deferred (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  prefix TEXT NOT NULL,
-  key TEXT NOT NULL,
-  origin TEXT NOT NULL,
-  epoch INTEGER NOT NULL,
-  state BLOB NOT NULL
-);
-CREATE INDEX deferred_by_prefix ON deferred (prefix, id);

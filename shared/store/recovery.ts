@@ -118,11 +118,15 @@ export function mergeDonorPage(
     let merged = state.merged;
     for (const row of rows) {
       // What the last epoch that served did not keep is a deposed primary's leftover.
-      if (row.epoch < state.floorEpoch) continue;
+      const rowEpoch = machine.epochOf(row.key, row.epoch);
+      if (rowEpoch < state.floorEpoch) continue;
       const stored = storage.kv.get(row.key);
-      const local = stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: stored.epoch };
+      const local =
+        stored === null
+          ? undefined
+          : { state: decodeKeyState(stored.encoded), epoch: machine.epochOf(row.key, stored.epoch) };
       // Otherwise no fencing: the donors hold exactly the older epochs' history this step gathers.
-      const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: row.epoch });
+      const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: rowEpoch });
       const encoded = encodeKeyState(next.state);
       storage.kv.put(row.key, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
       if (conflict !== undefined) {
@@ -154,7 +158,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
     stillPrimary(machine, prefix, state.epoch);
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), state.after, RECOVERY_PAGE_KEYS);
     for (const row of rows) {
-      if (row.epoch < state.floorEpoch) {
+      if (machine.epochOf(row.key, row.epoch) < state.floorEpoch) {
         storage.kv.delete(row.key);
         const record = fencedRecord(undefined, state.epoch, decodeKeyState(row.encoded), row.epoch);
         if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
@@ -182,6 +186,9 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
     if (last) {
       const known = storage.primaries.all().get(prefix) as PrimaryRecord;
       storage.primaries.put(prefix, { ...known, settledEpoch: state.epoch });
+      // Writes of older epochs it kept aside while recovering are judged now (the tick judges
+      // what one page leaves).
+      judgeDeferred(machine, prefix, nowMs);
     }
     save(machine, prefix, after);
     return after;
@@ -207,7 +214,7 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
     const after = Number(cursorEpoch) === epoch && rest.length > 0 ? rest.join(":") : null;
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), after, SETTLE_PAGE_KEYS);
     for (const row of rows) {
-      if (row.epoch >= epoch) continue;
+      if (machine.epochOf(row.key, row.epoch) >= epoch) continue;
       storage.kv.delete(row.key);
       // Only a deposed primary wrote this key: it is dropped, and the drop is logged.
       const record = fencedRecord(undefined, epoch, decodeKeyState(row.encoded), row.epoch);
@@ -218,8 +225,9 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
     storage.meta.set(name, last ? "" : `${epoch}:${rows.at(-1)?.key ?? ""}`);
     if (!last) return false;
     storage.primaries.put(prefix, { ...known, settledEpoch: epoch });
-    // Settled: the older epochs' writes kept aside meanwhile can be judged now.
-    while (!judgeDeferred(machine, prefix, nowMs));
+    // Settled: the older epochs' writes kept aside meanwhile can be judged now (a page here,
+    // the rest at the next ticks).
+    judgeDeferred(machine, prefix, nowMs);
     return true;
   });
 }

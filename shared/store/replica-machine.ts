@@ -13,7 +13,7 @@ import { assert } from "../assert.ts";
 import { type Result, type ErrorData, fail, ok } from "../errors.ts";
 import { type HlcStamp, formatHlc, hlcZero, parseHlc } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
-import { EMPTY_VV, type VersionVector, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
+import { EMPTY_VV, type VersionVector, vvEntries, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
 import { type KeySnapshot, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
 import { type TaggedState } from "./epochs.ts";
@@ -309,11 +309,19 @@ export class ReplicaMachine {
    */
   lagging(key: string, seen: VersionVector): RegionId[] {
     const seqs = this.storage.kv.get(key)?.seqs ?? EMPTY_VV;
+    const missing = (region: RegionId): boolean => vvGet(seqs, region) < vvGet(seen, region);
+    // While a strong prefix is unsettled here, applied stream entries may have been kept aside
+    // rather than merged: only the key's own sequence numbers count.
+    const known = this.strongOf(key)?.known;
+    if (known !== undefined && known.settledEpoch < known.epoch)
+      return vvEntries(seen)
+        .map(([region]) => region)
+        .filter(missing);
     const applied = vvFrom([
       [this.region, this.seqNumber],
       ...this.peers.map((p) => [p, this.storage.peerRecv.get(p).appliedSeq] as const),
     ]);
-    return sessionLagging(applied, seen).filter((region) => vvGet(seqs, region) < vvGet(seen, region));
+    return sessionLagging(applied, seen).filter(missing);
   }
 
   /** Lag behind each peer. */

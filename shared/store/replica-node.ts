@@ -8,7 +8,15 @@ import { type Result, fail, ok } from "../errors.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector, parseVv, vvDescends, vvGet } from "../version-vector.ts";
 import { type AckResult, awaitAcks, requiredAcks } from "./acks.ts";
-import { type Pulled, applyEntries, applyHeartbeat, entryStates, mergeSnapshot, parseMessage } from "./apply.ts";
+import {
+  type Pulled,
+  applyEntries,
+  applyHeartbeat,
+  entryStates,
+  judgeDeferred,
+  mergeSnapshot,
+  parseMessage,
+} from "./apply.ts";
 import { type ClusterView, isHealthy, isTakenOut, majority } from "./cluster.ts";
 import {
   type Applied,
@@ -22,6 +30,7 @@ import {
 } from "./contract.ts";
 import { Drain, type DrainSettings } from "./drain.ts";
 import { type KeyOp, decodeKeyState, keyVersion, keyVv } from "./key-state.ts";
+import { keyView } from "./replica-core.ts";
 import { prefixEnd } from "./keys.ts";
 import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
 import { formatHlc } from "../hlc.ts";
@@ -150,8 +159,12 @@ export class ReplicaNode {
       if (!caughtUp.ok) return caughtUp;
     }
     if (options.strong !== undefined) {
+      // Answer exactly the state a majority was seen to hold: writes committed meanwhile are
+      // not yet safe to show.
       const durable = await this.quorumHolds(key, options.strong);
       if (!durable.ok) return durable;
+      const view = durable.value.state === null ? ok(null) : keyView(decodeKeyState(durable.value.state));
+      return view.ok ? ok({ region: this.region, view: view.value, lagMs, seqs: durable.value.seqs }) : view;
     }
     const local = this.machine.readLocal(key);
     return local.ok ? ok({ region: this.region, view: local.value.view, lagMs, seqs: local.value.seqs }) : local;
@@ -159,15 +172,16 @@ export class ReplicaNode {
 
   /**
    * Before a strong read answers: makes sure a majority holds the key as this primary does,
+   * and gives that state (the one to answer),
    * asking each healthy peer whether it already does and pushing the state to those that do
    * not. The primary holds writes a quorum has not acknowledged yet (an answer that timed
    * out); answering one of those, and then losing it in a failover, would let a later strong
    * read go back in time. With a majority holding it, every later epoch's recovery finds it.
    */
-  private async quorumHolds(key: string, scope: StrongScope): Promise<Result<null>> {
+  private async quorumHolds(key: string, scope: StrongScope): Promise<Result<KeySnapshot>> {
     const { machine } = this;
     const local = machine.snapshot(key);
-    if (local.state === null) return ok(null);
+    if (local.state === null) return ok(local);
     const version = keyVersion(decodeKeyState(local.state));
     const needed = majority(machine.settings.regions.length) - 1;
     const entry: ReplicationEntry = {
@@ -202,7 +216,7 @@ export class ReplicaNode {
       },
       (target, error) => this.ports.warn(`replica ${this.region}: ${target} could not confirm "${key}"`, error),
     );
-    if (result.complete) return ok(null);
+    if (result.complete) return ok(local);
     return fail("primary_unavailable", `the latest state of "${key}" is not yet held by a majority of regions; retry`, {
       prefix: scope.prefix,
     });
@@ -229,6 +243,17 @@ export class ReplicaNode {
     while (lagging.length > 0 && this.ports.now() < deadline) {
       await sleep(this.ports, SESSION_POLL_MS);
       lagging = this.machine.lagging(key, seen);
+    }
+    // A key of a strong prefix this region has not settled yet: its older writes may be kept
+    // aside, so the current primary (which holds everything the epoch kept) is asked instead.
+    const strong = this.machine.strongOf(key);
+    if (lagging.length > 0 && strong?.known !== undefined && strong.known.settledEpoch < strong.known.epoch) {
+      const primary = this.machine.view.primaries[strong.prefix];
+      if (primary === undefined || !primary.ready || primary.epoch !== strong.known.epoch)
+        return fail("primary_unavailable", `"${strong.prefix}" is failing over; retry shortly`, {
+          prefix: strong.prefix,
+        });
+      lagging = primary.region === this.region ? [] : [primary.region];
     }
     for (const origin of lagging) {
       if (origin === this.region || !this.machine.settings.regions.includes(origin)) continue;
@@ -372,6 +397,10 @@ export class ReplicaNode {
   /** Settles every prefix whose new primary's re-log this replica has fully applied. */
   settle(): void {
     const { machine } = this;
+    // Writes kept aside that one settle (or recovery) step left unjudged: a page per tick.
+    for (const [prefix, known] of machine.storage.primaries.all())
+      if (known.settledEpoch === known.epoch && machine.storage.deferred.page(prefix, 1).length > 0)
+        machine.storage.transaction(() => judgeDeferred(machine, prefix, this.ports.now()));
     for (const [prefix, p] of Object.entries(machine.view.primaries)) {
       if (!p.ready || p.region === this.region) continue;
       const known = machine.storage.primaries.all().get(prefix);

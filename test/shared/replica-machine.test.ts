@@ -10,6 +10,7 @@ import { applyEntries, entryStates, mergeSnapshot } from "../../shared/store/app
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type KeyOp, type KeyState, applyKeyOp, decodeKeyState, encodeKeyState } from "../../shared/store/key-state.ts";
 import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
+import { pnValueExact } from "../../shared/crdt/pn-counter.ts";
 import { SETTLE_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "../../shared/store/recovery.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
 import { type ReplicaStorage } from "../../shared/store/storage.ts";
@@ -293,5 +294,39 @@ describe("review findings", () => {
     m.applyView(view("weur", 3, 0, NOW + 1));
     while (!settleStep(m, "strong/", 3, NOW + 2));
     expect(storage.kv.rows("strong/", null, null, 10)).toEqual([]);
+  });
+
+  it("judges the writes a new primary kept aside while it recovered, when it finishes", () => {
+    const storage = new MemoryStorage();
+    const m = machine("wnam", storage);
+    m.applyView(view("wnam", 2, 0, NOW));
+    // The deposed enam's write of epoch 1 reaches wnam while it recovers: kept aside.
+    const late = ok(applyKeyOp(undefined, put("late"), "enam", hlcNow(hlcZero("enam"), NOW)));
+    expect(ok(apply(m, message("enam", "wnam", 1, "strong/late", late, 1), NOW + 1, true)).fenced).toBe(0);
+    expect(storage.deferred.count()).toBe(1);
+    relogPage(m, "strong/", recoveryOf(m, "strong/", 2, [], 0), NOW + 2);
+    expect(storage.deferred.count()).toBe(0);
+    expect(storage.conflicts.page(0, 10).map((c) => [c.key, c.kind])).toEqual([["strong/late", "fenced"]]);
+  });
+
+  it("recovers a key written before its prefix became strong as part of the first epoch", () => {
+    const storage = new MemoryStorage();
+    const m = machine("wnam", storage);
+    // wnam added 5 while the prefix was not strong (stored at epoch 0) ...
+    const five = ok(applyKeyOp(undefined, { type: "counter", delta: 5 }, "wnam", hlcNow(hlcZero("wnam"), NOW)));
+    storage.kv.put("strong/c", five, encodeKeyState(five), {}, 0);
+    // ... and a donor holds enam's later +1 of epoch 1, made without having seen it.
+    const one = ok(applyKeyOp(undefined, { type: "counter", delta: 1 }, "enam", hlcNow(hlcZero("enam"), NOW)));
+    m.applyView(view("wnam", 2, 0, NOW + 1));
+    const state = recoveryOf(m, "strong/", 2, ["weur"], 0);
+    mergeDonorPage(
+      m,
+      "strong/",
+      state,
+      [{ key: "strong/c", encoded: encodeKeyState(one), seqs: { enam: 1 }, epoch: 1 }],
+      NOW + 2,
+    );
+    const merged = decodeKeyState(storage.kv.get("strong/c")!.encoded);
+    expect(merged.type === "counter" ? pnValueExact(merged.counter) : 0n).toBe(6n);
   });
 });

@@ -7,7 +7,7 @@ import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type KeySnapshot, type PeerApi } from "../../shared/store/contract.ts";
-import { type KeyState, applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
+import { type KeyState, applyKeyOp, encodeKeyState, keyVersion } from "../../shared/store/key-state.ts";
 import { HELD_ROWS_MAX } from "../../shared/store/outbox.ts";
 import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
 import { type ReplicaPorts, type Timer } from "../../shared/store/ports.ts";
@@ -235,5 +235,29 @@ describe("the periodic tick", () => {
       });
     await h.node.tick();
     expect(beats.sort()).toEqual(["enam", "wnam"]);
+  });
+});
+
+describe("session reads of a strong key while its prefix is unsettled here", () => {
+  it("fetch what the token covers from the prefix's current primary, not from stream progress", async () => {
+    const h = harness("weur");
+    const written = state("acked");
+    // enam's write 1 of epoch 1 was acknowledged by a quorum (the client's token covers it);
+    // weur learned of epoch 2 (led by wnam) before enam's stream entry arrived.
+    h.node.applyView({
+      atMs: NOW,
+      health: {},
+      primaries: { "strong/": { region: "wnam", epoch: 2, ready: true, failover: true, recoveredSeq: 9 } },
+    });
+    const late: EntriesMessage = {
+      ...entry(1, "strong/k", true),
+      entries: [{ ...entry(1, "strong/k", true).entries[0]!, epoch: 1, state: encodeKeyState(written) }],
+    };
+    expect(codes(await h.node.applyReplication([late]))).toEqual(["ok"]);
+    // The entry was kept aside, though the stream counts it applied.
+    expect(h.node.machine.storage.kv.get("strong/k")).toBeNull();
+    h.peers.set("wnam", { snapshot: async () => ok({ state: encodeKeyState(written), seqs: { enam: 1 }, epoch: 2 }) });
+    const read = await h.node.read("strong/k", { session: { enam: 1 } });
+    expect(read.ok && read.value.view?.version).toBe(keyVersion(written));
   });
 });

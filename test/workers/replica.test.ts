@@ -51,7 +51,7 @@ describe("replica writes", () => {
         .toArray()
         .map((r) => r.name),
     );
-    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs", "0004_epochs"]);
+    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs", "0004_epochs", "0005_deferred"]);
   });
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {
