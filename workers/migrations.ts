@@ -11,6 +11,7 @@ import replica0002 from "../migrations/0002_primaries.sql";
 import replica0003 from "../migrations/0003_key_seqs.sql";
 import replica0004 from "../migrations/0004_epochs.sql";
 import replica0005 from "../migrations/0005_deferred.sql";
+import replica0006 from "../migrations/0006_merkle.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -26,6 +27,7 @@ export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 3, name: "0003_key_seqs", sql: replica0003 },
   { id: 4, name: "0004_epochs", sql: replica0004 },
   { id: 5, name: "0005_deferred", sql: replica0005 },
+  { id: 6, name: "0006_merkle", sql: replica0006 },
 ];
 
 /** The control object's migrations, in order. Append only. */

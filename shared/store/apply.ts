@@ -15,6 +15,7 @@ import { type KeyState, decodeKeyState, encodeKeyState } from "./key-state.ts";
 import { progressAccepts, progressApplied, progressHeartbeat } from "./progress.ts";
 import { conflictRecord, fencedRecord } from "./replica-core.ts";
 import { type ReplicaMachine, Refusal, refusable } from "./replica-machine.ts";
+import { putKey } from "./tree.ts";
 import {
   type EntriesMessage,
   type HeartbeatMessage,
@@ -55,13 +56,13 @@ export function mergeInto(
   const mergedSeqs = vvMerge(stored?.seqs ?? EMPTY_VV, seqs);
   if (verdict === "duplicate") {
     if (stored !== null && local !== undefined)
-      storage.kv.put(key, local.state, stored.encoded, mergedSeqs, local.epoch);
+      putKey(storage, key, stored, local.state, stored.encoded, mergedSeqs, local.epoch);
     return "duplicate";
   }
   const { merged, conflict } = mergeTagged(local, { state: remote, epoch });
   const encoded = encodeKeyState(merged.state);
   const changed = stored === null || stored.epoch !== merged.epoch || !equalBytes(encoded, stored.encoded);
-  storage.kv.put(key, merged.state, encoded, mergedSeqs, merged.epoch);
+  putKey(storage, key, stored, merged.state, encoded, mergedSeqs, merged.epoch);
   if (conflict !== undefined) {
     const record = conflictRecord(conflict);
     if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))

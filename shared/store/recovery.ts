@@ -28,6 +28,7 @@ import { prefixEnd } from "./keys.ts";
 import { INLINE_STATE_BYTES_MAX, conflictRecord, fencedRecord } from "./replica-core.ts";
 import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
 import { type KeyRow, type PrimaryRecord } from "./storage.ts";
+import { dropKey, putKey } from "./tree.ts";
 
 /** Keys per page when copying or re-logging a prefix. */
 export const RECOVERY_PAGE_KEYS = 200;
@@ -128,7 +129,7 @@ export function mergeDonorPage(
       // Otherwise no fencing: the donors hold exactly the older epochs' history this step gathers.
       const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: rowEpoch });
       const encoded = encodeKeyState(next.state);
-      storage.kv.put(row.key, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
+      putKey(storage, row.key, stored, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
       if (conflict !== undefined) {
         const record = conflictRecord(conflict);
         if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
@@ -159,7 +160,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), state.after, RECOVERY_PAGE_KEYS);
     for (const row of rows) {
       if (machine.epochOf(row.key, row.epoch) < state.floorEpoch) {
-        storage.kv.delete(row.key);
+        dropKey(storage, row.key, row);
         const record = fencedRecord(undefined, state.epoch, decodeKeyState(row.encoded), row.epoch);
         if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
           storage.metrics.add("replication_fenced_total", machine.region, 1);
@@ -167,7 +168,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
       }
       clock = hlcNow(clock, nowMs);
       seq += 1;
-      storage.kv.put(row.key, decodeKeyState(row.encoded), row.encoded, row.seqs, state.epoch);
+      putKey(storage, row.key, row, decodeKeyState(row.encoded), row.encoded, row.seqs, state.epoch);
       const inline = row.encoded.length <= INLINE_STATE_BYTES_MAX ? row.encoded : null;
       storage.log.append({
         seq,
@@ -215,7 +216,7 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
     const rows = storage.kv.rows(prefix, prefixEnd(prefix), after, SETTLE_PAGE_KEYS);
     for (const row of rows) {
       if (machine.epochOf(row.key, row.epoch) >= epoch) continue;
-      storage.kv.delete(row.key);
+      dropKey(storage, row.key, row);
       // Only a deposed primary wrote this key: it is dropped, and the drop is logged.
       const record = fencedRecord(undefined, epoch, decodeKeyState(row.encoded), row.epoch);
       if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))

@@ -23,6 +23,7 @@ import { progressLag } from "./progress.ts";
 import { type KeyView, type WriteConditions, checkConditions, keyView, planWrite } from "./replica-core.ts";
 import { sessionLagging } from "./session.ts";
 import { type PrimaryRecord, type ReplicaStorage } from "./storage.ts";
+import { enterUndigested, putKey } from "./tree.ts";
 import { type ReplicationEntry } from "./wire.ts";
 
 /** What a replica is configured with. */
@@ -98,6 +99,8 @@ export class ReplicaMachine {
     assert(Number.isSafeInteger(this.seqNumber) && this.seqNumber >= 0, "the stored sequence number is valid");
     const view = meta.get(META_VIEW);
     if (view !== undefined) this.viewState = JSON.parse(view) as ClusterView;
+    // Keys stored before the Merkle tree existed are entered into it before anything compares trees.
+    while (!enterUndigested(this.storage, (key, tag) => this.epochOf(key, tag)));
     this.storage.transaction(() => {
       // Configured strong prefixes start at epoch 1, already settled: there is nothing older.
       for (const p of this.settings.primaryPrefixes)
@@ -243,7 +246,15 @@ export class ReplicaMachine {
       const view = keyView(state);
       if (!view.ok) return view;
       const epoch = strong?.epoch ?? 0;
-      this.storage.kv.put(key, state, encoded, vvMerge(row?.seqs ?? EMPTY_VV, vvFrom([[this.region, seq]])), epoch);
+      putKey(
+        this.storage,
+        key,
+        row,
+        state,
+        encoded,
+        vvMerge(row?.seqs ?? EMPTY_VV, vvFrom([[this.region, seq]])),
+        epoch,
+      );
       const stampText = formatHlc(stamp);
       this.storage.log.append({
         seq,

@@ -8,6 +8,7 @@
  * Synchronous on purpose: Durable Object SQLite is synchronous, and a decision that awaited
  * between a read and a write would let other requests interleave (see PLATFORM.md).
  */
+import { type MerkleEntry } from "../merkle.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector } from "../version-vector.ts";
 import { type KeyState } from "./key-state.ts";
@@ -23,6 +24,11 @@ export interface StoredKey {
    * state (see `epochs.ts`); 0 for every other key.
    */
   readonly epoch: number;
+  /**
+   * The digest of the state and epoch (`merkle.ts` `stateDigest`): the key's entry in the
+   * Merkle tree. Null only for a key stored before the tree existed and not yet entered.
+   */
+  readonly digest: Uint8Array | null;
 }
 
 /** A stored key with its name, as paging through a key range returns it. */
@@ -132,10 +138,29 @@ export interface ReplicaStorage {
   transaction<T>(fn: () => T): T;
   readonly kv: {
     get(key: string): StoredKey | null;
-    /** Stores the key's state (already encoded as `encoded`). */
-    put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void;
-    /** Forgets the key entirely (a deposed primary's key that the new primary never had). */
+    /**
+     * Stores the key's state (already encoded as `encoded`) with its digest, in Merkle bucket
+     * `bucket`. Callers go through `tree.ts` `putKey`, which keeps the tree in step.
+     */
+    put(
+      key: string,
+      state: KeyState,
+      encoded: Uint8Array,
+      seqs: VersionVector,
+      epoch: number,
+      digest: Uint8Array,
+      bucket: number,
+    ): void;
+    /** Forgets the key entirely (through `tree.ts` `dropKey`). */
     delete(key: string): void;
+    /** The keys of Merkle bucket `bucket` with their digests, in key order. */
+    bucket(bucket: number): MerkleEntry[];
+    /** How many keys are stored: live ones, and tombstones (deleted registers). */
+    counts(): { live: number; tombstones: number };
+    /** Tombstones (deleted registers) after `after` in key order, at most `limit`, for collection. */
+    tombstones(after: string | null, limit: number): KeyRow[];
+    /** Keys stored before the Merkle tree existed (no digest yet), at most `limit`. */
+    undigested(limit: number): KeyRow[];
     /** Live keys in `[low, high)` after `after` (exclusive), in key order, at most `limit`. */
     list(low: string, high: string | null, after: string | null, limit: number): KeyListing[];
     /** Every stored key (tombstones too) in `[low, high)` after `after`, in key order, at most `limit`. */
@@ -174,6 +199,17 @@ export interface ReplicaStorage {
     page(afterId: number, limit: number): DeadLetterRow[];
     delete(ids: readonly number[]): void;
     count(): number;
+  };
+  readonly merkle: {
+    /** XORs `delta` into bucket `bucket`'s digest and into every node above it. */
+    add(bucket: number, delta: Uint8Array): void;
+    /**
+     * The digests of the 16 children of node `index` at `level` (0 <= level < depth; the
+     * children of level depth - 1 are buckets), zeros for empty ones.
+     */
+    children(level: number, index: number): Uint8Array[];
+    /** The root digest: equal roots mean identical replicas. */
+    root(): Uint8Array;
   };
   readonly deferred: {
     add(row: DeferredInput): void;

@@ -14,6 +14,7 @@ import { pnValueExact } from "../../shared/crdt/pn-counter.ts";
 import { SETTLE_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "../../shared/store/recovery.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
 import { type ReplicaStorage } from "../../shared/store/storage.ts";
+import { putKey } from "../../shared/store/tree.ts";
 import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
 import { MemoryStorage } from "../sim/memory-storage.ts";
 
@@ -32,6 +33,11 @@ function machine(
 /** Applies an entries message whose states are all inline. */
 function apply(m: ReplicaMachine, msg: EntriesMessage, nowMs: number, stream: boolean): Result<{ fenced: number }> {
   return applyEntries(m, msg, ok(entryStates(m, msg, new Map())), nowMs, stream);
+}
+
+/** Stores `state` for `key` at `epoch` as a test's starting point, the Merkle tree in step. */
+function store(storage: ReplicaStorage, key: string, state: KeyState, epoch: number): void {
+  storage.transaction(() => putKey(storage, key, storage.kv.get(key), state, encodeKeyState(state), {}, epoch));
 }
 
 function ok<T>(result: Result<T>): T {
@@ -101,7 +107,7 @@ describe("positions and rolled-back transactions", () => {
     m.applyView(view("wnam", 2, 0, NOW));
     for (const key of ["strong/a", "strong/b", "strong/c"]) {
       const state = ok(applyKeyOp(undefined, put(key), "enam", hlcNow(hlcZero("enam"), NOW)));
-      storage.kv.put(key, state, encodeKeyState(state), {}, 1);
+      store(storage, key, state, 1);
     }
     const before = m.seq;
     armed = true;
@@ -240,7 +246,7 @@ describe("review findings", () => {
   it("merges a key whose prefix is no longer strong as a plain CRDT, whatever its stored epoch", () => {
     const storage = new MemoryStorage();
     const old = ok(applyKeyOp(undefined, put("old"), "enam", hlcNow(hlcZero("enam"), NOW)));
-    storage.kv.put("strong/k", old, encodeKeyState(old), {}, 1);
+    store(storage, "strong/k", old, 1);
     const m = machine("weur", storage, []);
     const newer = ok(applyKeyOp(old, put("new"), "wnam", hlcNow(hlcZero("wnam"), NOW + 1)));
     expect(ok(apply(m, message("wnam", "weur", 1, "strong/k", newer), NOW + 2, true)).fenced).toBe(0);
@@ -286,7 +292,7 @@ describe("review findings", () => {
     const m = machine("weur", storage);
     const state = ok(applyKeyOp(undefined, put("x"), "enam", hlcNow(hlcZero("enam"), NOW)));
     const keys = Array.from({ length: SETTLE_PAGE_KEYS + 10 }, (_, i) => `strong/${String(i).padStart(5, "0")}`);
-    for (const key of keys) storage.kv.put(key, state, encodeKeyState(state), {}, 2);
+    for (const key of keys) store(storage, key, state, 2);
     m.applyView(view("wnam", 2, 0, NOW));
     // Epoch 2's settle drops nothing (every key is of epoch 2) and stops after one page...
     expect(settleStep(m, "strong/", 2, NOW)).toBe(false);
@@ -314,7 +320,7 @@ describe("review findings", () => {
     const m = machine("wnam", storage);
     // wnam added 5 while the prefix was not strong (stored at epoch 0) ...
     const five = ok(applyKeyOp(undefined, { type: "counter", delta: 5 }, "wnam", hlcNow(hlcZero("wnam"), NOW)));
-    storage.kv.put("strong/c", five, encodeKeyState(five), {}, 0);
+    store(storage, "strong/c", five, 0);
     // ... and a donor holds enam's later +1 of epoch 1, made without having seen it.
     const one = ok(applyKeyOp(undefined, { type: "counter", delta: 1 }, "enam", hlcNow(hlcZero("enam"), NOW)));
     m.applyView(view("wnam", 2, 0, NOW + 1));
@@ -323,7 +329,7 @@ describe("review findings", () => {
       m,
       "strong/",
       state,
-      [{ key: "strong/c", encoded: encodeKeyState(one), seqs: { enam: 1 }, epoch: 1 }],
+      [{ key: "strong/c", encoded: encodeKeyState(one), seqs: { enam: 1 }, epoch: 1, digest: null }],
       NOW + 2,
     );
     const merged = decodeKeyState(storage.kv.get("strong/c")!.encoded);

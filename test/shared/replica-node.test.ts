@@ -149,7 +149,7 @@ function recovering(keys: number): { h: Harness; pages: { count: number }; gate:
   h.node.applyView(view);
   const rows: KeyRow[] = Array.from({ length: keys }, (_, i) => {
     const key = `strong/${String(i).padStart(5, "0")}`;
-    return { key, encoded: encodeKeyState(state(key)), seqs: { enam: i + 1 }, epoch: 1 };
+    return { key, encoded: encodeKeyState(state(key)), seqs: { enam: i + 1 }, epoch: 1, digest: null };
   });
   const pages = { count: 0 };
   const gate = { open: Promise.resolve() };

@@ -3,6 +3,7 @@
 // in-memory one (test/shared/memory-storage.test.ts) run the same tests, so the simulator's
 // verdicts hold for the Durable Object. Every test body is synchronous because the storage is:
 // the SQLite harness runs each body inside one `transactionSync`, which cannot await.
+import { MERKLE_DIGEST_BYTES, MerkleLevels, bucketOf, stateDigest } from "../../shared/merkle.ts";
 import { describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
@@ -48,7 +49,8 @@ const SEQS: VersionVector = vvFrom([
 ]);
 
 function put(storage: ReplicaStorage, key: string, state: KeyState, seqs = EMPTY_VV, epoch = 0): void {
-  storage.kv.put(key, state, encodeKeyState(state), seqs, epoch);
+  const encoded = encodeKeyState(state);
+  storage.kv.put(key, state, encoded, seqs, epoch, stateDigest(encoded, epoch), bucketOf(key));
 }
 
 /** A log row whose state is `stateBytes` bytes long (null: too large to inline). */
@@ -114,6 +116,8 @@ function tables(s: ReplicaStorage) {
     deadLetters: s.deadLetters.page(0, 100),
     deadLetterCount: s.deadLetters.count(),
     deferred: s.deferred.page("strong/", 100),
+    root: s.merkle.root(),
+    counts: s.kv.counts(),
     deferredCount: s.deferred.count(),
     meta: [s.meta.get("clock"), s.meta.get("seq")],
   };
@@ -137,6 +141,10 @@ function seed(s: ReplicaStorage): void {
     s.conflicts.insert(conflict("k-live", "s2", "s1"));
     s.deadLetters.insert(letter("weur", "seed"));
     s.deferred.add(deferredRow("strong/a", 1));
+    s.merkle.add(
+      7,
+      Uint8Array.from({ length: MERKLE_DIGEST_BYTES }, (_, i) => i),
+    );
     s.meta.set("clock", "c1");
     s.metrics.add("writes_total", "wnam", 1);
   });
@@ -165,6 +173,7 @@ function changeEverything(s: ReplicaStorage): void {
   s.deferred.delete([kept!.id]);
   s.deferred.add(deferredRow("strong/b", 2));
   s.deferred.add(deferredRow("strong/c", 2));
+  s.merkle.add(9, new Uint8Array(MERKLE_DIGEST_BYTES).fill(1));
   s.meta.set("clock", "c2");
   s.meta.set("seq", "9");
   s.metrics.add("writes_total", "wnam", 10);
@@ -204,6 +213,8 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           deadLetterCount: 0,
           deferred: [],
           deferredCount: 0,
+          root: new Uint8Array(MERKLE_DIGEST_BYTES),
+          counts: { live: 0, tombstones: 0 },
           meta: [undefined, undefined],
         });
       }));
@@ -280,9 +291,27 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           put(s, "b", TOMBSTONE, vvFrom([["enam", 2]]), 0);
           put(s, "c", COUNTER);
           expect(reopen().kv.rows("", null, null, 10)).toEqual([
-            { key: "a", encoded: encodeKeyState(LIVE), seqs: SEQS, epoch: 3 },
-            { key: "b", encoded: encodeKeyState(TOMBSTONE), seqs: { enam: 2 }, epoch: 0 },
-            { key: "c", encoded: encodeKeyState(COUNTER), seqs: {}, epoch: 0 },
+            {
+              key: "a",
+              encoded: encodeKeyState(LIVE),
+              seqs: SEQS,
+              epoch: 3,
+              digest: stateDigest(encodeKeyState(LIVE), 3),
+            },
+            {
+              key: "b",
+              encoded: encodeKeyState(TOMBSTONE),
+              seqs: { enam: 2 },
+              epoch: 0,
+              digest: stateDigest(encodeKeyState(TOMBSTONE), 0),
+            },
+            {
+              key: "c",
+              encoded: encodeKeyState(COUNTER),
+              seqs: {},
+              epoch: 0,
+              digest: stateDigest(encodeKeyState(COUNTER), 0),
+            },
           ]);
           const keys = (low: string, high: string | null, after: string | null, limit: number) =>
             s.kv.rows(low, high, after, limit).map((r) => r.key);
@@ -443,6 +472,54 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         s.deferred.delete([rows[0]!.id]);
         expect(s.deferred.page("strong/", 10).map((r) => r.key)).toEqual(["strong/b"]);
         expect(s.deferred.count()).toBe(2);
+      }));
+
+    it("sums Merkle bucket deltas into the buckets and every level above, and forgets emptied buckets", () =>
+      withStorage((s, reopen) => {
+        const delta = (seed: number) =>
+          Uint8Array.from({ length: MERKLE_DIGEST_BYTES }, (_, i) => (i * 7 + seed) % 256);
+        s.merkle.add(0x1234, delta(1));
+        s.merkle.add(0x1235, delta(2));
+        s.merkle.add(0xffff, delta(3));
+        const expected = MerkleLevels.fromBuckets([
+          [0x1234, delta(1)],
+          [0x1235, delta(2)],
+          [0xffff, delta(3)],
+        ]);
+        for (const storage of [s, reopen()]) {
+          expect(storage.merkle.root()).toEqual(expected.root());
+          // The buckets' parent (level 3, node 0x123) shows the two buckets under it.
+          const leaves = storage.merkle.children(3, 0x123);
+          expect(leaves[4]).toEqual(delta(1));
+          expect(leaves[5]).toEqual(delta(2));
+          expect(leaves[0]).toEqual(new Uint8Array(MERKLE_DIGEST_BYTES));
+          expect(storage.merkle.children(0, 0)[1]).toEqual(expected.node(1, 1));
+        }
+        // XORing a delta twice takes it back out: the tree is as if it never came.
+        s.merkle.add(0x1234, delta(1));
+        s.merkle.add(0x1235, delta(2));
+        s.merkle.add(0xffff, delta(3));
+        expect(s.merkle.root()).toEqual(new Uint8Array(MERKLE_DIGEST_BYTES));
+        expect(reopen().merkle.root()).toEqual(new Uint8Array(MERKLE_DIGEST_BYTES));
+      }));
+
+    it("lists a bucket's keys with their digests, counts live keys and tombstones, and pages tombstones", () =>
+      withStorage((s, reopen) => {
+        put(s, "x1", LIVE);
+        put(s, "x2", TOMBSTONE);
+        put(s, "x3", COUNTER);
+        put(s, "x4", TOMBSTONE, EMPTY_VV, 2);
+        const r = reopen();
+        for (const key of ["x1", "x2", "x3", "x4"])
+          expect(r.kv.bucket(bucketOf(key)).find((e) => e.key === key)?.digest).toEqual(s.kv.get(key)?.digest);
+        expect(r.kv.counts()).toEqual({ live: 2, tombstones: 2 });
+        expect(r.kv.tombstones(null, 10).map((row) => [row.key, row.epoch])).toEqual([
+          ["x2", 0],
+          ["x4", 2],
+        ]);
+        expect(r.kv.tombstones("x2", 10).map((row) => row.key)).toEqual(["x4"]);
+        expect(r.kv.tombstones(null, 1).map((row) => row.key)).toEqual(["x2"]);
+        expect(r.kv.undigested(10)).toEqual([]);
       }));
 
     it("stores named meta values, the latest set winning", () =>

@@ -1,6 +1,7 @@
 // The replica's storage in memory, for the simulator: the same contract as the SQLite adapter
 // (test/shared/storage-contract.ts runs against both), with transactions that roll back by
 // undoing their writes. A crash keeps this object (storage survives); a storage loss replaces it.
+import { MERKLE_DIGEST_BYTES, type MerkleEntry, MerkleLevels, isZero, xorInto } from "../../shared/merkle.ts";
 import { type KeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
 import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
 import { EMPTY_PROGRESS, type PeerProgress } from "../../shared/store/progress.ts";
@@ -19,6 +20,7 @@ import {
   type ReplicaStorage,
   type StoredKey,
 } from "../../shared/store/storage.ts";
+import { merkleChildren } from "../../shared/store/tree.ts";
 import { type VersionVector } from "../../shared/version-vector.ts";
 
 /** Orders keys as SQLite orders TEXT: by UTF-8 bytes, which is code point order. */
@@ -35,6 +37,7 @@ export function compareKeys(a: string, b: string): number {
 interface KvEntry extends StoredKey {
   readonly live: boolean;
   readonly version: string;
+  readonly bucket: number | null;
 }
 
 /** A replica's storage held in maps. */
@@ -49,6 +52,9 @@ export class MemoryStorage implements ReplicaStorage {
   private readonly letters = new Map<number, DeadLetterRow>();
   private readonly metaRows = new Map<string, string>();
   private readonly deferredRows = new Map<number, DeferredRow>();
+  private readonly bucketDigests = new Map<number, Uint8Array>();
+  /** The levels above the buckets, summed when first needed; dropped by a rollback. */
+  private levels: MerkleLevels | undefined;
   private nextDeferredId = 1;
   private readonly metricRows = new Map<string, MetricRow>();
   private readonly buffer = new MetricBuffer((name, peer, delta) => {
@@ -80,6 +86,7 @@ export class MemoryStorage implements ReplicaStorage {
     } catch (error) {
       for (const action of this.undo.reverse()) action();
       this.buffer.rollback();
+      this.levels = undefined;
       throw error;
     } finally {
       this.undo = undefined;
@@ -100,12 +107,48 @@ export class MemoryStorage implements ReplicaStorage {
   readonly kv = {
     get: (key: string): StoredKey | null => {
       const row = this.kvRows.get(key);
-      return row === undefined ? null : { encoded: row.encoded, seqs: row.seqs, epoch: row.epoch };
+      return row === undefined ? null : { encoded: row.encoded, seqs: row.seqs, epoch: row.epoch, digest: row.digest };
     },
-    put: (key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void => {
+    put: (
+      key: string,
+      state: KeyState,
+      encoded: Uint8Array,
+      seqs: VersionVector,
+      epoch: number,
+      digest: Uint8Array,
+      bucket: number,
+    ): void => {
       this.touch(this.kvRows, key);
-      this.kvRows.set(key, { encoded, seqs, epoch, live: keyIsLive(state), version: keyVersion(state) });
+      this.kvRows.set(key, {
+        encoded,
+        seqs,
+        epoch,
+        digest,
+        bucket,
+        live: keyIsLive(state),
+        version: keyVersion(state),
+      });
     },
+    bucket: (bucket: number): MerkleEntry[] =>
+      [...this.kvRows]
+        .filter(([, row]) => row.bucket === bucket && row.digest !== null)
+        .sort(([a], [b]) => compareKeys(a, b))
+        .map(([key, row]) => ({ key, digest: row.digest as Uint8Array })),
+    counts: (): { live: number; tombstones: number } => {
+      let live = 0;
+      for (const row of this.kvRows.values()) if (row.live) live += 1;
+      return { live, tombstones: this.kvRows.size - live };
+    },
+    tombstones: (after: string | null, limit: number): KeyRow[] =>
+      this.sortedKeys("", null, after)
+        .filter((k) => this.kvRows.get(k)?.live === false)
+        .slice(0, limit)
+        .map((key) => this.keyRow(key)),
+    undigested: (limit: number): KeyRow[] =>
+      [...this.kvRows]
+        .filter(([, row]) => row.digest === null)
+        .slice(0, limit)
+        .map(([key]) => this.keyRow(key)),
     delete: (key: string): void => {
       this.touch(this.kvRows, key);
       this.kvRows.delete(key);
@@ -118,10 +161,36 @@ export class MemoryStorage implements ReplicaStorage {
     rows: (low: string, high: string | null, after: string | null, limit: number): KeyRow[] =>
       this.sortedKeys(low, high, after)
         .slice(0, limit)
-        .map((key) => {
-          const row = this.kvRows.get(key) as KvEntry;
-          return { key, encoded: row.encoded, seqs: row.seqs, epoch: row.epoch };
-        }),
+        .map((key) => this.keyRow(key)),
+  };
+
+  private keyRow(key: string): KeyRow {
+    const row = this.kvRows.get(key) as KvEntry;
+    return { key, encoded: row.encoded, seqs: row.seqs, epoch: row.epoch, digest: row.digest };
+  }
+
+  private loadLevels(): MerkleLevels {
+    this.levels ??= MerkleLevels.fromBuckets(this.bucketDigests);
+    return this.levels;
+  }
+
+  readonly merkle = {
+    add: (bucket: number, delta: Uint8Array): void => {
+      const digest = this.bucketDigests.get(bucket)?.slice() ?? new Uint8Array(MERKLE_DIGEST_BYTES);
+      xorInto(digest, delta);
+      this.touch(this.bucketDigests, bucket);
+      if (isZero(digest)) this.bucketDigests.delete(bucket);
+      else this.bucketDigests.set(bucket, digest);
+      this.levels?.add(bucket, delta);
+    },
+    children: (level: number, index: number): Uint8Array[] =>
+      merkleChildren(
+        level,
+        index,
+        () => this.loadLevels(),
+        (from, to) => [...this.bucketDigests].filter(([bucket]) => bucket >= from && bucket < to),
+      ),
+    root: (): Uint8Array => this.loadLevels().root(),
   };
 
   readonly log = {
@@ -259,6 +328,8 @@ export class MemoryStorage implements ReplicaStorage {
 
   /** Every stored key with its row, for the checks (not part of the storage contract). */
   dump(): Map<string, StoredKey> {
-    return new Map([...this.kvRows].map(([k, r]) => [k, { encoded: r.encoded, seqs: r.seqs, epoch: r.epoch }]));
+    return new Map(
+      [...this.kvRows].map(([k, r]) => [k, { encoded: r.encoded, seqs: r.seqs, epoch: r.epoch, digest: r.digest }]),
+    );
   }
 }

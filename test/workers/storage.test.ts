@@ -16,6 +16,7 @@ const TABLES = [
   "deferred",
   "kv",
   "log",
+  "merkle",
   "meta",
   "metrics",
   "peer_recv",

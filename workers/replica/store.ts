@@ -21,16 +21,26 @@ import {
   type StoredKey,
 } from "../../shared/store/storage.ts";
 import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
+import { MERKLE_DIGEST_BYTES, type MerkleEntry, MerkleLevels, isZero, xorInto } from "../../shared/merkle.ts";
 import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
+import { merkleChildren } from "../../shared/store/tree.ts";
 
 function bytes(value: ArrayBuffer | null): Uint8Array | null {
   return value === null ? null : new Uint8Array(value);
 }
 
-type KvRow = { key: string; state: ArrayBuffer; seqs: string; epoch: number };
+type KvRow = { key: string; state: ArrayBuffer; seqs: string; epoch: number; digest: ArrayBuffer | null };
+
+const KV_COLUMNS = "key, state, seqs, epoch, digest";
 
 function keyRow(r: KvRow): KeyRow {
-  return { key: r.key, encoded: new Uint8Array(r.state), seqs: parseVv(r.seqs) ?? EMPTY_VV, epoch: r.epoch };
+  return {
+    key: r.key,
+    encoded: new Uint8Array(r.state),
+    seqs: parseVv(r.seqs) ?? EMPTY_VV,
+    epoch: r.epoch,
+    digest: bytes(r.digest),
+  };
 }
 
 /** The replica's storage over `storage`'s SQLite database (migrated by the caller). */
@@ -47,6 +57,18 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       delta,
     ),
   );
+  // The tree's levels above the buckets, summed from the stored buckets when first needed and
+  // kept in step by every `merkle.add`; a rolled-back transaction drops them (see `transaction`).
+  let levels: MerkleLevels | undefined;
+  const loadLevels = (): MerkleLevels => {
+    levels ??= MerkleLevels.fromBuckets(
+      sql
+        .exec<{ bucket: number; digest: ArrayBuffer }>("SELECT bucket, digest FROM merkle")
+        .toArray()
+        .map((r) => [r.bucket, new Uint8Array(r.digest)] as const),
+    );
+    return levels;
+  };
   let depth = 0;
   return {
     transaction<T>(fn: () => T): T {
@@ -60,6 +82,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         progress.clear();
         sentCache = undefined;
         primariesCache = undefined;
+        levels = undefined;
         if (depth === 1) metrics.rollback();
         throw error;
       } finally {
@@ -68,12 +91,20 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
     },
     kv: {
       get(key: string): StoredKey | null {
-        const row = sql.exec<KvRow>("SELECT key, state, seqs, epoch FROM kv WHERE key = ?", key).toArray()[0];
+        const row = sql.exec<KvRow>(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`, key).toArray()[0];
         return row === undefined ? null : keyRow(row);
       },
-      put(key: string, state: KeyState, encoded: Uint8Array, seqs: VersionVector, epoch: number): void {
+      put(
+        key: string,
+        state: KeyState,
+        encoded: Uint8Array,
+        seqs: VersionVector,
+        epoch: number,
+        digest: Uint8Array,
+        bucket: number,
+      ): void {
         sql.exec(
-          "INSERT INTO kv (key, type, live, version, state, seqs, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6, epoch = ?7",
+          "INSERT INTO kv (key, type, live, version, state, seqs, epoch, digest, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6, epoch = ?7, digest = ?8, bucket = ?9",
           key,
           state.type,
           keyIsLive(state) ? 1 : 0,
@@ -81,7 +112,42 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           encoded,
           formatVv(seqs),
           epoch,
+          digest,
+          bucket,
         );
+      },
+      bucket(bucket: number): MerkleEntry[] {
+        return sql
+          .exec<{ key: string; digest: ArrayBuffer }>(
+            "SELECT key, digest FROM kv WHERE bucket = ? AND digest IS NOT NULL ORDER BY key",
+            bucket,
+          )
+          .toArray()
+          .map((r) => ({ key: r.key, digest: new Uint8Array(r.digest) }));
+      },
+      counts(): { live: number; tombstones: number } {
+        const row = sql
+          .exec<{ live: number | null; total: number }>("SELECT sum(live) AS live, count(*) AS total FROM kv")
+          .one();
+        const live = row.live ?? 0;
+        // Counters and sets are always live; only a deleted register is a tombstone.
+        return { live, tombstones: row.total - live };
+      },
+      tombstones(after: string | null, limit: number): KeyRow[] {
+        return sql
+          .exec<KvRow>(
+            `SELECT ${KV_COLUMNS} FROM kv WHERE live = 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2`,
+            after,
+            limit,
+          )
+          .toArray()
+          .map(keyRow);
+      },
+      undigested(limit: number): KeyRow[] {
+        return sql
+          .exec<KvRow>(`SELECT ${KV_COLUMNS} FROM kv WHERE digest IS NULL LIMIT ?`, limit)
+          .toArray()
+          .map(keyRow);
       },
       delete(key: string): void {
         sql.exec("DELETE FROM kv WHERE key = ?", key);
@@ -103,7 +169,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       rows(low: string, high: string | null, after: string | null, limit: number): KeyRow[] {
         return sql
           .exec<KvRow>(
-            "SELECT key, state, seqs, epoch FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+            `SELECT ${KV_COLUMNS} FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4`,
             low,
             after,
             high,
@@ -332,6 +398,38 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       },
       count(): number {
         return sql.exec<{ n: number }>("SELECT count(*) AS n FROM dead_letters").one().n;
+      },
+    },
+    merkle: {
+      add(bucket: number, delta: Uint8Array): void {
+        const row = sql
+          .exec<{ digest: ArrayBuffer }>("SELECT digest FROM merkle WHERE bucket = ?", bucket)
+          .toArray()[0];
+        const digest = row === undefined ? new Uint8Array(MERKLE_DIGEST_BYTES) : new Uint8Array(row.digest);
+        xorInto(digest, delta);
+        if (isZero(digest)) sql.exec("DELETE FROM merkle WHERE bucket = ?", bucket);
+        else
+          sql.exec(
+            "INSERT INTO merkle (bucket, digest) VALUES (?1, ?2) ON CONFLICT (bucket) DO UPDATE SET digest = ?2",
+            bucket,
+            digest,
+          );
+        levels?.add(bucket, delta);
+      },
+      children(level: number, index: number): Uint8Array[] {
+        return merkleChildren(level, index, loadLevels, (from, to) =>
+          sql
+            .exec<{ bucket: number; digest: ArrayBuffer }>(
+              "SELECT bucket, digest FROM merkle WHERE bucket >= ? AND bucket < ?",
+              from,
+              to,
+            )
+            .toArray()
+            .map((r) => [r.bucket, new Uint8Array(r.digest)] as const),
+        );
+      },
+      root(): Uint8Array {
+        return loadLevels().root();
       },
     },
     deferred: {
