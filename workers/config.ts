@@ -4,6 +4,7 @@
  */
 import { assert } from "../shared/assert.ts";
 import { type RegionId, parseRegionId, parseRegionList } from "../shared/regions.ts";
+import { GC_DEFAULTS, type GcSettings } from "../shared/store/gc.ts";
 import { type PrimaryPrefix, parsePrimaryPrefixes } from "../shared/store/primaries.ts";
 
 /** Parsed settings. */
@@ -31,12 +32,21 @@ export interface Config {
   readonly replicationDelaySeconds: number;
   /** How long a replica gathers writes before draining them to the queue as one message per peer. */
   readonly replicationBatchMs: number;
+  /** Fault injection: the percentage of replication messages the consumer drops unapplied. */
+  readonly replicationDropPercent: number;
+  /** How often each replica runs an anti-entropy round with every healthy peer. */
+  readonly antiEntropyIntervalMs: number;
+  /** Collection of tombstones and of the conflict log (`shared/store/gc.ts`). */
+  readonly gc: GcSettings;
 }
 
 /** Default for {@link Config.ackTimeoutMs}. */
 export const ACK_TIMEOUT_MS_DEFAULT = 5000;
 /** Default for {@link Config.sessionWaitMs}. */
 export const SESSION_WAIT_MS_DEFAULT = 10;
+
+/** Default anti-entropy period. */
+export const ANTI_ENTROPY_INTERVAL_MS_DEFAULT = 30_000;
 
 /** Default heartbeat period: short enough that idle lag and health are seen within seconds. */
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 1000;
@@ -79,6 +89,11 @@ export function loadConfig(env: Env): Config {
     env.HEALTH_SILENCE_MS,
     env.REPLICATION_DELAY_SECONDS,
     env.REPLICATION_BATCH_MS,
+    env.ANTI_ENTROPY_INTERVAL_MS,
+    env.REPLICATION_DROP_PERCENT,
+    env.TOMBSTONE_GRACE_MS,
+    env.CONFLICT_LOG_RETENTION_MS,
+    env.CONFLICT_LOG_MAX_ROWS,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -103,6 +118,26 @@ export function loadConfig(env: Env): Config {
     healthSilenceMs: positiveInt("HEALTH_SILENCE_MS", env.HEALTH_SILENCE_MS, 3 * heartbeatIntervalMs),
     replicationDelaySeconds: nonNegativeInt("REPLICATION_DELAY_SECONDS", env.REPLICATION_DELAY_SECONDS, 0, 43_200),
     replicationBatchMs: nonNegativeInt("REPLICATION_BATCH_MS", env.REPLICATION_BATCH_MS, 50, 1000),
+    replicationDropPercent: nonNegativeInt("REPLICATION_DROP_PERCENT", env.REPLICATION_DROP_PERCENT, 0, 100),
+    antiEntropyIntervalMs: positiveInt(
+      "ANTI_ENTROPY_INTERVAL_MS",
+      env.ANTI_ENTROPY_INTERVAL_MS,
+      ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+    ),
+    gc: {
+      tombstoneGraceMs: nonNegativeInt(
+        "TOMBSTONE_GRACE_MS",
+        env.TOMBSTONE_GRACE_MS,
+        GC_DEFAULTS.tombstoneGraceMs,
+        Number.MAX_SAFE_INTEGER,
+      ),
+      conflictRetentionMs: positiveInt(
+        "CONFLICT_LOG_RETENTION_MS",
+        env.CONFLICT_LOG_RETENTION_MS,
+        GC_DEFAULTS.conflictRetentionMs,
+      ),
+      conflictRowsMax: positiveInt("CONFLICT_LOG_MAX_ROWS", env.CONFLICT_LOG_MAX_ROWS, GC_DEFAULTS.conflictRowsMax),
+    },
   };
   cached = { key, config };
   return config;

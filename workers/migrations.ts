@@ -12,6 +12,7 @@ import replica0003 from "../migrations/0003_key_seqs.sql";
 import replica0004 from "../migrations/0004_epochs.sql";
 import replica0005 from "../migrations/0005_deferred.sql";
 import replica0006 from "../migrations/0006_merkle.sql";
+import replica0007 from "../migrations/0007_lifecycle.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -28,6 +29,7 @@ export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 4, name: "0004_epochs", sql: replica0004 },
   { id: 5, name: "0005_deferred", sql: replica0005 },
   { id: 6, name: "0006_merkle", sql: replica0006 },
+  { id: 7, name: "0007_lifecycle", sql: replica0007 },
 ];
 
 /** The control object's migrations, in order. Append only. */

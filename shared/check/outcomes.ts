@@ -3,15 +3,17 @@
  * ground truth a simulator records): every replica holds the same state; every acknowledged
  * write survives; counters are exact; sets are add-wins; registers end at the last writer among
  * causally maximal writes; and a deposed primary's writes that its successor did not keep are
- * gone everywhere. Each check returns its violations, empty when the promise held.
+ * gone everywhere; a collected tombstone never comes back. Each check returns its violations,
+ * empty when the promise held.
  */
 import { equalBytes } from "../bytes.ts";
-import { type HlcStamp, compareHlc, parseHlc } from "../hlc.ts";
+import { type HlcStamp, compareHlc, formatHlc, parseHlc } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
 import { orsetMembers } from "../crdt/or-set.ts";
 import { pnValueExact } from "../crdt/pn-counter.ts";
-import { type KeyState, decodeKeyState, keyVv } from "../store/key-state.ts";
-import { type VersionVector, parseVv, vvGet } from "../version-vector.ts";
+import { lwwEmpty } from "../crdt/lww-register.ts";
+import { type KeyState, decodeKeyState, keyIsLive, keyVv } from "../store/key-state.ts";
+import { type VersionVector, formatVv, parseVv, vvDescends, vvGet } from "../version-vector.ts";
 
 /** A write a replica committed. */
 export interface CommittedWrite {
@@ -42,6 +44,7 @@ export interface OutcomeViolation {
   readonly rule:
     | "convergence"
     | "write_lost"
+    | "resurrected"
     | "counter_inexact"
     | "set_not_add_wins"
     | "register_not_last_writer"
@@ -99,12 +102,31 @@ export function survivors(
   return writes.filter((w) => w.epoch === null || kept(w));
 }
 
+/** What a run may legitimately have forgotten. */
+export interface Forgotten {
+  /**
+   * Per key, the vector of every tombstone of it that a replica collected: the writes it covers
+   * are accounted for by a delete, and a live state holding nothing beyond them is a collected
+   * key resurrected.
+   */
+  readonly collected?: ReadonlyMap<string, VersionVector>;
+  /**
+   * Writes that only a region's own storage held when that storage was lost (acknowledged, if
+   * at all, under `ack=local`, which promises no more): they may be gone, or may have reached a
+   * peer in a message still on its way.
+   */
+  readonly lost?: ReadonlySet<number>;
+}
+
 /** Checks one converged final state (a replica's keys) against the surviving and deposed writes. */
 export function checkOutcome(
   finals: ReadonlyMap<string, FinalKey>,
   surviving: readonly CommittedWrite[],
   deposed: readonly CommittedWrite[],
+  forgotten: Forgotten = {},
 ): OutcomeViolation[] {
+  const collected = forgotten.collected ?? new Map<string, VersionVector>();
+  const lost = forgotten.lost ?? new Set<number>();
   const out: OutcomeViolation[] = [];
   const byKey = Map.groupBy(surviving, (w) => w.key);
   if (byKey.size > CHECK_KEYS_MAX) throw new RangeError(`more than ${CHECK_KEYS_MAX} keys to check`);
@@ -112,19 +134,29 @@ export function checkOutcome(
     if (!byKey.has(key)) out.push({ rule: "phantom_key", message: `${key} exists but no surviving write made it` });
   for (const [key, writes] of byKey) {
     const final = finals.get(key);
+    const tombstone = collected.get(key);
+    const buried = (w: CommittedWrite): boolean => tombstone !== undefined && sees(tombstone, w);
     if (final === undefined) {
-      out.push({ rule: "write_lost", message: `${key} is missing; ${writes.length} surviving writes made it` });
+      const unaccounted = writes.filter((w) => !buried(w) && !lost.has(w.id));
+      if (unaccounted.length > 0)
+        out.push({ rule: "write_lost", message: `${key} is missing; ${unaccounted.length} surviving writes made it` });
+      else out.push(...checkKey(key, { type: "register", register: lwwEmpty() }, writes, lost));
       continue;
     }
     const state = decodeKeyState(final.encoded);
     const vv = keyVv(state);
+    if (tombstone !== undefined && keyIsLive(state) && vvDescends(tombstone, vv))
+      out.push({
+        rule: "resurrected",
+        message: `${key} was collected as deleted, and is back with nothing newer (${formatVv(vv)})`,
+      });
     for (const w of writes)
-      if (!sees(vv, w))
+      if (!sees(vv, w) && !buried(w) && !lost.has(w.id))
         out.push({
           rule: "write_lost",
           message: `${key} lost ${w.acknowledged ? "acknowledged" : "committed"} write ${w.id} (${w.region} ${w.version})`,
         });
-    out.push(...checkKey(key, state, writes));
+    out.push(...checkKey(key, state, writes, lost));
   }
   for (const w of deposed) {
     const final = finals.get(w.key);
@@ -149,18 +181,39 @@ function text(bytes: Uint8Array | null): string | null {
   return bytes === null ? null : new TextDecoder().decode(bytes);
 }
 
-function checkKey(key: string, state: KeyState, writes: readonly CommittedWrite[]): OutcomeViolation[] {
+function checkKey(
+  key: string,
+  state: KeyState,
+  all: readonly CommittedWrite[],
+  lost: ReadonlySet<number>,
+): OutcomeViolation[] {
+  const delta = (w: CommittedWrite): bigint => BigInt(w.op.type === "counter" ? w.op.delta : 0);
   switch (state.type) {
     case "counter": {
-      const expected = writes.reduce((sum, w) => sum + BigInt(w.op.type === "counter" ? w.op.delta : 0), 0n);
+      // Writes lost with a region's storage may each count or not.
+      const expected = all.filter((w) => !lost.has(w.id)).reduce((sum, w) => sum + delta(w), 0n);
+      let low = expected;
+      let high = expected;
+      for (const w of all.filter((x) => lost.has(x.id))) {
+        if (delta(w) < 0n) low += delta(w);
+        else high += delta(w);
+      }
       const actual = pnValueExact(state.counter);
-      return actual === expected
-        ? []
-        : [{ rule: "counter_inexact", message: `${key} is ${actual}, the surviving writes sum to ${expected}` }];
+      if (actual >= low && actual <= high) return [];
+      const range = low === high ? `${expected}` : `${low}..${high}`;
+      return [{ rule: "counter_inexact", message: `${key} is ${actual}, the surviving writes sum to ${range}` }];
     }
     case "set": {
+      const writes = all;
       const members = new Set(orsetMembers(state.set));
-      const elements = new Set(writes.flatMap((w) => (w.op.type === "set" ? [...w.op.add, ...w.op.remove] : [])));
+      const touchedByLost = new Set(
+        all.filter((w) => lost.has(w.id)).flatMap((w) => (w.op.type === "set" ? [...w.op.add, ...w.op.remove] : [])),
+      );
+      const elements = new Set(
+        writes
+          .flatMap((w) => (w.op.type === "set" ? [...w.op.add, ...w.op.remove] : []))
+          .filter((e) => !touchedByLost.has(e)),
+      );
       const out: OutcomeViolation[] = [];
       for (const element of elements) {
         const touches = (w: CommittedWrite): boolean =>
@@ -178,6 +231,10 @@ function checkKey(key: string, state: KeyState, writes: readonly CommittedWrite[
       return out;
     }
     case "register": {
+      // A write lost with its region's storage counts only if it is the one the state shows.
+      const stampOf = formatHlc(state.register.stamp);
+      const writes = all.filter((w) => !lost.has(w.id) || w.stamp === stampOf);
+      if (writes.length === 0) return [];
       // The last writer among the writes no other write observed.
       const maximal = writes.filter((w) => !writes.some((x) => observed(x, w)));
       const stamp = (w: CommittedWrite): HlcStamp => parseHlc(w.stamp) as HlcStamp;

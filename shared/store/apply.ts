@@ -11,10 +11,11 @@ import { type HlcStamp, formatHlc, hlcReceive, parseHlc } from "../hlc.ts";
 import { EMPTY_VV, type VersionVector, vvFrom, vvMerge } from "../version-vector.ts";
 import { type Applied, type KeySnapshot } from "./contract.ts";
 import { judgeEpoch, mergeTagged } from "./epochs.ts";
-import { type KeyState, decodeKeyState, encodeKeyState } from "./key-state.ts";
+import { collectable, gated, recordReport } from "./gc.ts";
+import { type KeyState, decodeKeyState, encodeKeyState, keyIsLive } from "./key-state.ts";
 import { progressAccepts, progressApplied, progressHeartbeat } from "./progress.ts";
 import { conflictRecord, fencedRecord } from "./replica-core.ts";
-import { type ReplicaMachine, Refusal, refusable } from "./replica-machine.ts";
+import { type ReplicaMachine, Refusal, refusable, vectorOf } from "./replica-machine.ts";
 import { putKey } from "./tree.ts";
 import {
   type EntriesMessage,
@@ -27,11 +28,27 @@ import {
 export type MergeOutcome = "merged" | "unchanged" | "duplicate" | "wait" | "fenced";
 
 /**
+ * How a state for a key this replica does not hold is judged against collection (`gc.ts`):
+ * `copy` (the stream and pushes, which may be late or duplicated): dropped when it holds only
+ * writes every region merged long ago, a late copy of a collected key; `repair` (a peer's
+ * current state: anti-entropy, fetches, read repair, a new replica's catch-up): dropped only when
+ * it is a tombstone this replica would collect; `keep`: never dropped.
+ */
+export type LateCopyRule = "copy" | "repair" | "keep";
+
+function lateCopy(machine: ReplicaMachine, remote: KeyState, seqs: VersionVector, rule: LateCopyRule): boolean {
+  if (rule === "copy") return gated(machine, seqs);
+  if (rule === "repair") return !keyIsLive(remote) && collectable(machine, seqs);
+  return false;
+}
+
+/**
  * Merges `remote` (tagged `epoch`, including the origin writes `seqs`) into the stored key and
  * logs any conflict; call inside a transaction. `fenceLog` says whether content refused for its
  * old epoch is logged (stream entries) or skipped quietly (whole states, whose writes the stream
  * logs on its own). "fenced" also when the merge kept the stored state for its newer epoch and
  * dropped the remote one: that content is not applied here, so it must never count as an ack.
+ * `rule` says how a state for a key this replica collected is judged ({@link LateCopyRule}).
  */
 export function mergeInto(
   machine: ReplicaMachine,
@@ -42,9 +59,14 @@ export function mergeInto(
   from: string,
   nowMs: number,
   fenceLog: boolean,
+  rule: LateCopyRule,
 ): MergeOutcome {
   const { storage } = machine;
   const stored = storage.kv.get(key);
+  if (stored === null && lateCopy(machine, remote, seqs, rule)) {
+    storage.metrics.add("gc_late_copies_dropped_total", from, 1);
+    return "duplicate";
+  }
   const local =
     stored === null ? undefined : { state: decodeKeyState(stored.encoded), epoch: machine.epochOf(key, stored.epoch) };
   const verdict = judgeEpoch(machine.strongOf(key)?.known, epoch, local, remote);
@@ -109,6 +131,7 @@ export function judgeDeferred(machine: ReplicaMachine, prefix: string, nowMs: nu
       row.origin,
       nowMs,
       true,
+      "keep",
     );
     assert(outcome !== "wait", "a settled prefix judges every older epoch");
   }
@@ -141,8 +164,16 @@ export function applyHeartbeat(machine: ReplicaMachine, message: HeartbeatMessag
       message.atMs,
       message.firstMs,
       nowMs,
+      message.baseSeq,
     );
     storage.peerRecv.put(message.origin, progress);
+    if (message.applied !== undefined)
+      recordReport(
+        machine,
+        message.origin,
+        { seq: message.seq, applied: message.applied, heardMs: nowMs },
+        vectorOf(message.horizon),
+      );
     storage.metrics.add("replication_heartbeats_total", message.origin, 1);
   });
   return ok({ fenced: 0 });
@@ -236,7 +267,7 @@ export function applyEntries(
       if (strong !== undefined && content.epoch > (strong.known?.epoch ?? 0))
         machine.advanceEpoch(strong.prefix, origin, content.epoch);
       const seqs = vvFrom([[origin, entry.seq]]);
-      const outcome = mergeInto(machine, entry.key, content.state, content.epoch, seqs, origin, nowMs, true);
+      const outcome = mergeInto(machine, entry.key, content.state, content.epoch, seqs, origin, nowMs, true, "copy");
       if (outcome === "wait") {
         // A synchronous push is simply not applied (it does not count as an ack). The stream
         // must not stall on it: the new primary's re-log may come later in this very stream.
@@ -292,7 +323,7 @@ export function mergeSnapshot(
   if (snapshot.state === null) return false;
   const remote = decodeKeyState(snapshot.state);
   const outcome = machine.storage.transaction(() =>
-    mergeInto(machine, key, remote, snapshot.epoch, snapshot.seqs, from, nowMs, false),
+    mergeInto(machine, key, remote, snapshot.epoch, snapshot.seqs, from, nowMs, false, "repair"),
   );
   return outcome === "merged";
 }

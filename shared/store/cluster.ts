@@ -6,7 +6,7 @@
 import { type RegionId } from "../regions.ts";
 
 /** Why a region counts as unhealthy. */
-export type UnhealthyReason = "admin" | "unreachable" | "silent";
+export type UnhealthyReason = "admin" | "unreachable" | "silent" | "bootstrapping";
 
 /** One region's health. */
 export interface RegionHealth {
@@ -59,6 +59,11 @@ export interface HealthEvidence {
   readonly override: boolean | undefined;
   /** Whether the region's replica answered the control object's last status call in time. */
   readonly answered: boolean;
+  /**
+   * Whether it answered that it is new and still pulling its peers' data (`lifecycle.ts`); when
+   * it did not answer, whether it was last known to be.
+   */
+  readonly bootstrapping: boolean;
   /** The latest time any peer reported hearing the region's heartbeat (0: never). */
   readonly heardMs: number;
   /**
@@ -80,9 +85,11 @@ export interface HealthEvidence {
  * heartbeating is healthy; one that current reports say no peer has heard from within
  * `silenceMs` is not. When no peer reported this round, the previous verdict stands (or an
  * admin one is lifted), so a control object that cannot reach anyone declares no one dead.
+ * A replica that says it is bootstrapping lacks data, so it is unhealthy until it is done.
  */
 export function regionHealth(e: HealthEvidence): RegionHealth {
   if (e.override === false) return { healthy: false, reason: "admin" };
+  if (e.bootstrapping) return { healthy: false, reason: "bootstrapping" };
   const previous = e.previous === undefined || e.previous.reason === "admin" ? HEALTHY : e.previous;
   if (!e.fresh) return previous;
   const silent = e.nowMs > e.graceUntilMs && e.nowMs - e.heardMs > e.silenceMs;

@@ -10,6 +10,7 @@ import { type VersionVector } from "../version-vector.ts";
 import { type KeyOp } from "./key-state.ts";
 import { type Lag } from "./progress.ts";
 import { type KeyView, type WriteConditions } from "./replica-core.ts";
+import { type MerkleEntry } from "../merkle.ts";
 import { type ConflictRow, type DeadLetterRow, type KeyListing, type KeyRow } from "./storage.ts";
 import { type ReplicationMessage } from "./wire.ts";
 
@@ -61,7 +62,9 @@ export interface ReadOptions {
 export interface ReadOutcome {
   readonly region: RegionId;
   readonly view: KeyView | null;
-  readonly lagMs: number;
+  /** The serving replica's staleness in ms, or null when unknown (see `lagUnknown`). */
+  readonly lagMs: number | null;
+  readonly lagUnknown?: string;
   /** Per origin region, the highest of its writes the answered state includes (for session tokens). */
   readonly seqs: VersionVector;
 }
@@ -75,7 +78,10 @@ export interface KeySnapshot {
 }
 
 /** Lag behind one peer, as status reports it. */
-export interface PeerLag extends Lag {
+export type PeerLag = Lag & PeerHeard;
+
+/** When a replica last heard a peer, and how far it has applied its stream. */
+export interface PeerHeard {
   /** This replica's clock when it last heard the peer (0: never). */
   readonly heardMs: number;
   /**
@@ -92,6 +98,10 @@ export interface ReplicaStatus {
   readonly seq: number;
   readonly clock: string;
   readonly takenOut: boolean;
+  /** Whether it is new and still pulling what its peers hold (it then counts as unhealthy). */
+  readonly bootstrapping: boolean;
+  /** This life of the replica (the time its storage was created). */
+  readonly incarnation: string;
   readonly outboxPending: number;
   readonly deadLetters: number;
   readonly lag: Partial<Record<RegionId, PeerLag>>;
@@ -127,6 +137,58 @@ export interface PeerApi {
   /** Whether the peer holds `key` at least at `version` (vector text) and `epoch`. */
   covers(key: string, version: string, epoch: number): Promise<Result<boolean>>;
   prefixStates(low: string, high: string | null, after: string | null, limit: number): Promise<Result<KeyRow[]>>;
+  /** Starts an anti-entropy round initiated by `from` (see `anti-entropy.ts`). */
+  aeBegin(from: RegionId): Promise<Result<AeBegin>>;
+  /** For each of `indices` at `level`, the digests of its 16 children. */
+  merkleChildren(level: number, indices: readonly number[]): Promise<Result<Uint8Array[][]>>;
+  /** For each of `buckets`, its keys with their state digests. */
+  bucketEntries(buckets: readonly number[]): Promise<Result<MerkleEntry[][]>>;
+  /** The stored rows of `keys` (those it holds). */
+  keyStates(keys: readonly string[]): Promise<Result<KeyRow[]>>;
+  /** Merges rows an anti-entropy round found this replica lacking; the number that changed it. */
+  repairStates(from: RegionId, rows: readonly KeyRow[]): Promise<Result<number>>;
+}
+
+/** What a replica answers at the start of an anti-entropy round. */
+export interface AeBegin {
+  readonly root: Uint8Array;
+  /** Its own sequence number now: its state includes every one of its writes up to it. */
+  readonly seq: number;
+  /** Its clock now, and the time of its first write: for the caller's lag figures. */
+  readonly atMs: number;
+  readonly firstMs: number;
+  /** The highest of the caller's sequence numbers it knows of (for a restored caller's new numbering). */
+  readonly knownOfYou: number;
+  /**
+   * Whether its outbox still holds every one of its writes the caller has not confirmed, so a
+   * new caller would receive all of them through the stream.
+   */
+  readonly holdsYourStream: boolean;
+  /** Whether it is itself still bootstrapping (its state is then no reference). */
+  readonly bootstrapping: boolean;
+  /** Its collection horizon (`gc.ts`), which a replica restored empty adopts. */
+  readonly horizon: VersionVector;
+}
+
+/** A replica's digest, for operators: equal roots mean identical replicas. */
+export interface ReplicaDigest {
+  readonly region: RegionId;
+  readonly keys: number;
+  readonly tombstones: number;
+  /** The Merkle root over every key's state, in hex. */
+  readonly root: string;
+  readonly bootstrapping: boolean;
+}
+
+/** One anti-entropy round between two replicas, as reported. */
+export interface AeReport {
+  readonly peer: RegionId;
+  /** Keys merged on either side. */
+  readonly keysRepaired: number;
+  /** Bytes of digests, entries and states exchanged (estimated from their encodings). */
+  readonly bytes: number;
+  /** Whether every difference was found and repaired (a bounded round may stop short). */
+  readonly complete: boolean;
 }
 
 /** What the control object asks of a replica. */

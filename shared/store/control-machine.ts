@@ -126,6 +126,7 @@ export class ControlMachine {
       health[region] = regionHealth({
         override: override?.healthy,
         answered: (statuses?.get(region) ?? null) !== null,
+        bootstrapping: statuses?.get(region)?.bootstrapping ?? this.current.health[region]?.reason === "bootstrapping",
         heardMs: heard.get(region) ?? 0,
         fresh,
         // Heartbeats take a moment to resume after a start or a return to service.

@@ -1,6 +1,7 @@
 /**
- * Drains a replica's outbox into the replication queue. Rows leave the outbox only once the
- * queue has accepted them for every peer. Writes for a peer an operator took out are held here
+ * Drains a replica's outbox into the replication queue. Rows leave the outbox only once every
+ * peer has confirmed applying them (bounded: see {@link OUTBOX_KEPT_MAX}); what a peer leaves
+ * unconfirmed too long is sent again. Writes for a peer an operator took out are held here
  * until it is back, so they do not burn queue retries, but only up to {@link HELD_ROWS_MAX}:
  * beyond that they go to the queue anyway, whose consumer parks them until the peer returns.
  * One drain runs at a time, and each round reads a bounded number of rows and bytes.
@@ -10,6 +11,7 @@ import { isTakenOut } from "./cluster.ts";
 import { DRAIN_BYTES_MAX, DRAIN_ROWS_MAX, HELD_ROWS_MAX, messagesFor, sendBatches } from "./outbox.ts";
 import { type ReplicaPorts, isAssertion, sleep } from "./ports.ts";
 import { type ReplicaMachine } from "./replica-machine.ts";
+import { type PeerReport } from "./storage.ts";
 import { type EntriesMessage } from "./wire.ts";
 
 /** Drain rounds per flush before yielding (bounds one flush's work; the alarm resumes it). */
@@ -30,6 +32,8 @@ export class Drain {
   /** The drain running now, if any: every caller of `flush` waits for the same one. */
   private running: Promise<void> | undefined;
   private flushAgain = false;
+  /** Per peer, the last confirmation seen and since when it has not moved. */
+  private readonly confirmations = new Map<RegionId, { seq: number; sinceMs: number }>();
   private scheduled = false;
   private readonly machine: ReplicaMachine;
   private readonly ports: ReplicaPorts;
@@ -124,9 +128,50 @@ export class Drain {
         for (const { message } of batch) storage.peerSend.set(message.target, message.to);
       });
     }
-    const after = storage.peerSend.all();
-    storage.log.prune(Math.min(...peers.map((p) => after.get(p) ?? 0)));
+    this.prune();
     return true;
+  }
+
+  /**
+   * Drops outbox rows every peer has confirmed applying (its heartbeats report how far it has
+   * applied this region's stream), and beyond {@link OUTBOX_KEPT_MAX} unconfirmed rows the
+   * oldest of those the queue has taken: anti-entropy repairs what a lost message leaves out.
+   */
+  private prune(): void {
+    const { machine } = this;
+    const { storage } = machine;
+    const sent = storage.peerSend.all();
+    const reports = storage.peerReports.all();
+    const sentAll = Math.min(...machine.peers.map((p) => sent.get(p) ?? 0));
+    const confirmedAll = Math.min(...machine.peers.map((p) => confirmedBy(reports.get(p), machine.region)));
+    storage.log.prune(Math.min(sentAll, Math.max(confirmedAll, machine.seq - OUTBOX_KEPT_MAX)));
+  }
+
+  /**
+   * Sends again what a peer has not confirmed for {@link resendAfterMs}: a message lost on the
+   * way (or dead-lettered) then costs a resend, not lasting lag. Called from the alarm.
+   */
+  resendUnconfirmed(): void {
+    const { machine, ports } = this;
+    const { storage } = machine;
+    const now = ports.now();
+    const sent = storage.peerSend.all();
+    const reports = storage.peerReports.all();
+    for (const peer of machine.peers) {
+      if (isTakenOut(machine.view, peer)) continue;
+      const confirmed = confirmedBy(reports.get(peer), machine.region);
+      const seen = this.confirmations.get(peer);
+      if (seen === undefined || confirmed > seen.seq) {
+        this.confirmations.set(peer, { seq: confirmed, sinceMs: now });
+        continue;
+      }
+      const outstanding = (sent.get(peer) ?? 0) > confirmed;
+      if (!outstanding || now - seen.sinceMs < resendAfterMs(this.settings)) continue;
+      storage.transaction(() => storage.peerSend.rewind(peer, confirmed));
+      storage.metrics.add("replication_resends_total", peer, 1);
+      this.confirmations.set(peer, { seq: confirmed, sinceMs: now });
+    }
+    this.prune();
   }
 
   /** The fast path: the same messages straight to their targets; failures are left to the queue. */
@@ -147,3 +192,19 @@ export class Drain {
     );
   }
 }
+
+/** How far `report`'s region has confirmed applying `origin`'s stream (0 without a report). */
+function confirmedBy(report: PeerReport | undefined, origin: RegionId): number {
+  return report?.applied[origin] ?? 0;
+}
+
+/** Unconfirmed rows kept at most: past this the oldest sent ones go, and anti-entropy covers. */
+export const OUTBOX_KEPT_MAX = 100_000;
+
+/** How long a peer may leave sent writes unconfirmed before they are sent again. */
+export function resendAfterMs(settings: DrainSettings): number {
+  return RESEND_AFTER_MS + settings.delaySeconds * 1000;
+}
+
+/** Base of {@link resendAfterMs}: well past a queue delivery's usual retries. */
+const RESEND_AFTER_MS = 30_000;

@@ -21,7 +21,7 @@ import { type PnCounter, pnApply, pnEmpty, pnMerge, readPn, writePn } from "../c
 import { type Result, fail, ok } from "../errors.ts";
 import { type HlcStamp } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
-import { type VersionVector, formatVv, vvCompare, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
+import { EMPTY_VV, type VersionVector, formatVv, vvCompare, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 
 /** The data types a key can hold. */
 export type KeyType = "register" | "counter" | "set";
@@ -85,20 +85,23 @@ function typeMismatch<T>(existing: KeyType, wanted: KeyType): Result<T> {
  * after that, so passing the region's write sequence number makes every dot a region ever
  * issues unique, even after a newer epoch's state replaced the region's own copy of the key
  * (which can lower that entry): a version, and so an ETag, never names two different writes.
+ * A key not held starts from `context`: the writes every region has merged (`gc.ts`), so a
+ * write after a collected delete descends from it.
  */
 export function withOwnCounter(
   state: KeyState | undefined,
   type: KeyType,
   region: RegionId,
   atLeast: number,
+  context: VersionVector = EMPTY_VV,
 ): KeyState {
   const base: KeyState =
     state ??
     (type === "register"
-      ? { type, register: lwwEmpty() }
+      ? { type, register: { ...lwwEmpty(), vv: context } }
       : type === "counter"
-        ? { type, counter: pnEmpty() }
-        : { type, set: orsetEmpty() });
+        ? { type, counter: { ...pnEmpty(), vv: context } }
+        : { type, set: { ...orsetEmpty(), vv: context } });
   const raise = (vv: VersionVector): VersionVector =>
     vvGet(vv, region) >= atLeast ? vv : vvMerge(vv, vvFrom([[region, atLeast]]));
   switch (base.type) {

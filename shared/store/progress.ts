@@ -128,40 +128,76 @@ export function progressHeartbeat(
   atMs: number,
   firstWrittenMs: number,
   nowMs: number,
+  baseSeq = 0,
 ): PeerProgress {
   assert(Number.isSafeInteger(seq) && seq >= 0, "heartbeat seq is a non-negative integer");
-  let freshMs = sinceFirstWrite(p, firstWrittenMs);
+  // A peer restored empty numbers its new life from `baseSeq`: the numbers below it that never
+  // arrived belong to the lost life, and are not waited for (anti-entropy repairs what any
+  // replica still holds of them).
+  const q = baseSeq > p.appliedSeq ? { ...p, ...raised(p, baseSeq, p.freshMs) } : p;
+  let freshMs = sinceFirstWrite(q, firstWrittenMs);
   // Everything up to `seq` applied means this replica held the peer's whole state at `atMs`.
-  if (seq <= p.appliedSeq) freshMs = Math.max(freshMs, atMs);
+  if (seq <= q.appliedSeq) freshMs = Math.max(freshMs, atMs);
   return {
-    ...p,
-    knownSeq: Math.max(p.knownSeq, seq),
+    ...q,
+    knownSeq: Math.max(q.knownSeq, seq),
     freshMs,
-    heardMs: Math.max(p.heardMs, nowMs),
+    heardMs: Math.max(q.heardMs, nowMs),
   };
 }
 
-/** Lag behind one peer: writes known but not applied, and milliseconds of possible staleness. */
-export interface Lag {
-  readonly entries: number;
-  readonly ms: number;
+/** The watermark raised to `seq`, absorbing early ranges that now touch it, as when a gap fills. */
+function raised(
+  p: PeerProgress,
+  seq: number,
+  freshMs: number,
+): { appliedSeq: number; knownSeq: number; freshMs: number; pending: PendingRange[] } {
+  let applied = Math.max(p.appliedSeq, seq);
+  let fresh = freshMs;
+  const rest: PendingRange[] = [];
+  for (const range of p.pending) {
+    if (range.to <= applied) continue;
+    if (range.from <= applied + 1) {
+      applied = range.to;
+      fresh = Math.max(fresh, range.lastWrittenMs);
+    } else rest.push(range);
+  }
+  return { appliedSeq: applied, knownSeq: Math.max(p.knownSeq, applied), freshMs: fresh, pending: rest };
 }
+
+/**
+ * Lag behind one peer: writes known but not applied, and milliseconds of possible staleness, or
+ * null with the reason when no honest figure exists.
+ */
+export type Lag =
+  | { readonly entries: number; readonly ms: number }
+  | { readonly entries: number; readonly ms: null; readonly unknown: string };
 
 /**
  * The lag figures. `silenceMsMax` is how long the peer may stay silent (no heartbeat) before
  * a caught-up replica stops counting as current: a silent peer may be writing into a stalled
  * link, so from then on lag grows with the time since the stream was last known complete. A
  * peer an operator took out of service takes no writes, so its silence alone is no staleness:
- * only writes it made before and that are still missing here count (`takenOut`).
+ * only writes it made before and that are still missing here count (`takenOut`). A peer never
+ * heard from has no figure: it is unknown.
  */
 export function progressLag(p: PeerProgress, nowMs: number, silenceMsMax: number, takenOut = false): Lag {
   const entries = p.knownSeq - p.appliedSeq;
-  if (entries === 0) {
-    const current = takenOut || p.heardMs === 0 || nowMs - p.heardMs <= silenceMsMax;
-    if (current) return { entries, ms: 0 };
-  }
+  if (p.heardMs === 0 && p.knownSeq === 0) return { entries, ms: null, unknown: "never heard from the peer" };
+  if (entries === 0 && (takenOut || nowMs - p.heardMs <= silenceMsMax)) return { entries, ms: 0 };
   // Every message says when its origin first wrote, so a peer with writes has a freshness
   // here; only progress kept by an older build can lack it, until the peer's next message.
-  if (p.freshMs === 0 && p.knownSeq === 0) return { entries, ms: 0 };
+  if (p.freshMs === 0) return { entries, ms: null, unknown: "no freshness known for the peer yet" };
   return { entries, ms: Math.max(0, nowMs - p.freshMs) };
+}
+
+/**
+ * Folds in a complete anti-entropy round with the peer, begun when the peer had issued `seq`
+ * writes at its time `atMs`: this replica now holds everything the peer held then, so every
+ * one of those writes counts as applied, gaps included (lost or dead-lettered messages).
+ */
+export function progressCovered(p: PeerProgress, seq: number, atMs: number, nowMs: number): PeerProgress {
+  assert(Number.isSafeInteger(seq) && seq >= 0, "a covered seq is a non-negative integer");
+  // This replica held the peer's whole state at `atMs`.
+  return { ...p, ...raised(p, seq, Math.max(p.freshMs, atMs)), heardMs: Math.max(p.heardMs, nowMs) };
 }

@@ -7,6 +7,7 @@ import { type Result, fail, ok } from "../errors.ts";
 import { orsetMembers } from "../crdt/or-set.ts";
 import { pnValue } from "../crdt/pn-counter.ts";
 import { type RegionId } from "../regions.ts";
+import { EMPTY_VV, type VersionVector } from "../version-vector.ts";
 import { lwwEmpty } from "../crdt/lww-register.ts";
 import { type TaggedConflict } from "./epochs.ts";
 import {
@@ -84,6 +85,7 @@ export function planWrite(
   lastStamp: HlcStamp,
   lastSeq: number,
   physicalMs: number,
+  absentContext: VersionVector = EMPTY_VV,
 ): Result<PlannedWrite> {
   // A register may hold a stamp from a region whose clock runs ahead (merged by a repair or a
   // session fetch, which do not move this clock): the write must still order after it, or a
@@ -93,7 +95,9 @@ export function planWrite(
   const stamp = hlcNow(floor, physicalMs);
   // The write's dot takes this region's next sequence number (see `withOwnCounter`).
   const base =
-    current === undefined || current.type === op.type ? withOwnCounter(current, op.type, region, lastSeq) : current;
+    current === undefined || current.type === op.type
+      ? withOwnCounter(current, op.type, region, lastSeq, absentContext)
+      : current;
   const next = applyKeyOp(base, op, region, stamp);
   if (!next.ok) return next;
   const encoded = encodeKeyState(next.value);

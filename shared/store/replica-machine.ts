@@ -36,6 +36,9 @@ export interface ReplicaSettings {
   readonly silenceMsMax: number;
 }
 
+/** How stale a replica may be: a figure, or none with the reason. */
+export type Staleness = { readonly ms: number } | { readonly ms: null; readonly unknown: string };
+
 /** A local write that committed: what to answer, and the entry to push for synchronous acks. */
 export interface CommittedWrite {
   readonly seq: number;
@@ -72,6 +75,37 @@ const META_CLOCK = "clock";
 const META_SEQ = "seq";
 const META_FIRST = "first_written_ms";
 const META_VIEW = "view";
+const META_INCARNATION = "incarnation";
+const META_PHASE = "phase";
+const META_BASE = "base_seq";
+/** The collection horizon's meta row (written by `gc.ts`). */
+export const META_GC_HORIZON = "gc_horizon";
+/** The collectable frontier's meta row (written by `gc.ts`). */
+export const META_GC_STABLE = "gc_stable";
+
+/** A vector from its JSON object form (region -> number). */
+export function vectorOf(object: object): VersionVector {
+  return vvFrom(Object.entries(object) as Array<[RegionId, number]>);
+}
+
+/** A vector stored as JSON text (absent: empty). */
+export function jsonVector(text: string | undefined): VersionVector {
+  return text === undefined ? EMPTY_VV : vectorOf(JSON.parse(text) as object);
+}
+
+/**
+ * Where a replica stands in its life. `probing`: its storage is new and it has not yet asked
+ * its peers whether they hold data or know its region's earlier writes; `bootstrapping`: it is
+ * pulling the full state from its peers through anti-entropy; `ready`: it serves as usual.
+ */
+export type ReplicaPhase = "probing" | "bootstrapping" | "ready";
+
+/**
+ * How far a restored replica's numbering starts above the highest of its region's sequence
+ * numbers its peers know: writes of the lost incarnation still in a queue somewhere (their
+ * numbers above what peers had seen) must never share a number, or a dot, with new writes.
+ */
+export const INCARNATION_SEQ_GAP = 1 << 20;
 
 /** One region's replica: its identity, clock, sequence number and view, over its storage. */
 export class ReplicaMachine {
@@ -81,17 +115,25 @@ export class ReplicaMachine {
   private seqNumber = 0;
   private firstMs = 0;
   private viewState: ClusterView = EMPTY_VIEW;
+  private phaseState: ReplicaPhase = "ready";
+  private incarnationId = "";
+  private base = 0;
+  /** The collection horizon (`gc.ts`): a state for an absent key within it is a late copy of a collected one. */
+  gcHorizon: VersionVector = EMPTY_VV;
+  /** The collectable frontier (`gc.ts`): writes every region has merged. */
+  gcStable: VersionVector = EMPTY_VV;
 
-  constructor(storage: ReplicaStorage, settings: ReplicaSettings) {
+  /** `startMs` names a new incarnation when the storage turns out to be new. */
+  constructor(storage: ReplicaStorage, settings: ReplicaSettings, startMs: number) {
     assert(settings.regions.includes(settings.region), "a replica's region is configured");
     this.storage = storage;
     this.settings = settings;
     this.clockStamp = hlcZero(settings.region);
-    this.load();
+    this.load(startMs);
   }
 
   /** Reads the durable position and view, and records the configured strong prefixes at epoch 1. */
-  private load(): void {
+  private load(startMs: number): void {
     const { meta, primaries } = this.storage;
     this.clockStamp = parseHlc(meta.get(META_CLOCK) ?? "") ?? hlcZero(this.region);
     this.seqNumber = Number(meta.get(META_SEQ) ?? "0");
@@ -99,6 +141,25 @@ export class ReplicaMachine {
     assert(Number.isSafeInteger(this.seqNumber) && this.seqNumber >= 0, "the stored sequence number is valid");
     const view = meta.get(META_VIEW);
     if (view !== undefined) this.viewState = JSON.parse(view) as ClusterView;
+    const incarnation = meta.get(META_INCARNATION);
+    if (incarnation === undefined) {
+      // New storage (never written, nothing merged) must learn from its peers before it
+      // writes; storage from before incarnations existed just gets one.
+      const counts = this.storage.kv.counts();
+      const fresh = this.seqNumber === 0 && counts.live + counts.tombstones === 0 && this.clockStamp.wallMs === 0;
+      this.phaseState = fresh && this.peers.length > 0 ? "probing" : "ready";
+      this.incarnationId = String(startMs);
+      this.storage.transaction(() => {
+        meta.set(META_INCARNATION, this.incarnationId);
+        meta.set(META_PHASE, this.phaseState);
+      });
+    } else {
+      this.incarnationId = incarnation;
+      this.phaseState = (meta.get(META_PHASE) as ReplicaPhase | undefined) ?? "ready";
+      this.base = Number(meta.get(META_BASE) ?? "0");
+    }
+    this.gcHorizon = jsonVector(meta.get(META_GC_HORIZON));
+    this.gcStable = jsonVector(meta.get(META_GC_STABLE));
     // Keys stored before the Merkle tree existed are entered into it before anything compares trees.
     while (!enterUndigested(this.storage, (key, tag) => this.epochOf(key, tag)));
     this.storage.transaction(() => {
@@ -123,6 +184,48 @@ export class ReplicaMachine {
   }
   get view(): ClusterView {
     return this.viewState;
+  }
+  /** Where this replica stands in its life (see {@link ReplicaPhase}). */
+  get phase(): ReplicaPhase {
+    return this.phaseState;
+  }
+  /** Whether this replica is new and does not yet hold what its peers do. */
+  get bootstrapping(): boolean {
+    return this.phaseState !== "ready";
+  }
+  /** Where this incarnation's numbering starts (0 for a region's first life). */
+  get baseSeq(): number {
+    return this.base;
+  }
+  /** This life of the replica: the time its storage was created. */
+  get incarnation(): string {
+    return this.incarnationId;
+  }
+
+  /**
+   * Ends probing: numbers this incarnation's writes from `base` (0, or above every number its
+   * peers know of the region, see {@link INCARNATION_SEQ_GAP}), and goes on to bootstrap, or
+   * straight to ready when the peers hold nothing.
+   */
+  identify(base: number, bootstrap: boolean): void {
+    assert(this.phaseState === "probing", "only a probing replica is identified");
+    assert(Number.isSafeInteger(base) && base >= this.seqNumber, "a new numbering starts above the old");
+    const phase: ReplicaPhase = bootstrap ? "bootstrapping" : "ready";
+    this.storage.transaction(() => {
+      if (base > this.seqNumber) this.storage.meta.set(META_SEQ, String(base));
+      this.storage.meta.set(META_BASE, String(base));
+      this.storage.meta.set(META_PHASE, phase);
+    });
+    this.seqNumber = base;
+    this.base = base;
+    this.phaseState = phase;
+  }
+
+  /** Ends bootstrapping. */
+  bootstrapped(): void {
+    assert(this.phaseState === "bootstrapping", "only a bootstrapping replica finishes bootstrapping");
+    this.storage.transaction(() => this.storage.meta.set(META_PHASE, "ready"));
+    this.phaseState = "ready";
   }
   /** The other regions. */
   get peers(): RegionId[] {
@@ -240,7 +343,8 @@ export class ReplicaMachine {
       const current = row === null ? undefined : decodeKeyState(row.encoded);
       const checked = checkConditions(current, conditions);
       if (!checked.ok) return checked;
-      const plan = planWrite(current, op, this.region, this.clockStamp, this.seqNumber, nowMs);
+      // A key not held may have been collected: a new write descends from everything stable.
+      const plan = planWrite(current, op, this.region, this.clockStamp, this.seqNumber, nowMs, this.gcStable);
       if (!plan.ok) return plan;
       const { state, encoded, stamp, seq, logState } = plan.value;
       const view = keyView(state);
@@ -347,20 +451,30 @@ export class ReplicaMachine {
     return out;
   }
 
-  /** How stale this replica may be: its largest lag over its peers. */
-  maxLagMs(nowMs: number): number {
+  /**
+   * How stale this replica may be: its largest lag over its peers, or unknown (with the reason)
+   * when it is bootstrapping or some peer's lag has no honest figure.
+   */
+  staleness(nowMs: number): Staleness {
+    if (this.bootstrapping)
+      return { ms: null, unknown: `region ${this.region} is new and still taking in its peers' data` };
     let max = 0;
-    for (const lag of Object.values(this.lags(nowMs))) max = Math.max(max, lag.ms);
-    return max;
+    for (const [peer, lag] of Object.entries(this.lags(nowMs))) {
+      if (lag.ms === null) return { ms: null, unknown: `lag behind ${peer}: ${lag.unknown}` };
+      max = Math.max(max, lag.ms);
+    }
+    return { ms: max };
   }
 
-  /** Refuses a read that may be staler than `maxStalenessMs`. */
-  checkStaleness(maxStalenessMs: number, nowMs: number): Result<number> {
-    const lagMs = this.maxLagMs(nowMs);
-    if (lagMs <= maxStalenessMs) return ok(lagMs);
-    return fail("staleness_exceeded", `region ${this.region} may be ${lagMs} ms stale (bound ${maxStalenessMs} ms)`, {
+  /** Refuses a read that may be staler than `maxStalenessMs` (or whose staleness is unknown). */
+  checkStaleness(maxStalenessMs: number, nowMs: number): Result<Staleness> {
+    const staleness = this.staleness(nowMs);
+    if (staleness.ms !== null && staleness.ms <= maxStalenessMs) return ok(staleness);
+    const why =
+      staleness.ms === null ? `its staleness is unknown (${staleness.unknown})` : `it may be ${staleness.ms} ms stale`;
+    return fail("staleness_exceeded", `region ${this.region}: ${why} (bound ${maxStalenessMs} ms)`, {
       region: this.region,
-      lagMs,
+      lagMs: staleness.ms,
     });
   }
 
@@ -371,6 +485,8 @@ export class ReplicaMachine {
       seq: this.seqNumber,
       clock: formatHlc(this.clockStamp),
       takenOut: this.takenOut(),
+      bootstrapping: this.bootstrapping,
+      incarnation: this.incarnationId,
       outboxPending: this.storage.log.count(),
       deadLetters: this.storage.deadLetters.count(),
       lag: this.lags(nowMs),

@@ -19,16 +19,24 @@ import {
 } from "./apply.ts";
 import { type ClusterView, isHealthy, isTakenOut, majority } from "./cluster.ts";
 import {
+  type AeBegin,
+  type AeReport,
   type Applied,
   type KeySnapshot,
   type ReadOptions,
   type ReadOutcome,
+  type ReplicaDigest,
   type RecoveryProgress,
   type StrongScope,
   type WriteOptions,
   type WriteOutcome,
 } from "./contract.ts";
 import { Drain, type DrainSettings } from "./drain.ts";
+import { aeBegin, localChildren, localRows, mergeRows } from "./anti-entropy.ts";
+import { type GcSettings, gcStep, ownReport } from "./gc.ts";
+import { Lifecycle, type LifecycleSettings } from "./lifecycle.ts";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import { type MerkleEntry } from "../merkle.ts";
 import { type KeyOp, decodeKeyState, keyVersion, keyVv } from "./key-state.ts";
 import { keyView } from "./replica-core.ts";
 import { prefixEnd } from "./keys.ts";
@@ -36,7 +44,7 @@ import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
 import { formatHlc } from "../hlc.ts";
 import { RECOVERY_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "./recovery.ts";
 import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
-import { type KeyRow } from "./storage.ts";
+import { type KeyListing, type KeyRow } from "./storage.ts";
 import { type EntriesMessage, type HeartbeatMessage, type ReplicationEntry, WIRE_VERSION } from "./wire.ts";
 
 /** Poll period while a session read waits for replication to catch up. */
@@ -47,7 +55,9 @@ const RECOVERY_STEP_PAGES_MAX = 50;
 const SETTLE_STEPS_PER_TICK = 10;
 
 /** How a node is tuned (from configuration). */
-export interface NodeSettings extends DrainSettings {
+export interface NodeSettings extends DrainSettings, LifecycleSettings {
+  /** Collection of tombstones and of the conflict log. */
+  readonly gc: GcSettings;
   readonly heartbeatIntervalMs: number;
   /** How long a session read waits for replication before fetching what it lacks. */
   readonly sessionWaitMs: number;
@@ -57,6 +67,7 @@ export interface NodeSettings extends DrainSettings {
 export class ReplicaNode {
   readonly machine: ReplicaMachine;
   readonly drain: Drain;
+  readonly lifecycle: Lifecycle;
   private readonly ports: ReplicaPorts;
   private readonly settings: NodeSettings;
   private readonly recovering = new Map<string, Promise<Result<RecoveryProgress>>>();
@@ -66,6 +77,24 @@ export class ReplicaNode {
     this.ports = ports;
     this.settings = settings;
     this.drain = new Drain(machine, ports, settings);
+    this.lifecycle = new Lifecycle(machine, ports, settings);
+  }
+
+  /** Starts what a new replica must do (probe its peers, then bootstrap from them), in the background. */
+  start(): void {
+    if (this.machine.phase === "ready") return;
+    this.ports.background(this.lifecycle.established().then(() => this.lifecycle.tick()));
+  }
+
+  /**
+   * Before serving `key` while new: waits for the probe, then, while bootstrapping, catches the
+   * key up from the peers.
+   */
+  private async ready(key: string): Promise<Result<null>> {
+    if (this.machine.phase === "ready") return ok(null);
+    const established = await this.lifecycle.established();
+    if (!established.ok) return established;
+    return this.machine.bootstrapping ? this.lifecycle.catchUpKey(key) : ok(null);
   }
 
   private get region(): RegionId {
@@ -98,6 +127,8 @@ export class ReplicaNode {
     options: WriteOptions = { acks: 1, timeoutMs: 0 },
   ): Promise<Result<WriteOutcome>> {
     if (this.machine.takenOut()) return this.machine.unavailable();
+    const present = await this.ready(key);
+    if (!present.ok) return present;
     if (options.strong !== undefined) {
       const confirmed = await this.confirm(options.strong);
       if (!confirmed.ok) return confirmed;
@@ -144,12 +175,15 @@ export class ReplicaNode {
   /** The key as this replica holds it, served under the requested consistency. */
   async read(key: string, options: ReadOptions = {}): Promise<Result<ReadOutcome>> {
     if (this.machine.takenOut()) return this.machine.unavailable();
+    const present = await this.ready(key);
+    if (!present.ok) return present;
     if (options.strong !== undefined) {
       const confirmed = await this.confirm(options.strong);
       if (!confirmed.ok) return confirmed;
     }
     const now = this.ports.now();
-    const lagMs = this.machine.maxLagMs(now);
+    const staleness = this.machine.staleness(now);
+    const lag = staleness.ms === null ? { lagMs: null, lagUnknown: staleness.unknown } : { lagMs: staleness.ms };
     if (options.maxStalenessMs !== undefined) {
       const fresh = this.machine.checkStaleness(options.maxStalenessMs, now);
       if (!fresh.ok) return fresh;
@@ -164,10 +198,10 @@ export class ReplicaNode {
       const durable = await this.quorumHolds(key, options.strong);
       if (!durable.ok) return durable;
       const view = durable.value.state === null ? ok(null) : keyView(decodeKeyState(durable.value.state));
-      return view.ok ? ok({ region: this.region, view: view.value, lagMs, seqs: durable.value.seqs }) : view;
+      return view.ok ? ok({ region: this.region, view: view.value, ...lag, seqs: durable.value.seqs }) : view;
     }
     const local = this.machine.readLocal(key);
-    return local.ok ? ok({ region: this.region, view: local.value.view, lagMs, seqs: local.value.seqs }) : local;
+    return local.ok ? ok({ region: this.region, view: local.value.view, ...lag, seqs: local.value.seqs }) : local;
   }
 
   /**
@@ -293,6 +327,74 @@ export class ReplicaNode {
     return ok(this.machine.storage.kv.rows(low, high, after, limit));
   }
 
+  /** Live keys in `[low, high)` after `after`; refused while taken out or bootstrapping (a partial list would mislead). */
+  list(
+    low: string,
+    high: string | null,
+    after: string | null,
+    limit: number,
+  ): Result<{ keys: KeyListing[]; more: boolean }> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (this.machine.bootstrapping)
+      return fail(
+        "region_unavailable",
+        `region ${this.region} is new and still taking in its peers' data; list elsewhere`,
+        {
+          region: this.region,
+          reason: "bootstrapping",
+        },
+      );
+    const rows = this.machine.storage.kv.list(low, high, after, limit + 1);
+    return ok({ keys: rows.slice(0, limit), more: rows.length > limit });
+  }
+
+  /** The start of an anti-entropy round a peer initiates. */
+  aeBegin(from: RegionId): Result<AeBegin> {
+    return this.machine.takenOut() ? this.machine.unavailable() : ok(aeBegin(this.machine, from, this.ports.now()));
+  }
+
+  /** Merkle children of several nodes of one level, for a peer's round. */
+  merkleChildren(level: number, indices: readonly number[]): Result<Uint8Array[][]> {
+    return this.machine.takenOut() ? this.machine.unavailable() : ok(localChildren(this.machine, level, indices));
+  }
+
+  /** The entries of several buckets, for a peer's round. */
+  bucketEntries(buckets: readonly number[]): Result<MerkleEntry[][]> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    return ok(buckets.map((bucket) => this.machine.storage.kv.bucket(bucket)));
+  }
+
+  /** The stored rows of `keys`, for a peer's round. */
+  keyStates(keys: readonly string[]): Result<KeyRow[]> {
+    return this.machine.takenOut() ? this.machine.unavailable() : ok(localRows(this.machine, keys));
+  }
+
+  /** Merges rows a peer's round found this replica lacking. */
+  repairStates(from: RegionId, rows: readonly KeyRow[]): Result<number> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    const merged = mergeRows(this.machine, from, rows, this.ports.now());
+    if (merged.changed > 0) this.machine.storage.metrics.add("anti_entropy_keys_repaired_total", from, merged.changed);
+    return ok(merged.changed);
+  }
+
+  /** Runs one anti-entropy round with every healthy peer now. */
+  antiEntropyNow(): Promise<AeReport[]> {
+    return this.lifecycle.antiEntropy();
+  }
+
+  /** Key counts and the Merkle root. */
+  digest(): ReplicaDigest {
+    const { storage } = this.machine;
+    const counts = storage.kv.counts();
+    return {
+      region: this.region,
+      keys: counts.live,
+      tombstones: counts.tombstones,
+      root: bytesToHex(storage.merkle.root()),
+      bootstrapping: this.machine.bootstrapping,
+    };
+  }
+
   /**
    * Merges replication messages addressed to this region, each all or nothing; the answer per
    * message tells the consumer to ack or retry it. A pull that fails refuses only its message.
@@ -325,6 +427,10 @@ export class ReplicaNode {
         ? applyHeartbeat(this.machine, message, this.ports.now())
         : fail("invalid_body", "a heartbeat is not a write");
     if (!stream && message.from !== message.to) return fail("invalid_body", "a pushed write is one entry");
+    // A replica restored empty first learns its peers' collection horizon (it must not take a
+    // late copy of a collected key for new).
+    const established = await this.lifecycle.established();
+    if (!established.ok) return established;
     const pulled = new Map<number, Pulled>();
     for (const entry of message.entries) {
       if (entry.state !== null) continue;
@@ -369,6 +475,7 @@ export class ReplicaNode {
     if (view !== null) machine.applyView(view);
     if (machine.takenOut()) return;
     const now = ports.now();
+    const report = ownReport(machine);
     // Heartbeats go straight to the peers over RPC, not through the queue: a replication
     // backlog must show up as lag (writes known but not applied), never as a dead region.
     const heartbeats = machine.peers
@@ -382,6 +489,9 @@ export class ReplicaNode {
           seq: machine.seq,
           atMs: now,
           firstMs: machine.firstWrittenMs,
+          baseSeq: machine.baseSeq,
+          applied: report.applied,
+          horizon: machine.gcHorizon,
         };
         const sent = await bounded(
           ports,
@@ -390,8 +500,11 @@ export class ReplicaNode {
         );
         if (sent === null) machine.storage.metrics.add("replication_heartbeat_failures_total", target, 1);
       });
+    this.drain.resendUnconfirmed();
     await Promise.all([...heartbeats, this.drain.flush()]);
     this.settle();
+    await this.lifecycle.tick();
+    if (machine.phase === "ready") gcStep(machine, this.settings.gc, ports.now());
   }
 
   /** Settles every prefix whose new primary's re-log this replica has fully applied. */

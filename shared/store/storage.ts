@@ -122,6 +122,17 @@ export interface DeferredRow extends DeferredInput {
   readonly id: number;
 }
 
+/**
+ * What a peer reported of itself in its last heartbeat: its own sequence number, and how far it
+ * had applied every region's stream at that moment (one atomic snapshot).
+ */
+export interface PeerReport {
+  readonly seq: number;
+  readonly applied: Readonly<Record<string, number>>;
+  /** This replica's clock when the report arrived. */
+  readonly heardMs: number;
+}
+
 /** A monotonic counter for `/metrics`, by name and peer. */
 export interface MetricRow {
   readonly name: string;
@@ -179,10 +190,17 @@ export interface ReplicaStorage {
     all(): ReadonlyMap<string, number>;
     /** Raises a target's watermark (never lowers it). */
     set(target: string, sentSeq: number): void;
+    /** Lowers a target's watermark to `sentSeq` (never raises it): what follows is sent again. */
+    rewind(target: string, sentSeq: number): void;
   };
   readonly peerRecv: {
     get(origin: string): PeerProgress;
     put(origin: string, progress: PeerProgress): void;
+  };
+  /** What each peer last reported of itself (`gc.ts`): confirmations for the outbox, stability for collection. */
+  readonly peerReports: {
+    all(): ReadonlyMap<string, PeerReport>;
+    put(region: string, report: PeerReport): void;
   };
   readonly primaries: {
     all(): ReadonlyMap<string, PrimaryRecord>;
@@ -193,6 +211,8 @@ export interface ReplicaStorage {
     insert(row: ConflictInput): boolean;
     /** Conflicts with id above `afterId`, oldest first. */
     page(afterId: number, limit: number): ConflictRow[];
+    delete(ids: readonly number[]): void;
+    count(): number;
   };
   readonly deadLetters: {
     insert(row: DeadLetterInput): void;

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { fromBase64Url, toBase64Url, utf8 } from "../bytes.ts";
 import { LOCATION_HINTS } from "../regions.ts";
-import { KEY_BYTES_MAX } from "./keys.ts";
+import { KEY_BYTES_MAX, wellFormedKey } from "./keys.ts";
 
 /** Version of the replication message format; a consumer refuses versions it does not know. */
 export const WIRE_VERSION = 1;
@@ -21,6 +21,7 @@ export const replicationEntrySchema = z.object({
   key: z
     .string()
     .min(1)
+    .refine(wellFormedKey, { message: "keys are well-formed text (no lone surrogates)" })
     .refine((k) => utf8(k).length <= KEY_BYTES_MAX, { message: `keys are at most ${KEY_BYTES_MAX} bytes of UTF-8` }),
   /** HLC stamp text of the write. */
   stamp: z.string(),
@@ -58,6 +59,16 @@ export const heartbeatMessageSchema = z.object({
   atMs: ms,
   /** Origin wall time of its first write ever (0: none yet). */
   firstMs: ms,
+  /** Where the origin's current incarnation starts numbering (0 for its first life). */
+  baseSeq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  /**
+   * How far the origin had applied every peer's stream when it sent this, in one snapshot with
+   * `seq`: confirmations for the target's outbox, and stability for collection (`gc.ts`).
+   * Absent from older builds.
+   */
+  applied: z.partialRecord(region, z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)).optional(),
+  /** The origin's collection horizon (`gc.ts`). */
+  horizon: z.partialRecord(region, seq).default({}),
 });
 
 /** Any message on the replication queue. */

@@ -6,6 +6,7 @@ import { type HealthEvidence, majority, regionHealth } from "../../shared/store/
 const base: HealthEvidence = {
   override: undefined,
   answered: true,
+  bootstrapping: false,
   heardMs: 10_000,
   fresh: true,
   graceUntilMs: 0,
@@ -17,6 +18,18 @@ const base: HealthEvidence = {
 describe("region health", () => {
   it("is healthy when heard from recently", () => {
     expect(regionHealth(base)).toEqual({ healthy: true, reason: null });
+  });
+
+  it("is unhealthy while it says it is bootstrapping (it lacks data), however recently heard", () => {
+    expect(regionHealth({ ...base, bootstrapping: true })).toEqual({ healthy: false, reason: "bootstrapping" });
+    expect(regionHealth({ ...base, bootstrapping: true, override: false })).toEqual({
+      healthy: false,
+      reason: "admin",
+    });
+    expect(regionHealth({ ...base, bootstrapping: true, fresh: false })).toEqual({
+      healthy: false,
+      reason: "bootstrapping",
+    });
   });
 
   it("is taken out by an operator whatever the evidence, and put back to the evidence", () => {

@@ -34,7 +34,18 @@ function status(
   const lag: Partial<Record<RegionId, PeerLag>> = {};
   for (const peer of REGIONS.filter((r) => r !== region))
     lag[peer] = { entries: 0, ms: 0, heardMs: 0, silentMs: silentMs[peer] ?? 100, appliedSeq: applied[peer] ?? 0 };
-  return { region, seq: 0, clock: "", takenOut: false, outboxPending: 0, deadLetters: 0, lag, metrics: [] };
+  return {
+    region,
+    seq: 0,
+    clock: "",
+    takenOut: false,
+    bootstrapping: false,
+    incarnation: "1",
+    outboxPending: 0,
+    deadLetters: 0,
+    lag,
+    metrics: [],
+  };
 }
 
 function all(make: (region: RegionId) => ReplicaStatus | null): Statuses {

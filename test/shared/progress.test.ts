@@ -10,6 +10,7 @@ import {
   type PendingRange,
   progressAccepts,
   progressApplied,
+  progressCovered,
   progressHeartbeat,
   progressLag,
 } from "../../shared/store/progress.ts";
@@ -322,8 +323,39 @@ describe("progressLag", () => {
     expect(progressLag(behind, T0 + 5_000, SILENCE_MS_MAX, true)).toEqual({ entries: 2, ms: 4_000 });
   });
 
-  it("is zero for a peer never heard from and with nothing known", () => {
-    expect(progressLag(EMPTY_PROGRESS, T0, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
+  it("is unknown, with the reason, for a peer never heard from: no figure from time zero", () => {
+    expect(progressLag(EMPTY_PROGRESS, T0, SILENCE_MS_MAX)).toEqual({
+      entries: 0,
+      ms: null,
+      unknown: "never heard from the peer",
+    });
+    // Heard once (nothing written yet): a figure from then on.
+    const heard = progressHeartbeat(EMPTY_PROGRESS, 0, T0, 0, T0);
+    expect(progressLag(heard, T0 + 100, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
+  });
+
+  it("jumps past a restored peer's lost numbers when its heartbeat says where its new life starts", () => {
+    const before = progressApplied(EMPTY_PROGRESS, 1, 5, T0, T0, T0);
+    const gap = progressApplied(before, 8, 9, T0 + 10, T0, T0 + 10);
+    // Numbers 6..7 never arrived; the peer lost its storage and numbers its new life above 100.
+    const restored = progressHeartbeat(gap, 100, T0 + 20, T0, T0 + 20, 100);
+    expect(restored.appliedSeq).toBe(100);
+    expect(restored.pending).toEqual([]);
+    expect(progressLag(restored, T0 + 30, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
+    // An early range above the new base is absorbed when it touches the watermark.
+    const ahead = progressApplied(EMPTY_PROGRESS, 101, 103, T0, T0, T0);
+    expect(progressHeartbeat(ahead, 103, T0 + 5, T0, T0 + 5, 100).appliedSeq).toBe(103);
+  });
+
+  it("counts every write a complete anti-entropy round covered as applied, gaps included", () => {
+    const gappy = progressApplied(progressApplied(EMPTY_PROGRESS, 1, 2, T0, T0, T0), 5, 6, T0 + 5, T0, T0 + 5);
+    const known = progressHeartbeat(gappy, 9, T0 + 9, T0, T0 + 9);
+    expect(progressLag(known, T0 + 10, SILENCE_MS_MAX).entries).toBe(7);
+    const covered = progressCovered(known, 7, T0 + 8, T0 + 10);
+    expect(covered).toMatchObject({ appliedSeq: 7, knownSeq: 9, pending: [], freshMs: T0 + 8 });
+    expect(progressLag(covered, T0 + 10, SILENCE_MS_MAX)).toEqual({ entries: 2, ms: 2 });
+    // A round that began before what is already applied changes nothing but when it was heard.
+    expect(progressCovered(covered, 3, T0 + 1, T0 + 11)).toMatchObject({ appliedSeq: 7, freshMs: T0 + 8 });
   });
 
   // Regression: a replica that had applied none of a peer's writes reported its lag as the time

@@ -27,7 +27,7 @@ function machine(
   storage: ReplicaStorage = new MemoryStorage(),
   primaryPrefixes = [STRONG],
 ): ReplicaMachine {
-  return new ReplicaMachine(storage, { region, regions: REGIONS, primaryPrefixes, silenceMsMax: 3000 });
+  return new ReplicaMachine(storage, { region, regions: REGIONS, primaryPrefixes, silenceMsMax: 3000 }, NOW);
 }
 
 /** Applies an entries message whose states are all inline. */

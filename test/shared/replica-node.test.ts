@@ -13,6 +13,8 @@ import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
 import { type ReplicaPorts, type Timer } from "../../shared/store/ports.ts";
 import { RECOVERY_PAGE_KEYS } from "../../shared/store/recovery.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
+import { resendAfterMs } from "../../shared/store/drain.ts";
+import { GC_DEFAULTS } from "../../shared/store/gc.ts";
 import { ReplicaNode } from "../../shared/store/replica-node.ts";
 import { type KeyRow } from "../../shared/store/storage.ts";
 import { type EntriesMessage, type ReplicationMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
@@ -44,12 +46,18 @@ function harness(
   storage = new MemoryStorage(),
   overrides: Partial<ReplicaPorts> = {},
 ): Harness {
-  const machine = new ReplicaMachine(storage, {
-    region,
-    regions: REGIONS,
-    primaryPrefixes: [{ prefix: "strong/", region: "enam", failover: true }],
-    silenceMsMax: 3000,
-  });
+  const machine = new ReplicaMachine(
+    storage,
+    {
+      region,
+      regions: REGIONS,
+      primaryPrefixes: [{ prefix: "strong/", region: "enam", failover: true }],
+      silenceMsMax: 3000,
+    },
+    NOW,
+  );
+  // A store created with these regions: nothing to probe or bootstrap.
+  if (machine.phase === "probing") machine.identify(0, false);
   const sent: ReplicationMessage[] = [];
   const peers = new Map<RegionId, Partial<PeerApi>>();
   const ports: ReplicaPorts = {
@@ -72,6 +80,8 @@ function harness(
     batchMs: 0,
     delaySeconds: 0,
     directPush: false,
+    antiEntropyIntervalMs: 30_000,
+    gc: GC_DEFAULTS,
   });
   return { node, sent, peers };
 }
@@ -214,7 +224,58 @@ describe("the outbox", () => {
     await node.drain.flush();
     await node.drain.flush();
     expect(sent.some((m) => m.target === "weur")).toBe(true);
-    expect(node.machine.storage.log.count()).toBeLessThan(HELD_ROWS_MAX);
+    // Handed to the queue is not applied: rows stay until both peers confirm them.
+    expect(node.machine.storage.log.count()).toBe(HELD_ROWS_MAX + 1);
+    const seq = node.machine.seq;
+    node.machine.storage.peerReports.put("enam", { seq: 0, applied: { wnam: seq }, heardMs: NOW });
+    node.machine.storage.peerReports.put("weur", { seq: 0, applied: { wnam: seq - 5 }, heardMs: NOW });
+    node.drain.resendUnconfirmed();
+    // Released down to the bound, the rest still held for weur: kept, and not confirmed either.
+    const sentWeur = node.machine.storage.peerSend.all().get("weur") ?? 0;
+    expect(seq - sentWeur).toBeLessThanOrEqual(HELD_ROWS_MAX);
+    expect(node.machine.storage.log.count()).toBe(seq - sentWeur);
+    // Back in service, weur gets the rest; only what it has not confirmed stays.
+    node.applyView({ atMs: NOW + 1, health: {}, primaries: {} });
+    for (let i = 0; i < 20 && (node.machine.storage.peerSend.all().get("weur") ?? 0) < seq; i += 1)
+      await node.drain.flush();
+    node.drain.resendUnconfirmed();
+    expect(node.machine.storage.log.count()).toBe(5);
+  });
+
+  it("sends again what a peer leaves unconfirmed too long, and keeps it until confirmed", async () => {
+    let now = NOW;
+    const { node, sent } = harness("wnam", new MemoryStorage(), { now: () => now });
+    for (let i = 0; i < 4; i += 1) node.machine.write(`k${i}`, { type: "counter", delta: 1 }, {}, undefined, now);
+    await node.drain.flush();
+    expect(sent.map((m) => [m.target, m.kind === "entries" ? m.to : 0])).toEqual([
+      ["enam", 4],
+      ["weur", 4],
+    ]);
+    // enam applied everything; weur lost the message after its first write.
+    const confirm = (weur: number): void => {
+      node.machine.storage.peerReports.put("enam", { seq: 0, applied: { wnam: 4 }, heardMs: now });
+      node.machine.storage.peerReports.put("weur", { seq: 0, applied: { wnam: weur }, heardMs: now });
+    };
+    confirm(1);
+    node.drain.resendUnconfirmed();
+    expect(node.machine.storage.log.count()).toBe(3);
+    sent.length = 0;
+    now += resendAfterMs({ batchMs: 0, delaySeconds: 0, directPush: false }) - 1;
+    node.drain.resendUnconfirmed();
+    await node.drain.flush();
+    expect(sent).toEqual([]);
+    now += 1;
+    node.drain.resendUnconfirmed();
+    await node.drain.flush();
+    expect(sent.map((m) => [m.target, m.kind === "entries" ? [m.from, m.to] : []])).toEqual([["weur", [2, 4]]]);
+    expect(node.machine.storage.metrics.all()).toContainEqual({
+      name: "replication_resends_total",
+      peer: "weur",
+      value: 1,
+    });
+    confirm(4);
+    node.drain.resendUnconfirmed();
+    expect(node.machine.storage.log.count()).toBe(0);
   });
 });
 

@@ -128,6 +128,11 @@ function deferredRow(key: string, epoch: number, prefix = "strong/") {
   return { prefix, key, origin: "enam", epoch, state: Uint8Array.of(1, epoch) };
 }
 
+/** A digest-sized delta, different for every `n`. */
+function delta(n: number): Uint8Array {
+  return Uint8Array.from({ length: MERKLE_DIGEST_BYTES }, (_, i) => (i * 7 + n) % 256);
+}
+
 /** A committed row or value in every group, so a rollback has something to restore. */
 function seed(s: ReplicaStorage): void {
   s.transaction(() => {
@@ -474,10 +479,48 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         expect(s.deferred.count()).toBe(2);
       }));
 
+    it("rewinds a send watermark only downwards, and only for a target sent to", () =>
+      withStorage((s, reopen) => {
+        s.peerSend.set("enam", 40);
+        s.peerSend.rewind("enam", 50);
+        s.peerSend.rewind("weur", 3);
+        expect(s.peerSend.all()).toEqual(new Map([["enam", 40]]));
+        s.peerSend.rewind("enam", 12);
+        for (const storage of [s, reopen()]) expect(storage.peerSend.all()).toEqual(new Map([["enam", 12]]));
+        s.peerSend.set("enam", 13);
+        expect(s.peerSend.all().get("enam")).toBe(13);
+      }));
+
+    it("keeps each peer's latest report, and drops a report written in a rolled-back transaction", () =>
+      withStorage((s, reopen) => {
+        const report = { seq: 9, applied: { wnam: 4, weur: 0 }, heardMs: 1234 };
+        s.peerReports.put("enam", report);
+        s.peerReports.put("enam", { ...report, seq: 10 });
+        expect(() =>
+          s.transaction(() => {
+            s.peerReports.put("weur", report);
+            throw new Error("abort");
+          }),
+        ).toThrow("abort");
+        for (const storage of [s, reopen()])
+          expect(storage.peerReports.all()).toEqual(new Map([["enam", { ...report, seq: 10 }]]));
+      }));
+
+    it("deletes conflicts by id and counts the rest; a deleted one may be recorded again", () =>
+      withStorage((s, reopen) => {
+        for (const key of ["a", "b", "c"]) expect(s.conflicts.insert(conflict(key, "w", "l"))).toBe(true);
+        const [a, b] = s.conflicts.page(0, 2);
+        s.conflicts.delete([a!.id, b!.id, 999]);
+        for (const storage of [s, reopen()]) {
+          expect(storage.conflicts.count()).toBe(1);
+          expect(storage.conflicts.page(0, 10).map((r) => r.key)).toEqual(["c"]);
+        }
+        expect(s.conflicts.insert(conflict("a", "w", "l"))).toBe(true);
+        expect(s.conflicts.page(0, 10).map((r) => r.key)).toEqual(["c", "a"]);
+      }));
+
     it("sums Merkle bucket deltas into the buckets and every level above, and forgets emptied buckets", () =>
       withStorage((s, reopen) => {
-        const delta = (seed: number) =>
-          Uint8Array.from({ length: MERKLE_DIGEST_BYTES }, (_, i) => (i * 7 + seed) % 256);
         s.merkle.add(0x1234, delta(1));
         s.merkle.add(0x1235, delta(2));
         s.merkle.add(0xffff, delta(3));

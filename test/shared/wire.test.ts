@@ -4,7 +4,7 @@
 import * as fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../../shared/bytes.ts";
-import { KEY_BYTES_MAX } from "../../shared/store/keys.ts";
+import { KEY_BYTES_MAX, checkKey } from "../../shared/store/keys.ts";
 import {
   SET_ELEMENT_BYTES_MAX,
   SET_OP_ELEMENTS_MAX,
@@ -140,14 +140,40 @@ describe("entriesMessageSchema", () => {
     expect(entriesMessageSchema.safeParse(withKey("k".repeat(KEY_BYTES_MAX))).success).toBe(true);
     expect(entriesMessageSchema.safeParse(withKey("k".repeat(KEY_BYTES_MAX + 1))).success).toBe(false);
   });
+
+  it("refuses a key with a lone surrogate, which would share its UTF-8 (and Merkle entry) with U+FFFD", () => {
+    expect(utf8("\uD800")).toEqual(utf8("\uFFFD"));
+    for (const key of ["\uD800", "a\uDFFFb", "\uDC00\uD800"]) {
+      expect(entriesMessageSchema.safeParse(withKey(key)).success).toBe(false);
+      expect(checkKey(key).ok).toBe(false);
+    }
+    for (const key of ["\uFFFD", "😀", "\uD83D\uDE00x"]) {
+      expect(entriesMessageSchema.safeParse(withKey(key)).success).toBe(true);
+      expect(checkKey(key).ok).toBe(true);
+    }
+  });
 });
 
 describe("heartbeatMessageSchema", () => {
   it("accepts a heartbeat, including one from a region that has written nothing", () => {
-    expect(heartbeatMessageSchema.parse(heartbeat())).toEqual(heartbeat());
-    expect(replicationMessageSchema.parse(heartbeat({ seq: 0, firstMs: 0 }))).toEqual(
-      heartbeat({ seq: 0, firstMs: 0 }),
-    );
+    const defaults = { baseSeq: 0, horizon: {} };
+    expect(heartbeatMessageSchema.parse(heartbeat())).toEqual({ ...heartbeat(), ...defaults });
+    expect(replicationMessageSchema.parse(heartbeat({ seq: 0, firstMs: 0 }))).toEqual({
+      ...heartbeat({ seq: 0, firstMs: 0 }),
+      ...defaults,
+    });
+  });
+
+  it("carries the origin's new numbering, its applied watermarks and its collection horizon", () => {
+    const full = heartbeat({ baseSeq: 1_048_576, applied: { oc: 7, weur: 0 }, horizon: { oc: 3 } });
+    expect(heartbeatMessageSchema.parse(full)).toEqual(full);
+    const bad: Array<[string, unknown]> = [
+      ["negative baseSeq", heartbeat({ baseSeq: -1 })],
+      ["applied of an unknown region", heartbeat({ applied: { mars: 1 } })],
+      ["fractional applied", heartbeat({ applied: { oc: 1.5 } })],
+      ["horizon entry 0", heartbeat({ horizon: { oc: 0 } })],
+    ];
+    expect(accepted(heartbeatMessageSchema, bad)).toEqual([]);
   });
 
   it("requires seq, atMs and firstMs as non-negative integers", () => {

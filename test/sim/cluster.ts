@@ -9,6 +9,7 @@ import { type Applied, type PeerApi, type ReplicaAdminApi } from "../../shared/s
 import { ControlMachine } from "../../shared/store/control-machine.ts";
 import { ControlNode } from "../../shared/store/control-node.ts";
 import { deliveryOf } from "../../shared/store/delivery.ts";
+import { type GcSettings } from "../../shared/store/gc.ts";
 import { recordDeadLetters } from "../../shared/store/dead-letters.ts";
 import { type PrimaryPrefix } from "../../shared/store/primaries.ts";
 import { type ControlApi, type ReplicaPorts } from "../../shared/store/ports.ts";
@@ -35,6 +36,10 @@ export interface ClusterSettings {
   readonly batchMs: number;
   /** The queue's retry limit before the dead-letter queue (wrangler.toml: max_retries). */
   readonly maxRetries: number;
+  /** How often each replica runs anti-entropy rounds with its peers. */
+  readonly antiEntropyIntervalMs: number;
+  /** Collection of tombstones and of the conflict log. */
+  readonly gc: GcSettings;
   /** Changes a region's storage before its replica uses it (tests that break the protocol on purpose). */
   readonly wrapStorage?: (storage: ReplicaStorage) => ReplicaStorage;
 }
@@ -76,14 +81,21 @@ export class SimRegion {
     const life = new Incarnation();
     this.incarnation = life;
     const settings = cluster.settings;
+    this.storage.onDrop = (key, row) => {
+      if (!row.live) cluster.observeCollect?.(this.region, key, row.encoded);
+    };
     const raw = settings.wrapStorage === undefined ? this.storage : settings.wrapStorage(this.storage);
     const storage = guardedStorage(raw, life);
-    const machine = new ReplicaMachine(storage, {
-      region: this.region,
-      regions: settings.regions,
-      primaryPrefixes: settings.primaryPrefixes,
-      silenceMsMax: 3 * settings.heartbeatIntervalMs,
-    });
+    const machine = new ReplicaMachine(
+      storage,
+      {
+        region: this.region,
+        regions: settings.regions,
+        primaryPrefixes: settings.primaryPrefixes,
+        silenceMsMax: 3 * settings.heartbeatIntervalMs,
+      },
+      this.now(),
+    );
     const write = machine.write.bind(machine);
     machine.write = (...args) => {
       const result = write(...args);
@@ -96,8 +108,11 @@ export class SimRegion {
       batchMs: settings.batchMs,
       delaySeconds: 0,
       directPush: false,
+      antiEntropyIntervalMs: settings.antiEntropyIntervalMs,
+      gc: settings.gc,
     });
     this.node = node;
+    node.start();
     // The view the control object holds now, as the Durable Object fetches it when it starts.
     void life.guard(cluster.controlCall(this.region, (c) => c.machine.view)).then(
       (view) => node.machine.applyView(view),
@@ -121,6 +136,7 @@ export class SimRegion {
 
   /** Loses the storage too (the region comes back empty when restarted). */
   loseStorage(): void {
+    this.cluster.observeStorageLoss?.(this.region);
     this.crash();
     this.storage = new MemoryStorage();
   }
@@ -148,6 +164,11 @@ export class SimRegion {
         snapshot: (key) => rpc((n) => n.snapshot(key)),
         covers: (key, version, epoch) => rpc((n) => n.covers(key, version, epoch)),
         prefixStates: (low, high, after, limit) => rpc((n) => n.prefixStates(low, high, after, limit)),
+        aeBegin: (from) => rpc((n) => n.aeBegin(from)),
+        merkleChildren: (level, indices) => rpc((n) => n.merkleChildren(level, indices)),
+        bucketEntries: (buckets) => rpc((n) => n.bucketEntries(buckets)),
+        keyStates: (keys) => rpc((n) => n.keyStates(keys)),
+        repairStates: (from, rows) => rpc((n) => n.repairStates(from, rows)),
       };
     };
     const control: ControlApi = {
@@ -261,6 +282,8 @@ export class SimQueue {
   private readonly cluster: Cluster;
   /** Messages accepted and not yet acked or dead-lettered. */
   inFlight = 0;
+  /** Share of accepted messages lost outright (fault injection). */
+  loss = 0;
 
   constructor(cluster: Cluster) {
     this.cluster = cluster;
@@ -293,6 +316,7 @@ export class SimQueue {
 
   private enqueue(message: Queued, delayMs: number): void {
     const { cluster } = this;
+    if (this.loss > 0 && cluster.random.chance(this.loss)) return;
     this.inFlight += 1;
     const target = message.body.target;
     const origin = message.body.origin;
@@ -360,7 +384,8 @@ export class SimQueue {
 
 /** The whole simulated deployment. */
 export class Cluster {
-  readonly settings: ClusterSettings;
+  /** Replaced when a region is added. */
+  settings: ClusterSettings;
   readonly scheduler: Scheduler;
   readonly network: Network;
   readonly random: Random;
@@ -371,6 +396,10 @@ export class Cluster {
   observeCommit: CommitObserver | undefined;
   /** Called when the control object marks a new primary ready (its epoch starts to serve). */
   observeReady: ((region: RegionId, prefix: string, epoch: number) => void) | undefined;
+  /** Told when a region's storage is about to be lost. */
+  observeStorageLoss: ((region: RegionId) => void) | undefined;
+  /** Told of every tombstone a replica forgets (`encoded` is its state). */
+  observeCollect: ((region: RegionId, key: string, encoded: Uint8Array) => void) | undefined;
   /** Messages that ran out of retries. */
   deadLettered = 0;
 
@@ -389,6 +418,22 @@ export class Cluster {
     const host = this.regions.get(region);
     if (host === undefined) throw new Error(`no region ${region}`);
     return host;
+  }
+
+  /**
+   * Adds `region` as an operator would: the configuration grows, and every process restarts
+   * with it (a deploy); the new region's replica starts empty.
+   */
+  addRegion(region: RegionId): void {
+    this.trace.note(`add region ${region}: every process restarts with the new configuration`);
+    this.settings = { ...this.settings, regions: [...this.settings.regions, region] };
+    this.regions.set(region, new SimRegion(region, this));
+    const wasUp = [...this.regions.values()].filter((host) => host.up);
+    const controlUp = this.control.node !== undefined;
+    for (const host of wasUp) host.crash();
+    this.control.crash();
+    if (controlUp) this.control.start();
+    for (const host of [...wasUp, this.host(region)]) host.start();
   }
 
   /** Starts the control object, then every replica. */

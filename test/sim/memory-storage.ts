@@ -16,6 +16,7 @@ import {
   type KeyRow,
   type LogRow,
   type MetricRow,
+  type PeerReport,
   type PrimaryRecord,
   type ReplicaStorage,
   type StoredKey,
@@ -46,9 +47,10 @@ export class MemoryStorage implements ReplicaStorage {
   private readonly logRows = new Map<number, LogRow>();
   private readonly sent = new Map<string, number>();
   private readonly progress = new Map<string, PeerProgress>();
+  private readonly reports = new Map<string, PeerReport>();
   private readonly primaryRows = new Map<string, PrimaryRecord>();
-  private readonly conflictRows: ConflictRow[] = [];
-  private readonly conflictKeys = new Set<string>();
+  private readonly conflictRows = new Map<number, ConflictRow & { readonly identity: string }>();
+  private readonly conflictKeys = new Map<string, number>();
   private readonly letters = new Map<number, DeadLetterRow>();
   private readonly metaRows = new Map<string, string>();
   private readonly deferredRows = new Map<number, DeferredRow>();
@@ -64,6 +66,8 @@ export class MemoryStorage implements ReplicaStorage {
   });
   private nextConflictId = 1;
   private nextLetterId = 1;
+  /** Told of every key the replica forgets (collection, or a strong prefix's settling), for the simulator's checks. */
+  onDrop: ((key: string, row: StoredKey & { readonly live: boolean }) => void) | undefined;
   /** Undo actions of the open transaction, newest last; undefined outside one. */
   private undo: Array<() => void> | undefined;
 
@@ -150,6 +154,8 @@ export class MemoryStorage implements ReplicaStorage {
         .slice(0, limit)
         .map(([key]) => this.keyRow(key)),
     delete: (key: string): void => {
+      const row = this.kvRows.get(key);
+      if (row !== undefined) this.onDrop?.(key, row);
       this.touch(this.kvRows, key);
       this.kvRows.delete(key);
     },
@@ -226,6 +232,12 @@ export class MemoryStorage implements ReplicaStorage {
       this.touch(this.sent, target);
       this.sent.set(target, Math.max(this.sent.get(target) ?? 0, sentSeq));
     },
+    rewind: (target: string, sentSeq: number): void => {
+      const sent = this.sent.get(target);
+      if (sent === undefined) return;
+      this.touch(this.sent, target);
+      this.sent.set(target, Math.min(sent, sentSeq));
+    },
   };
 
   readonly peerRecv = {
@@ -233,6 +245,14 @@ export class MemoryStorage implements ReplicaStorage {
     put: (origin: string, p: PeerProgress): void => {
       this.touch(this.progress, origin);
       this.progress.set(origin, p);
+    },
+  };
+
+  readonly peerReports = {
+    all: (): ReadonlyMap<string, PeerReport> => new Map(this.reports),
+    put: (region: string, report: PeerReport): void => {
+      this.touch(this.reports, region);
+      this.reports.set(region, report);
     },
   };
 
@@ -249,8 +269,10 @@ export class MemoryStorage implements ReplicaStorage {
       const identity = `${row.key}\u0000${row.winnerStamp}\u0000${row.loserStamp}`;
       if (this.conflictKeys.has(identity)) return false;
       const id = this.nextConflictId++;
-      this.conflictKeys.add(identity);
-      this.conflictRows.push({
+      this.touch(this.conflictKeys, identity);
+      this.conflictKeys.set(identity, id);
+      this.touch(this.conflictRows, id);
+      this.conflictRows.set(id, {
         id,
         key: row.key,
         kind: row.kind,
@@ -258,15 +280,35 @@ export class MemoryStorage implements ReplicaStorage {
         detectedMs: row.detectedMs,
         winner: row.winner,
         loser: row.loser,
-      });
-      this.undo?.push(() => {
-        this.conflictKeys.delete(identity);
-        this.conflictRows.pop();
+        identity,
       });
       return true;
     },
     page: (afterId: number, limit: number): ConflictRow[] =>
-      this.conflictRows.filter((r) => r.id > afterId).slice(0, limit),
+      [...this.conflictRows.values()]
+        .filter((r) => r.id > afterId)
+        .sort((a, b) => a.id - b.id)
+        .slice(0, limit)
+        .map((r) => ({
+          id: r.id,
+          key: r.key,
+          kind: r.kind,
+          rule: r.rule,
+          detectedMs: r.detectedMs,
+          winner: r.winner,
+          loser: r.loser,
+        })),
+    delete: (ids: readonly number[]): void => {
+      for (const id of ids) {
+        const row = this.conflictRows.get(id);
+        if (row === undefined) continue;
+        this.touch(this.conflictRows, id);
+        this.touch(this.conflictKeys, row.identity);
+        this.conflictRows.delete(id);
+        this.conflictKeys.delete(row.identity);
+      }
+    },
+    count: (): number => this.conflictRows.size,
   };
 
   readonly deadLetters = {

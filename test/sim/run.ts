@@ -3,6 +3,7 @@
 // seed gives the same run, so a failure replays with `npm run sim -- --seed S`.
 import { type CommittedWrite, checkConvergence, checkOutcome, survivors } from "../../shared/check/outcomes.ts";
 import { type HistoryOp, checkHistory } from "../../shared/check/history.ts";
+import { equalBytes } from "../../shared/bytes.ts";
 import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replayDeadLetters } from "../../shared/store/dead-letters.ts";
@@ -10,7 +11,7 @@ import { decodeKeyState, keyVv } from "../../shared/store/key-state.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
 import { type PrimaryPrefix, prefixOf } from "../../shared/store/primaries.ts";
 import { type ReplicaStorage } from "../../shared/store/storage.ts";
-import { type VersionVector, parseVv, vvGet } from "../../shared/version-vector.ts";
+import { EMPTY_VV, type VersionVector, formatVv, parseVv, vvGet, vvMerge } from "../../shared/version-vector.ts";
 import { Cluster } from "./cluster.ts";
 import { SimClient } from "./client.ts";
 import { Network } from "./network.ts";
@@ -31,6 +32,11 @@ export interface SimOptions {
   /** Virtual milliseconds of client load (and faults). */
   readonly durationMs?: number;
   readonly faults?: Partial<FaultPlan>;
+  /**
+   * false: no anti-entropy and no resending of unconfirmed writes, to show what the repair path
+   * is for (the run must then fail under the faults only it heals).
+   */
+  readonly repair?: boolean;
   /** Breaks the protocol on purpose (see broken.test.ts): the run must then fail. */
   readonly wrapStorage?: (storage: ReplicaStorage) => ReplicaStorage;
 }
@@ -50,7 +56,18 @@ const DEFAULT_FAULTS: Omit<FaultPlan, "isolatePrimary"> = {
   takeOuts: true,
   skewMsMax: 5000,
   storageLoss: false,
+  addRegion: false,
+  loss: 0,
 };
+
+/** Storage that never sends again what a peer left unconfirmed (the repair path off). */
+function noResend(storage: ReplicaStorage): ReplicaStorage {
+  return {
+    ...storage,
+    transaction: (fn) => storage.transaction(fn),
+    peerSend: { ...storage.peerSend, rewind: () => undefined },
+  };
+}
 
 /** Runs the simulation for `seed`. */
 export async function runSeed(seed: number, options: SimOptions = {}): Promise<SimResult> {
@@ -65,6 +82,10 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   // elsewhere, so that the prefix can fail over.
   const plan: FaultPlan = { ...DEFAULT_FAULTS, isolatePrimary: random.chance(0.3), ...options.faults };
   const primary = primaryPrefixes[0]?.region as RegionId;
+  const wrapStorage =
+    options.repair === false
+      ? (storage: ReplicaStorage) => noResend(options.wrapStorage?.(storage) ?? storage)
+      : options.wrapStorage;
   const cluster = new Cluster(
     {
       regions,
@@ -74,7 +95,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       sessionWaitMs: 10,
       batchMs: random.pick([0, 50]),
       maxRetries: 10,
-      ...(options.wrapStorage === undefined ? {} : { wrapStorage: options.wrapStorage }),
+      antiEntropyIntervalMs: options.repair === false ? Number.MAX_SAFE_INTEGER : 5000,
+      gc: { tombstoneGraceMs: 3000, conflictRetentionMs: 7 * 86_400_000, conflictRowsMax: 100_000 },
+      ...(wrapStorage === undefined ? {} : { wrapStorage }),
     },
     scheduler,
     new Network(scheduler, random.fork()),
@@ -117,6 +140,30 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     trace.note(`${region} serves "${prefix}" at epoch ${epoch} (${rows.length} keys recovered)`);
   };
 
+  // Every tombstone a replica collected, by key: the writes it covered are accounted for.
+  const collected = new Map<string, VersionVector>();
+  const collections: Array<{ key: string; atMs: number; vv: VersionVector }> = [];
+  cluster.observeCollect = (region, key, encoded) => {
+    collected.set(key, vvMerge(collected.get(key) ?? EMPTY_VV, vvOfRow(encoded)));
+    collections.push({ key, atMs: scheduler.now, vv: vvOfRow(encoded) });
+    trace.note(`${region} collects the tombstone of ${key}`);
+  };
+
+  // Writes that only the region losing its storage held (see `Forgotten.lost`), and when:
+  // reads that saw them before are not held to them afterwards.
+  const lost = new Map<number, number>();
+  cluster.observeStorageLoss = (region) => {
+    for (const w of writes) {
+      if (lost.has(w.id)) continue;
+      const dot = vvGet(parseVv(w.version) ?? EMPTY_VV, w.region);
+      const elsewhere = cluster.settings.regions.some((r) => {
+        const row = r === region ? null : cluster.host(r).storage.kv.get(w.key);
+        return row !== null && vvGet(vvOfRow(row.encoded), w.region) >= dot;
+      });
+      if (!elsewhere) lost.set(w.id, scheduler.now);
+    }
+  };
+
   cluster.start();
   const durationMs = options.durationMs ?? 15_000;
   scheduleFaults(cluster, random.fork(), plan, durationMs);
@@ -142,7 +189,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   faults.partitions.clear();
   faults.severed.clear();
   if (cluster.control.node === undefined) cluster.control.start();
-  for (const region of regions) if (!cluster.host(region).up) cluster.host(region).start();
+  for (const region of cluster.settings.regions) if (!cluster.host(region).up) cluster.host(region).start();
   trace.note("heal: calm network, every process up");
   const healedMs = scheduler.now;
   const quiet = await scheduler.run(
@@ -154,7 +201,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   if (!quiet) violations.push(`no quiescence within ${SETTLE_MS_MAX} ms of healing: ${whyNotQuiet(cluster)}`);
   const told = writes.map((w, i) => ({ ...w, acknowledged: acknowledged.has(seqs[i] as string) }));
   const finals = new Map(
-    regions.map((r) => [
+    cluster.settings.regions.map((r) => [
       r,
       new Map([...cluster.host(r).storage.dump()].map(([k, v]) => [k, { encoded: v.encoded, epoch: v.epoch }])),
     ]),
@@ -177,15 +224,27 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   for (const w of deposed)
     if (w.acknowledged)
       violations.push(`write_lost: acknowledged strong write ${w.id} on ${w.key} was not kept by the next primary`);
-  const first = finals.get(regions[0] as RegionId);
+  const first = finals.get(cluster.settings.regions[0] as RegionId);
   if (first !== undefined)
-    for (const v of checkOutcome(first, surviving, deposed)) violations.push(`${v.rule}: ${v.message}`);
+    for (const v of checkOutcome(first, surviving, deposed, { collected, lost: new Set(lost.keys()) }))
+      violations.push(`${v.rule}: ${v.message}`);
   // Strong keys promise strong and quorum guarantees; their eventual and session reads may show
   // a deposed primary's write until its region settles, so those are left out.
   const sessionOps = history.filter(
     (op) => prefixOf(op.key, primaryPrefixes) === undefined || op.mode === "quorum" || op.mode === "strong",
   );
-  for (const v of checkHistory(sessionOps)) violations.push(`${v.rule}: ${v.message}`);
+  const forgotten = writes.filter((w) => lost.has(w.id));
+  // `ack=quorum` (and strong writes) promise to survive a region's loss.
+  for (const w of forgotten)
+    if (
+      history.some(
+        (op) => op.kind === "write" && op.ok && op.key === w.key && op.version === w.version && op.mode !== "local",
+      )
+    )
+      violations.push(`write_lost: ${w.key} lost quorum-acknowledged write ${w.id} with one region's storage`);
+  const remembered = sessionOps.filter((op) => !forgottenBy(op, forgotten, lost));
+  for (const v of checkHistory(remembered.map((op) => asCollected(op, collections))))
+    violations.push(`${v.rule}: ${v.message}`);
   return {
     seed,
     violations,
@@ -197,6 +256,38 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       virtualMs: scheduler.now - START_MS,
     },
   };
+}
+
+/**
+ * Whether `op` is a write lost with its region's storage, or a read that saw one before the loss
+ * (the guarantees of `ack=local` end with the region's disk).
+ */
+function forgottenBy(
+  op: HistoryOp,
+  forgotten: readonly CommittedWrite[],
+  lostAt: ReadonlyMap<number, number>,
+): boolean {
+  const version = op.version === null ? undefined : parseVv(op.version);
+  return forgotten.some((w) => {
+    if (w.key !== op.key) return false;
+    if (op.kind === "write") return op.version === w.version;
+    const dot = vvGet(parseVv(w.version) ?? EMPTY_VV, w.region);
+    return version !== undefined && op.endMs <= (lostAt.get(w.id) ?? 0) && vvGet(version, w.region) >= dot;
+  });
+}
+
+/**
+ * A read that found a key absent after a replica collected its tombstone answered that delete:
+ * it reads as the version of the tombstones collected by the time it ended.
+ */
+function asCollected(
+  op: HistoryOp,
+  collections: ReadonlyArray<{ key: string; atMs: number; vv: VersionVector }>,
+): HistoryOp {
+  if (op.kind !== "read" || op.version !== null) return op;
+  const buried = collections.filter((c) => c.key === op.key && c.atMs <= op.endMs);
+  if (buried.length === 0) return op;
+  return { ...op, version: formatVv(buried.reduce((vv, c) => vvMerge(vv, c.vv), EMPTY_VV)) };
 }
 
 function vvOfRow(encoded: Uint8Array): VersionVector {
@@ -244,6 +335,7 @@ function whyNotQuiet(cluster: Cluster): string {
     const node = cluster.host(region).node;
     if (node === undefined) return `${region} is down`;
     const storage = node.machine.storage;
+    if (node.machine.bootstrapping) return `${region} is ${node.machine.phase}`;
     if (storage.log.count() > 0) return `${region} has ${storage.log.count()} outbox rows`;
     if (storage.deadLetters.count() > 0) return `${region} holds dead letters`;
     for (const peer of node.machine.peers) {
@@ -251,6 +343,9 @@ function whyNotQuiet(cluster: Cluster): string {
       const issued = cluster.host(peer).node?.machine.seq ?? -1;
       if (applied !== issued) return `${region} applied ${applied} of ${peer}'s ${issued} writes`;
     }
+    const root = storage.merkle.root();
+    const first = cluster.host(cluster.settings.regions[0] as RegionId).node?.machine.storage.merkle.root();
+    if (first !== undefined && !equalBytes(root, first)) return `${region}'s Merkle root differs`;
     for (const [prefix, p] of Object.entries(control.primaries)) {
       if (!p.ready) return `"${prefix}" is not ready`;
       const known = storage.primaries.all().get(prefix);

@@ -2,7 +2,7 @@
 // register, counter and set writes under every ack level, strong writes, reads under every
 // consistency; and faults: lost and duplicated messages, jitter, partitions, crashes and
 // restarts, operators taking regions out, clock skew, and (when asked) lost storage.
-import { type RegionId } from "../../shared/regions.ts";
+import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
 import { majority } from "../../shared/store/cluster.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
 import { type Cluster } from "./cluster.ts";
@@ -69,6 +69,10 @@ export interface FaultPlan {
   readonly storageLoss: boolean;
   /** Isolate the strong prefix's primary once, under load from a client next to it. */
   readonly isolatePrimary: boolean;
+  /** Add a region mid-run (every process restarts with the longer region list). */
+  readonly addRegion: boolean;
+  /** Share of queue messages lost outright (never delivered, retried or dead-lettered), to the end. */
+  readonly loss: number;
 }
 
 /** Schedules the faults of one run between `fromMs` and `untilMs` (virtual, relative to now). */
@@ -112,6 +116,15 @@ export function scheduleFaults(cluster: Cluster, random: Random, plan: FaultPlan
         for (const other of others) network.partition(primary, other, false);
       });
     });
+  }
+  if (plan.loss > 0) {
+    cluster.queue.loss = plan.loss;
+    trace.note(`queue: ${plan.loss * 100}% of messages lost`);
+  }
+  if (plan.addRegion) {
+    const at = random.int(2000, Math.max(2000, untilMs - 3000));
+    const added = random.pick(LOCATION_HINTS.filter((r) => !regions.includes(r)));
+    scheduler.at(at, () => cluster.addRegion(added));
   }
   const events = random.int(1, 4);
   for (let i = 0; i < events; i += 1) {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { applyKeyOp } from "../../shared/store/key-state.ts";
-import { ADMIN, READER, WRITER, api, entries, replica, uniqueKey } from "./helpers.ts";
+import { ADMIN, READER, WRITER, api, entries, heartbeatAll, replica, uniqueKey } from "./helpers.ts";
 
 async function errorOf(res: Response): Promise<{ status: number; code: string; message: string }> {
   expect(res.headers.get("content-type")).toContain("application/json");
@@ -57,6 +57,8 @@ describe("key-value", () => {
     expect(put.headers.get("etag")).toBe(`"${body.version}"`);
     expect(put.headers.get("x-served-by")).toBe("weur");
     expect(put.headers.get("x-session-token")).toMatch(/^s2\./);
+    // Once every region has heard every other, each has a lag figure.
+    await heartbeatAll();
     const get = await api(`/v1/kv/${key}?region=weur`);
     expect(get.status).toBe(200);
     expect(get.headers.get("content-type")).toBe("application/x-thing");
@@ -264,6 +266,7 @@ describe("observability", () => {
 
   it("serves Prometheus metrics with replication series and latency histograms", async () => {
     await api(`/v1/kv/${uniqueKey("m")}`, { method: "PUT", body: "x" });
+    await heartbeatAll();
     const res = await api("/metrics", { token: READER });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/plain");

@@ -3,12 +3,13 @@
 // bound. (Its own file: the lag other bounded tests induce would linger in shared storage.)
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, replica, uniqueKey } from "./helpers.ts";
+import { api, heartbeatAll, replica, uniqueKey } from "./helpers.ts";
 
 describe("bounded staleness with a region taken out", () => {
   it("does not count the silence of a region taken out as staleness", async () => {
     const key = uniqueKey("out");
     await api(`/v1/kv/${key}?region=enam&ack=all`, { method: "PUT", body: "v" });
+    await heartbeatAll();
     // Every region last heard weur hours ago, with nothing of weur's outstanding: what a
     // region taken out of service (so writing nothing) looks like once its heartbeats stop.
     const longAgo = Date.now() - 4 * 3_600_000;

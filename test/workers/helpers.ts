@@ -1,6 +1,6 @@
 // Shared helpers for tests that run inside workerd.
 import { env, exports } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
@@ -19,6 +19,14 @@ export function api(path: string, init: RequestInit & { token?: string | null } 
   const token = init.token === undefined ? ADMIN : init.token;
   if (token !== null) headers.set("Authorization", `Bearer ${token}`);
   return exports.default.fetch(new Request(`http://kv.test${path}`, { ...init, headers }));
+}
+
+/**
+ * Runs every replica's alarm once, so that each has heartbeated every other (a replica that
+ * never heard a peer reports its lag behind it as unknown).
+ */
+export async function heartbeatAll(regions: readonly RegionId[] = ["wnam", "enam", "weur", "apac"]): Promise<void> {
+  for (const region of regions) await runDurableObjectAlarm(replica(region));
 }
 
 /** A replica stub. */
@@ -66,7 +74,7 @@ export function heartbeat(
   atMs: number,
   firstMs = 1,
 ): HeartbeatMessage {
-  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs, firstMs };
+  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs, firstMs, baseSeq: 0, horizon: {} };
 }
 
 /** The key's stored state in `region` (null when never written there). */

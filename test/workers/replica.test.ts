@@ -51,7 +51,15 @@ describe("replica writes", () => {
         .toArray()
         .map((r) => r.name),
     );
-    expect(names).toEqual(["0001_init", "0002_primaries", "0003_key_seqs", "0004_epochs", "0005_deferred"]);
+    expect(names).toEqual([
+      "0001_init",
+      "0002_primaries",
+      "0003_key_seqs",
+      "0004_epochs",
+      "0005_deferred",
+      "0006_merkle",
+      "0007_lifecycle",
+    ]);
   });
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {
@@ -81,9 +89,10 @@ describe("replica writes", () => {
     // A restart loses nothing: the row is in SQLite, not memory.
     await evictDurableObject(stub);
     await runDurableObjectAlarm(stub);
-    await runInDurableObject(stub, (_i, state) => {
-      expect(sqlCount(state, "SELECT count(*) AS n FROM log WHERE key = ?", key)).toBe(0);
-    });
+    const seq = await runInDurableObject(
+      stub,
+      (_i, state) => state.storage.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE key = ?", key).one().seq,
+    );
     // The real queue delivers it to every other region.
     for (const region of ["enam", "weur", "apac"] as const) {
       await vi.waitFor(
@@ -93,6 +102,12 @@ describe("replica writes", () => {
         { timeout: 10_000, interval: 50 },
       );
     }
+    // Handed to the queue for every peer, and kept until they confirm it (their heartbeats
+    // carry how far they applied wnam's stream; see lifecycle.test.ts).
+    await runInDurableObject(stub, (_i, state) => {
+      expect(sqlCount(state, "SELECT count(*) AS n FROM peer_send WHERE sent_seq >= ?", seq)).toBe(3);
+      expect(sqlCount(state, "SELECT count(*) AS n FROM log WHERE key = ?", key)).toBe(1);
+    });
   });
 
   it("continues its clock and sequence after eviction", async () => {

@@ -20,6 +20,7 @@ const TABLES = [
   "meta",
   "metrics",
   "peer_recv",
+  "peer_report",
   "peer_send",
   "primaries",
 ];

@@ -7,9 +7,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { assert } from "../../shared/assert.ts";
 import { type Result } from "../../shared/errors.ts";
-import { parseRegionId } from "../../shared/regions.ts";
+import { type MerkleEntry } from "../../shared/merkle.ts";
+import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import {
+  type AeBegin,
+  type AeReport,
   type Applied,
   type DeadLetterItem,
   type KeySnapshot,
@@ -18,6 +21,7 @@ import {
   type ReadOutcome,
   type RecoveryProgress,
   type ReplicaAdminApi,
+  type ReplicaDigest,
   type ReplicaStatus,
   type WriteOptions,
   type WriteOutcome,
@@ -46,12 +50,16 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     const region = parseRegionId(ctx.id.name ?? "");
     assert(region !== undefined, "a replica is addressed by its region name");
     const config = this.config;
-    this.machine = new ReplicaMachine(replicaStore(ctx.storage), {
-      region,
-      regions: config.regions,
-      primaryPrefixes: config.primaryPrefixes,
-      silenceMsMax: SILENT_HEARTBEATS_MAX * config.heartbeatIntervalMs,
-    });
+    this.machine = new ReplicaMachine(
+      replicaStore(ctx.storage),
+      {
+        region,
+        regions: config.regions,
+        primaryPrefixes: config.primaryPrefixes,
+        silenceMsMax: SILENT_HEARTBEATS_MAX * config.heartbeatIntervalMs,
+      },
+      Date.now(),
+    );
     const ports = replicaPorts(ctx, () => this.env);
     this.node = new ReplicaNode(this.machine, ports, {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -59,6 +67,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       batchMs: config.replicationBatchMs,
       delaySeconds: config.replicationDelaySeconds,
       directPush: config.directPush,
+      antiEntropyIntervalMs: config.antiEntropyIntervalMs,
+      gc: config.gc,
     });
     void ctx.blockConcurrencyWhile(async () => {
       // The stored view says at once whether this replica is taken out; the control object's
@@ -67,6 +77,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       if (view !== null) this.machine.applyView(view);
       if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
     });
+    // New storage: ask the peers what they hold before the first write (in the background).
+    this.node.start();
   }
 
   private get config(): Config {
@@ -103,9 +115,38 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     high: string | null,
     after: string | null,
     limit: number,
-  ): Promise<{ keys: KeyListing[]; more: boolean }> {
-    const rows = this.machine.storage.kv.list(low, high, after, limit + 1);
-    return { keys: rows.slice(0, limit), more: rows.length > limit };
+  ): Promise<Result<{ keys: KeyListing[]; more: boolean }>> {
+    return this.node.list(low, high, after, limit);
+  }
+
+  async aeBegin(from: RegionId): Promise<Result<AeBegin>> {
+    return this.node.aeBegin(from);
+  }
+
+  async merkleChildren(level: number, indices: readonly number[]): Promise<Result<Uint8Array[][]>> {
+    return this.node.merkleChildren(level, indices);
+  }
+
+  async bucketEntries(buckets: readonly number[]): Promise<Result<MerkleEntry[][]>> {
+    return this.node.bucketEntries(buckets);
+  }
+
+  async keyStates(keys: readonly string[]): Promise<Result<KeyRow[]>> {
+    return this.node.keyStates(keys);
+  }
+
+  async repairStates(from: RegionId, rows: readonly KeyRow[]): Promise<Result<number>> {
+    return this.node.repairStates(from, rows);
+  }
+
+  /** Runs one anti-entropy round with every healthy peer now. */
+  async antiEntropy(): Promise<AeReport[]> {
+    return this.node.antiEntropyNow();
+  }
+
+  /** What the operator's digest endpoint shows: key counts and the Merkle root. */
+  async digest(): Promise<ReplicaDigest> {
+    return this.node.digest();
   }
 
   /** The conflict log, oldest first, after `afterId`. */

@@ -16,6 +16,7 @@ import {
   type KeyListing,
   type KeyRow,
   type LogRow,
+  type PeerReport,
   type PrimaryRecord,
   type ReplicaStorage,
   type StoredKey,
@@ -49,6 +50,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
   const progress = new Map<string, PeerProgress>();
   let sentCache: Map<string, number> | undefined;
   let primariesCache: Map<string, PrimaryRecord> | undefined;
+  let reportsCache: Map<string, PeerReport> | undefined;
   const metrics = new MetricBuffer((name, peer, delta) =>
     sql.exec(
       "INSERT INTO metrics (name, peer, value) VALUES (?1, ?2, ?3) ON CONFLICT (name, peer) DO UPDATE SET value = value + ?3",
@@ -82,6 +84,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         progress.clear();
         sentCache = undefined;
         primariesCache = undefined;
+        reportsCache = undefined;
         levels = undefined;
         if (depth === 1) metrics.rollback();
         throw error;
@@ -250,6 +253,10 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         );
         sentCache?.set(target, Math.max(sentCache.get(target) ?? 0, sentSeq));
       },
+      rewind(target: string, sentSeq: number): void {
+        sql.exec("UPDATE peer_send SET sent_seq = min(sent_seq, ?2) WHERE target = ?1", target, sentSeq);
+        if (sentCache?.has(target) === true) sentCache.set(target, Math.min(sentCache.get(target) ?? 0, sentSeq));
+      },
     },
     peerRecv: {
       get(origin: string): PeerProgress {
@@ -285,6 +292,32 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           JSON.stringify(p.pending),
         );
         progress.set(origin, p);
+      },
+    },
+    peerReports: {
+      all(): ReadonlyMap<string, PeerReport> {
+        reportsCache ??= new Map(
+          sql
+            .exec<{ region: string; seq: number; applied: string; heard_ms: number }>(
+              "SELECT region, seq, applied, heard_ms FROM peer_report",
+            )
+            .toArray()
+            .map((r) => [
+              r.region,
+              { seq: r.seq, applied: JSON.parse(r.applied) as Record<string, number>, heardMs: r.heard_ms },
+            ]),
+        );
+        return reportsCache;
+      },
+      put(region: string, report: PeerReport): void {
+        sql.exec(
+          "INSERT INTO peer_report (region, seq, applied, heard_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (region) DO UPDATE SET seq = ?2, applied = ?3, heard_ms = ?4",
+          region,
+          report.seq,
+          JSON.stringify(report.applied),
+          report.heardMs,
+        );
+        reportsCache?.set(region, report);
       },
     },
     primaries: {
@@ -353,6 +386,12 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
             winner: new Uint8Array(r.winner),
             loser: new Uint8Array(r.loser),
           }));
+      },
+      delete(ids: readonly number[]): void {
+        for (const id of ids) sql.exec("DELETE FROM conflicts WHERE id = ?", id);
+      },
+      count(): number {
+        return sql.exec<{ n: number }>("SELECT count(*) AS n FROM conflicts").one().n;
       },
     },
     deadLetters: {

@@ -182,7 +182,9 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
       break;
   }
   c.header("X-Served-By", answer.region);
-  c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
+  // A figure only when there is an honest one; otherwise say why there is none.
+  if (answer.lagMs === null) c.header("X-Replication-Lag-Unknown", answer.lagUnknown ?? "unknown");
+  else c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
   // The client has now seen the answered state: future session reads must not go below it.
   c.header("X-Session-Token", await signSession(secrets, vvMerge(seen, answer.seqs)));
   return { region: answer.region, view: answer.view };

@@ -10,7 +10,7 @@ import { performRead, performWrite, servingRegionOf } from "./consistency.ts";
 import {
   CONTENT_TYPE_CHARS_MAX,
   VALUE_BYTES_MAX,
-  callReplicaPlain,
+  callReplica,
   decodeCursor,
   encodeCursor,
   intParam,
@@ -45,7 +45,7 @@ export function mountKv(app: Hono<AppEnv>): void {
     }
     const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
     const after = decodeCursor(c.req.query("cursor"));
-    const page = await callReplicaPlain(region, () =>
+    const page = await callReplica(region, () =>
       replicaOf(c.env, region).list(prefix, prefixEnd(prefix), after, limit),
     );
     const last = page.keys.at(-1);

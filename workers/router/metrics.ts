@@ -60,12 +60,25 @@ const COUNTERS: Readonly<Record<string, string>> = {
 /** Renders the exposition text from replica statuses (null for a region that did not answer). */
 export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>): string {
   const lines: string[] = [];
-  lines.push("# HELP replication_lag_seconds How stale a region may be with respect to a peer (0 when caught up).");
+  lines.push(
+    "# HELP replication_lag_seconds How stale a region may be with respect to a peer (0 when caught up; absent while unknown, see replication_lag_unknown).",
+  );
   lines.push("# TYPE replication_lag_seconds gauge");
   for (const [region, status] of statuses) {
     if (status === null) continue;
     for (const [peer, lag] of Object.entries(status.lag))
-      lines.push(`replication_lag_seconds{region="${region}",peer="${peer}"} ${lag.ms / 1000}`);
+      if (lag.ms !== null) lines.push(`replication_lag_seconds{region="${region}",peer="${peer}"} ${lag.ms / 1000}`);
+  }
+  lines.push(
+    "# HELP replication_lag_unknown 1 while a region has no honest lag figure for a peer (never heard from it, or the region is bootstrapping).",
+  );
+  lines.push("# TYPE replication_lag_unknown gauge");
+  for (const [region, status] of statuses) {
+    if (status === null) continue;
+    for (const [peer, lag] of Object.entries(status.lag))
+      lines.push(
+        `replication_lag_unknown{region="${region}",peer="${peer}"} ${lag.ms === null || status.bootstrapping ? 1 : 0}`,
+      );
   }
   lines.push("# HELP replication_lag_entries Writes a region knows a peer made but has not applied yet.");
   lines.push("# TYPE replication_lag_entries gauge");

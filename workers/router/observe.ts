@@ -46,12 +46,23 @@ export function mountObserve(app: Hono<AppEnv>): void {
     const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
     const regions = config.regions.map((id) => {
       const status = statuses.get(id) ?? null;
-      const lag: Record<string, { entries: number; ms: number }> = {};
-      for (const [peer, l] of Object.entries(status?.lag ?? {})) lag[peer] = { entries: l.entries, ms: l.ms };
+      const lag: Record<string, { entries: number; ms: number | null; reason?: string }> = {};
+      for (const [peer, l] of Object.entries(status?.lag ?? {}))
+        lag[peer] =
+          status?.bootstrapping === true
+            ? {
+                entries: l.entries,
+                ms: null,
+                reason: `region ${id} is bootstrapping: it lacks data it has not pulled yet`,
+              }
+            : l.ms === null
+              ? { entries: l.entries, ms: null, reason: l.unknown }
+              : { entries: l.entries, ms: l.ms };
       const health = view.health[id];
-      const healthy = status !== null && (health?.healthy ?? true);
-      const reason = status === null ? "unreachable" : (health?.reason ?? null);
-      return { id, location: REGION_LOCATIONS[id], healthy, ...(healthy ? {} : { reason }), lag };
+      const bootstrapping = status?.bootstrapping ?? false;
+      const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);
+      const reason = status === null ? "unreachable" : bootstrapping ? "bootstrapping" : (health?.reason ?? null);
+      return { id, location: REGION_LOCATIONS[id], healthy, ...(healthy ? {} : { reason }), bootstrapping, lag };
     });
     const primaries: Record<string, { region: string; epoch: number; ready: boolean; failover: boolean }> = {};
     for (const [prefix, p] of Object.entries(view.primaries)) primaries[prefix] = { ...p };
