@@ -214,15 +214,19 @@ function childEnv(stateDir: string, extra: Readonly<Record<string, string>>): No
   };
 }
 
-/** Starts the store as `npm start` does from the project at `root`, with `vars` as KV_VARS (e.g. "DIRECT_PUSH:on"). */
+/**
+ * Starts the store as `npm start` does from the project at `root`, with `vars` as KV_VARS (e.g.
+ * "DIRECT_PUSH:on"). `reuse`: the state directory of an earlier store, to carry on from its state.
+ */
 export async function startStore(
   root: string,
   dir: string,
   label: string,
   vars: string,
   keepState: boolean,
+  reuse?: string,
 ): Promise<Server> {
-  const stateDir = mkdtempSync(path.join(dir, `store-${label}-`));
+  const stateDir = reuse ?? mkdtempSync(path.join(dir, `store-${label}-`));
   return start({
     name: `store-${label}`,
     root,

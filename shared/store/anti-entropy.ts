@@ -4,7 +4,9 @@
  * replica with one peer:
  *
  * 1. `aeBegin`: the peer's root, and its sequence number now.
- * 2. Level by level from the root, the children of the differing nodes, until the buckets.
+ * 2. Level by level from the root, the children of the differing nodes, until the buckets. A
+ *    subtree one side holds nothing of is not descended: its rows travel whole, in pages, in
+ *    (bucket, key) order (this is how a new replica bootstraps: at about the cost of the state).
  * 3. The entries (key, state digest) of the differing buckets: the differing keys.
  * 4. Their states both ways: this replica merges the peer's, the peer merges this replica's,
  *    through the same fenced CRDT merge as replication (conflicts logged as usual).
@@ -22,14 +24,15 @@ import {
   MERKLE_DIGEST_BYTES,
   MERKLE_FANOUT,
   type MerkleEntry,
+  bucketOf,
   diffBucket,
   diffChildren,
+  isZero,
 } from "../merkle.ts";
 import { type RegionId } from "../regions.ts";
-import { vvGet } from "../version-vector.ts";
 import { mergeInto } from "./apply.ts";
 import { type AeBegin, type AeReport, type PeerApi } from "./contract.ts";
-import { decodeKeyState, keyVv } from "./key-state.ts";
+import { decodeKeyState } from "./key-state.ts";
 import { progressCovered } from "./progress.ts";
 import { type ReplicaMachine } from "./replica-machine.ts";
 import { type KeyRow } from "./storage.ts";
@@ -53,13 +56,9 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 
 /** What the initiating replica answers for itself (the same questions the peer answers). */
 export function aeBegin(machine: ReplicaMachine, from: RegionId, nowMs: number): AeBegin {
-  const { storage } = machine;
-  // Whether the outbox still holds every write of this region that `from` has not confirmed:
-  // a new replica then receives all of it through the stream.
-  const confirmed = storage.peerReports.all().get(from)?.applied[machine.region] ?? 0;
-  const next = storage.log.after(confirmed, 1, 0)[0];
+  const heard = machine.storage.peerRecv.get(from);
   return {
-    holdsYourStream: machine.seq <= confirmed || next?.seq === confirmed + 1,
+    heardOfYou: heard.heardMs > 0 || heard.knownSeq > 0,
     root: machine.storage.merkle.root(),
     seq: machine.seq,
     atMs: nowMs,
@@ -96,14 +95,12 @@ export function mergeRows(
   from: string,
   rows: readonly KeyRow[],
   nowMs: number,
-): { changed: number; ownMax: number; waiting: number } {
+): { changed: number; waiting: number } {
   let changed = 0;
-  let ownMax = 0;
   let waiting = 0;
   machine.storage.transaction(() => {
     for (const row of rows) {
       const state = decodeKeyState(row.encoded);
-      ownMax = Math.max(ownMax, vvGet(keyVv(state), machine.region), vvGet(row.seqs, machine.region));
       const epoch = machine.epochOf(row.key, row.epoch);
       const outcome = mergeInto(machine, row.key, state, epoch, row.seqs, from, nowMs, false, "repair");
       if (outcome === "merged") changed += 1;
@@ -116,14 +113,40 @@ export function mergeRows(
       }
     }
   });
-  return { changed, ownMax, waiting };
+  return { changed, waiting };
+}
+
+/** Buckets `from` (inclusive) to `to` (exclusive): the span of one node of the tree. */
+interface BucketRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Where a page of rows in (bucket, key) order stopped. */
+export interface BucketCursor {
+  readonly bucket: number;
+  readonly key: string;
+}
+
+/** The buckets under node `index` of `level` (level MERKLE_DEPTH: the bucket itself). */
+function bucketRange(level: number, index: number): BucketRange {
+  const width = MERKLE_FANOUT ** (MERKLE_DEPTH - level);
+  return { from: index * width, to: (index + 1) * width };
+}
+
+function cursorOf(rows: readonly KeyRow[]): BucketCursor {
+  const last = rows.at(-1) as KeyRow;
+  return { bucket: bucketOf(last.key), key: last.key };
+}
+
+function rowBytes(rows: readonly KeyRow[]): number {
+  return rows.reduce((sum, r) => sum + r.encoded.length + r.key.length + ENTRY_OVERHEAD_BYTES, 0);
 }
 
 /** The outcome of a round, with what a bootstrapping replica needs to know of it. */
 export interface RoundResult extends AeReport {
   readonly begin: AeBegin;
   /** The highest of this replica's own sequence numbers seen in the rows it merged. */
-  readonly ownMax: number;
 }
 
 /**
@@ -144,7 +167,12 @@ export async function antiEntropyRound(
   const begin = begun.value;
   let bytes = MERKLE_DIGEST_BYTES;
   let complete = true;
+  let keysRepaired = 0;
+  let budget = keysMax;
   let frontier = [0];
+  // Subtrees one side holds nothing of: their rows travel whole, without descending further.
+  const pull: BucketRange[] = [];
+  const push: BucketRange[] = [];
   if (equalBytes(begin.root, machine.storage.merkle.root())) frontier = [];
   for (let level = 0; level < MERKLE_DEPTH && frontier.length > 0; level += 1) {
     if (frontier.length > AE_FRONTIER_MAX) {
@@ -157,11 +185,54 @@ export async function antiEntropyRound(
       if (!theirs.ok) return unreachable("merkleChildren");
       bytes += batch.length * MERKLE_FANOUT * MERKLE_DIGEST_BYTES;
       const mine = localChildren(machine, level, batch);
-      batch.forEach((index, i) =>
-        next.push(...diffChildren(index, mine[i] as Uint8Array[], theirs.value[i] as Uint8Array[])),
-      );
+      batch.forEach((index, i) => {
+        const ours = mine[i] as Uint8Array[];
+        const other = theirs.value[i] as Uint8Array[];
+        for (const child of diffChildren(index, ours, other)) {
+          const c = child - index * MERKLE_FANOUT;
+          if (isZero(ours[c] as Uint8Array)) pull.push(bucketRange(level + 1, child));
+          else if (isZero(other[c] as Uint8Array)) push.push(bucketRange(level + 1, child));
+          else next.push(child);
+        }
+      });
     }
     frontier = next;
+  }
+  // What this replica lacks entirely, page by page from the peer.
+  for (const range of pull) {
+    let after: BucketCursor | null = null;
+    do {
+      if (budget <= 0) {
+        complete = false;
+        break;
+      }
+      const limit = Math.min(AE_BATCH_KEYS, budget);
+      const page = await peer.bucketRows(range.from, range.to, after, limit);
+      if (!page.ok) return unreachable("bucketRows");
+      bytes += rowBytes(page.value);
+      keysRepaired += mergeRows(machine, peerRegion, page.value, now()).changed;
+      budget -= page.value.length;
+      after = page.value.length < limit ? null : cursorOf(page.value);
+    } while (after !== null);
+  }
+  // What the peer lacks entirely, page by page from this replica.
+  for (const range of push) {
+    let after: BucketCursor | null = null;
+    do {
+      if (budget <= 0) {
+        complete = false;
+        break;
+      }
+      const limit = Math.min(AE_BATCH_KEYS, budget);
+      const rows = machine.storage.kv.bucketRows(range.from, range.to, after, limit);
+      if (rows.length === 0) break;
+      bytes += rowBytes(rows);
+      const repaired = await peer.repairStates(machine.region, rows);
+      if (!repaired.ok) return unreachable("repairStates");
+      keysRepaired += repaired.value;
+      budget -= rows.length;
+      after = rows.length < limit ? null : cursorOf(rows);
+    } while (after !== null);
   }
   const keys: string[] = [];
   for (const batch of chunks(frontier.slice(0, AE_FRONTIER_MAX), AE_BATCH_NODES)) {
@@ -174,21 +245,18 @@ export async function antiEntropyRound(
     });
   }
   if (frontier.length > AE_FRONTIER_MAX) complete = false;
-  const repair = keys.slice(0, keysMax);
-  if (keys.length > keysMax) complete = false;
-  let keysRepaired = 0;
-  let ownMax = 0;
+  const repair = keys.slice(0, Math.max(0, budget));
+  if (keys.length > repair.length) complete = false;
   for (const batch of chunks(repair, AE_BATCH_KEYS)) {
     const theirs = await peer.keyStates(batch);
     if (!theirs.ok) return unreachable("keyStates");
-    bytes += theirs.value.reduce((sum, r) => sum + r.encoded.length + r.key.length + ENTRY_OVERHEAD_BYTES, 0);
+    bytes += rowBytes(theirs.value);
     const merged = mergeRows(machine, peerRegion, theirs.value, now());
     keysRepaired += merged.changed;
-    ownMax = Math.max(ownMax, merged.ownMax);
     // What this replica holds for those keys, and the peer lacks or holds differently.
     const mine = localRows(machine, batch);
     if (mine.length === 0) continue;
-    bytes += mine.reduce((sum, r) => sum + r.encoded.length + r.key.length + ENTRY_OVERHEAD_BYTES, 0);
+    bytes += rowBytes(mine);
     const repaired = await peer.repairStates(machine.region, mine);
     if (!repaired.ok) return unreachable("repairStates");
     keysRepaired += repaired.value;
@@ -199,5 +267,5 @@ export async function antiEntropyRound(
       storage.peerRecv.put(peerRegion, progressCovered(storage.peerRecv.get(peerRegion), begin.seq, begin.atMs, now())),
     );
   }
-  return ok({ peer: peerRegion, keysRepaired, bytes, complete, begin, ownMax });
+  return ok({ peer: peerRegion, keysRepaired, bytes, complete, begin });
 }

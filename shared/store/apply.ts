@@ -31,14 +31,17 @@ export type MergeOutcome = "merged" | "unchanged" | "duplicate" | "wait" | "fenc
  * How a state for a key this replica does not hold is judged against collection (`gc.ts`):
  * `copy` (the stream and pushes, which may be late or duplicated): dropped when it holds only
  * writes every region merged long ago, a late copy of a collected key; `repair` (a peer's
- * current state: anti-entropy, fetches, read repair, a new replica's catch-up): dropped only when
- * it is a tombstone this replica would collect; `keep`: never dropped.
+ * state: anti-entropy, fetches, read repair): the same once this replica is ready, while it is
+ * new (and so lacks what its horizon covers) only a tombstone it would collect; `keep`: never.
  */
 export type LateCopyRule = "copy" | "repair" | "keep";
 
 function lateCopy(machine: ReplicaMachine, remote: KeyState, seqs: VersionVector, rule: LateCopyRule): boolean {
   if (rule === "copy") return gated(machine, seqs);
-  if (rule === "repair") return !keyIsLive(remote) && collectable(machine, seqs);
+  // A replica that holds everything merged within its horizon (it is not new) knows a current
+  // state within it for a key it lacks can only be an old answer about a collected key.
+  if (rule === "repair")
+    return machine.bootstrapping ? !keyIsLive(remote) && collectable(machine, seqs) : gated(machine, seqs);
   return false;
 }
 
@@ -165,13 +168,20 @@ export function applyHeartbeat(machine: ReplicaMachine, message: HeartbeatMessag
       message.firstMs,
       nowMs,
       message.baseSeq,
+      message.priorSeq,
     );
     storage.peerRecv.put(message.origin, progress);
     if (message.applied !== undefined)
       recordReport(
         machine,
         message.origin,
-        { seq: message.seq, applied: message.applied, heardMs: nowMs },
+        {
+          seq: message.seq,
+          applied: message.applied,
+          heardMs: nowMs,
+          baseSeq: message.baseSeq,
+          priorSeq: message.priorSeq,
+        },
         vectorOf(message.horizon),
       );
     storage.metrics.add("replication_heartbeats_total", message.origin, 1);
@@ -255,9 +265,17 @@ export function applyEntries(
     }
     let fenced = 0;
     let bytes = 0;
+    const report = storage.peerReports.all().get(origin);
     message.entries.forEach((entry, i) => {
       const content = contents[i] as EntryContent;
       bytes += entry.state?.length ?? 0;
+      // A write of the origin's lost life that no region held when it was restored: every
+      // replica drops it alike (it was acknowledged, if at all, under ack=local, whose promise
+      // ended with the origin's disk), so that no new write of the origin is merged under it.
+      if (report !== undefined && entry.seq > report.priorSeq && entry.seq <= report.baseSeq) {
+        storage.metrics.add("replication_lost_life_dropped_total", origin, 1);
+        return;
+      }
       if (content === null) {
         fenced += 1;
         return;

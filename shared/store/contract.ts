@@ -102,8 +102,11 @@ export interface ReplicaStatus {
   readonly bootstrapping: boolean;
   /** This life of the replica (the time its storage was created). */
   readonly incarnation: string;
+  /** Rows in the outbox: writes not yet confirmed by every peer. */
   readonly outboxPending: number;
   readonly deadLetters: number;
+  /** Keys it stores: live ones, and tombstones (deleted registers not yet collected). */
+  readonly keys: { readonly live: number; readonly tombstones: number };
   readonly lag: Partial<Record<RegionId, PeerLag>>;
   readonly metrics: Array<{ name: string; peer: string; value: number }>;
 }
@@ -145,6 +148,16 @@ export interface PeerApi {
   bucketEntries(buckets: readonly number[]): Promise<Result<MerkleEntry[][]>>;
   /** The stored rows of `keys` (those it holds). */
   keyStates(keys: readonly string[]): Promise<Result<KeyRow[]>>;
+  /**
+   * Stored rows of buckets `from` (inclusive) to `to` (exclusive), in (bucket, key) order after
+   * `after`, at most `limit`: a whole subtree the caller lacks.
+   */
+  bucketRows(
+    from: number,
+    to: number,
+    after: { readonly bucket: number; readonly key: string } | null,
+    limit: number,
+  ): Promise<Result<KeyRow[]>>;
   /** Merges rows an anti-entropy round found this replica lacking; the number that changed it. */
   repairStates(from: RegionId, rows: readonly KeyRow[]): Promise<Result<number>>;
 }
@@ -159,11 +172,8 @@ export interface AeBegin {
   readonly firstMs: number;
   /** The highest of the caller's sequence numbers it knows of (for a restored caller's new numbering). */
   readonly knownOfYou: number;
-  /**
-   * Whether its outbox still holds every one of its writes the caller has not confirmed, so a
-   * new caller would receive all of them through the stream.
-   */
-  readonly holdsYourStream: boolean;
+  /** Whether it ever heard from the caller (a heartbeat or a write): the caller had an earlier life. */
+  readonly heardOfYou: boolean;
   /** Whether it is itself still bootstrapping (its state is then no reference). */
   readonly bootstrapping: boolean;
   /** Its collection horizon (`gc.ts`), which a replica restored empty adopts. */

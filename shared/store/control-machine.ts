@@ -126,7 +126,11 @@ export class ControlMachine {
       health[region] = regionHealth({
         override: override?.healthy,
         answered: (statuses?.get(region) ?? null) !== null,
-        bootstrapping: statuses?.get(region)?.bootstrapping ?? this.current.health[region]?.reason === "bootstrapping",
+        // Known only from this round's answer; without a round, the last verdict stands.
+        bootstrapping:
+          statuses === undefined
+            ? this.current.health[region]?.reason === "bootstrapping"
+            : (statuses.get(region)?.bootstrapping ?? false),
         heardMs: heard.get(region) ?? 0,
         fresh,
         // Heartbeats take a moment to resume after a start or a return to service.

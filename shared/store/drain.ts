@@ -33,7 +33,7 @@ export class Drain {
   private running: Promise<void> | undefined;
   private flushAgain = false;
   /** Per peer, the last confirmation seen and since when it has not moved. */
-  private readonly confirmations = new Map<RegionId, { seq: number; sinceMs: number }>();
+  private readonly confirmations = new Map<RegionId, { seq: number; sinceMs: number; resends: number }>();
   private scheduled = false;
   private readonly machine: ReplicaMachine;
   private readonly ports: ReplicaPorts;
@@ -107,7 +107,9 @@ export class Drain {
     const sentOf = (peer: RegionId): number => sent.get(peer) ?? 0;
     const out = peers.filter((peer) => isTakenOut(machine.view, peer));
     // Held rows beyond the bound go to the queue too: its consumer parks them.
-    const release = out.length > 0 && machine.seq - Math.min(...out.map(sentOf)) > HELD_ROWS_MAX;
+    // A restored region's numbering starts at its base: rows held are those above it.
+    const release =
+      out.length > 0 && machine.seq - Math.max(machine.baseSeq, Math.min(...out.map(sentOf))) > HELD_ROWS_MAX;
     const targets = release ? peers : peers.filter((peer) => !out.includes(peer));
     if (targets.length === 0) return false;
     const rows = storage.log.after(Math.min(...targets.map(sentOf)), DRAIN_ROWS_MAX, DRAIN_BYTES_MAX);
@@ -157,19 +159,24 @@ export class Drain {
     const now = ports.now();
     const sent = storage.peerSend.all();
     const reports = storage.peerReports.all();
+    const waitMs = resendAfterMs(this.settings);
     for (const peer of machine.peers) {
       if (isTakenOut(machine.view, peer)) continue;
       const confirmed = confirmedBy(reports.get(peer), machine.region);
       const seen = this.confirmations.get(peer);
       if (seen === undefined || confirmed > seen.seq) {
-        this.confirmations.set(peer, { seq: confirmed, sinceMs: now });
+        this.confirmations.set(peer, { seq: confirmed, sinceMs: now, resends: 0 });
         continue;
       }
       const outstanding = (sent.get(peer) ?? 0) > confirmed;
-      if (!outstanding || now - seen.sinceMs < resendAfterMs(this.settings)) continue;
+      // Backs off while the peer keeps not confirming; a peer not heard lately is not sent to
+      // again at all (its own recovery, or anti-entropy, will cover what it lacks).
+      const due = seen.sinceMs + waitMs * 2 ** Math.min(seen.resends, RESEND_BACKOFF_MAX);
+      const heard = now - storage.peerRecv.get(peer).heardMs <= waitMs;
+      if (!outstanding || now < due || !heard) continue;
       storage.transaction(() => storage.peerSend.rewind(peer, confirmed));
       storage.metrics.add("replication_resends_total", peer, 1);
-      this.confirmations.set(peer, { seq: confirmed, sinceMs: now });
+      this.confirmations.set(peer, { seq: confirmed, sinceMs: now, resends: seen.resends + 1 });
     }
     this.prune();
   }
@@ -208,3 +215,5 @@ export function resendAfterMs(settings: DrainSettings): number {
 
 /** Base of {@link resendAfterMs}: well past a queue delivery's usual retries. */
 const RESEND_AFTER_MS = 30_000;
+/** Resends without a confirmation double the wait, up to 2^this times the base (about 32 minutes). */
+const RESEND_BACKOFF_MAX = 6;

@@ -18,11 +18,12 @@ import { REGION_LOCATIONS, regionsByDistance } from "../regions.ts";
 import { AE_KEYS_MAX, type RoundResult, antiEntropyRound } from "./anti-entropy.ts";
 import { mergeSnapshot } from "./apply.ts";
 import { raiseHorizon } from "./gc.ts";
-import { isHealthy, isTakenOut } from "./cluster.ts";
+import { isHealthy, isTakenOut, majority } from "./cluster.ts";
 import { type AeBegin, type AeReport } from "./contract.ts";
 import { type ReplicaPorts, bounded } from "./ports.ts";
 import { INCARNATION_SEQ_GAP, type ReplicaMachine } from "./replica-machine.ts";
 import { isZero } from "../merkle.ts";
+import { vvGet } from "../version-vector.ts";
 
 /** How a replica's lifecycle is tuned. */
 export interface LifecycleSettings {
@@ -94,20 +95,18 @@ export class Lifecycle {
         { region: machine.region, reason: "bootstrapping" },
       );
     }
-    const known = Math.max(0, ...heard.map((a) => a.knownOfYou));
-    // A store created with this region (every peer still holds, in its outbox, each of its
-    // writes this replica has not confirmed, and none has heard of it before) needs no
-    // bootstrap: the stream brings everything.
-    const streamed =
-      machine.peers.length === peers.length &&
-      heard.every((a) => a.knownOfYou === 0 && (isZero(a.root) || a.holdsYourStream));
-    // Numbers its peers (or a queue) may hold from an earlier life stay unused.
-    const base = streamed ? 0 : known + INCARNATION_SEQ_GAP;
+    const known = Math.max(0, ...heard.map((a) => Math.max(a.knownOfYou, vvGet(a.horizon, machine.region))));
+    // Only a store where every peer holds nothing yet (a new one) needs no bootstrap.
+    const empty = machine.peers.length === peers.length && heard.every((a) => isZero(a.root));
+    // A region with an earlier life numbers its writes above any its peers (or a queue) may
+    // hold from it: no sequence number, and so no dot, is ever reused.
+    const earlier = heard.some((a) => a.heardOfYou || a.knownOfYou > 0) || machine.peers.length > peers.length;
+    const base = earlier ? known + INCARNATION_SEQ_GAP : 0;
     machine.storage.transaction(() => {
       for (const answer of heard) raiseHorizon(machine, answer.horizon);
     });
-    machine.identify(base, !streamed);
-    if (!streamed)
+    machine.identify(base, !empty, earlier ? known : 0);
+    if (!empty)
       ports.warn(`replica ${machine.region}: new storage; bootstrapping from its peers, numbering from ${base}`);
     return ok(null);
   }
@@ -129,18 +128,22 @@ export class Lifecycle {
       await this.bootstrapping;
       return;
     }
-    if (this.ports.now() - this.lastRoundMs >= this.settings.antiEntropyIntervalMs) await this.antiEntropy();
+    if (this.rounds === undefined && this.ports.now() - this.lastRoundMs >= this.settings.antiEntropyIntervalMs)
+      await this.antiEntropy();
   }
 
   /**
-   * One anti-entropy round with each of `peers` (default: every healthy peer), at most one set
-   * of rounds at a time; the reports of the rounds that ran.
+   * One anti-entropy round with each of `peers` (default: every healthy peer), one set of rounds
+   * at a time; the reports of the rounds that ran (a peer that did not answer has none).
    */
-  antiEntropy(peers: readonly RegionId[] = this.healthyPeers()): Promise<AeReport[]> {
-    this.rounds ??= this.runRounds(peers).finally(() => {
+  async antiEntropy(peers: readonly RegionId[] = this.healthyPeers()): Promise<AeReport[]> {
+    // One set at a time: wait for the one running (it may be with other peers), then run.
+    while (this.rounds !== undefined) await this.rounds.catch(() => undefined);
+    const rounds = this.runRounds(peers).finally(() => {
       this.rounds = undefined;
     });
-    return this.rounds;
+    this.rounds = rounds;
+    return rounds;
   }
 
   private async runRounds(peers: readonly RegionId[]): Promise<AeReport[]> {
@@ -169,36 +172,50 @@ export class Lifecycle {
   }
 
   /**
-   * A bounded stretch of bootstrapping: back-to-back rounds with the healthy peers, nearest
-   * first, each until it completes; done once every healthy peer has completed one (and at
-   * least one has). Progress is stored, so an eviction or restart resumes it.
+   * The peers a new replica pulls from: those in service that are healthy or bootstrapping
+   * themselves (a peer that is silent or unreachable is not waited for).
+   */
+  private sources(): RegionId[] {
+    const { view } = this.machine;
+    return this.machine.peers.filter(
+      (peer) => !isTakenOut(view, peer) && (isHealthy(view, peer) || view.health[peer]?.reason === "bootstrapping"),
+    );
+  }
+
+  /**
+   * A bounded stretch of bootstrapping: back-to-back rounds with the sources, nearest first,
+   * each until it completes. Done once every source that is ready has completed one; when none
+   * is (every replica of the store is new, as when regions start together), once a round with
+   * every source has completed, so that each holds what any of them does. Progress is stored,
+   * so an eviction or restart resumes it.
    */
   private async bootstrapStep(): Promise<void> {
     const { machine, ports } = this;
     const done = new Set<RegionId>(JSON.parse(machine.storage.meta.get(META_BOOTSTRAP) ?? "[]") as RegionId[]);
+    const booting = new Set<RegionId>();
     const deadline = ports.now() + this.settings.heartbeatIntervalMs * BOOTSTRAP_STEP_HEARTBEATS;
-    const near = regionsByDistance(REGION_LOCATIONS[machine.region], this.healthyPeers());
-    for (const peer of near) {
+    const sources = this.sources();
+    for (const peer of regionsByDistance(REGION_LOCATIONS[machine.region], sources)) {
       while (!done.has(peer) && ports.now() < deadline) {
         const report = await this.round(peer, BOOTSTRAP_KEYS_MAX);
         if (report === null) break;
-        if (report.complete && !report.begin.bootstrapping) done.add(peer);
-        else if (report.complete) break;
+        if (!report.complete) continue;
+        if (report.begin.bootstrapping) booting.add(peer);
+        else done.add(peer);
+        break;
       }
     }
     machine.storage.transaction(() => machine.storage.meta.set(META_BOOTSTRAP, JSON.stringify([...done])));
-    if (machine.phase === "bootstrapping" && done.size > 0 && this.healthyPeers().every((peer) => done.has(peer))) {
-      machine.storage.transaction(() => {
-        // A primary restored empty holds its epoch's state again, from the peers that took it
-        // in: it has nothing of an older epoch to settle (what it pulled of one waits aside).
-        for (const [prefix, p] of Object.entries(machine.view.primaries)) {
-          const known = machine.storage.primaries.all().get(prefix);
-          if (p.region === machine.region && known !== undefined && known.epoch === p.epoch)
-            machine.storage.primaries.put(prefix, { ...known, settledEpoch: p.epoch });
-        }
-      });
+    const ready = sources.filter((peer) => !booting.has(peer));
+    // Every ready source, and as many sources as meet every write quorum when there are that
+    // many (a new source that completed a round counts: it holds what it had taken in).
+    const finished =
+      sources.length > 0 &&
+      (ready.length > 0 ? ready.every((peer) => done.has(peer)) : sources.every((p) => booting.has(p))) &&
+      done.size + booting.size >= Math.min(this.quorumPeers(), sources.length);
+    if (machine.phase === "bootstrapping" && finished) {
       machine.bootstrapped();
-      ports.warn(`replica ${machine.region}: bootstrapped from ${[...done].join(", ")}`);
+      ports.warn(`replica ${machine.region}: bootstrapped from ${[...done, ...booting].join(", ")}`);
     }
   }
 
@@ -208,7 +225,7 @@ export class Lifecycle {
    */
   async catchUpKey(key: string): Promise<Result<null>> {
     const { machine, ports } = this;
-    const peers = this.healthyPeers();
+    const peers = this.sources();
     const snapshots = await Promise.all(
       peers.map((peer) => bounded(ports, () => ports.peer(peer).snapshot(key), this.settings.heartbeatIntervalMs)),
     );
@@ -218,14 +235,20 @@ export class Lifecycle {
       answered += 1;
       mergeSnapshot(machine, key, snapshot.value, peers[i] as RegionId, ports.now());
     });
-    if (answered > 0 || peers.length === 0) return ok(null);
+    if (answered >= this.quorumPeers()) return ok(null);
     return fail(
       "region_unavailable",
-      `region ${machine.region} is bootstrapping and no peer answered for "${key}"; retry`,
-      {
-        region: machine.region,
-        reason: "bootstrapping",
-      },
+      `region ${machine.region} is bootstrapping and only ${answered} of the ${this.quorumPeers()} peers it needs answered for "${key}"; retry`,
+      { region: machine.region, reason: "bootstrapping" },
     );
+  }
+
+  /**
+   * Peers whose answers meet every write quorum: n - majority(n) + 1 of the n regions, this
+   * one's lost copy aside. A write acknowledged by a quorum is held by at least one of them.
+   */
+  private quorumPeers(): number {
+    const n = this.machine.settings.regions.length;
+    return Math.min(this.machine.peers.length, n - majority(n) + 1);
   }
 }

@@ -129,15 +129,22 @@ export function progressHeartbeat(
   firstWrittenMs: number,
   nowMs: number,
   baseSeq = 0,
+  priorSeq = 0,
 ): PeerProgress {
   assert(Number.isSafeInteger(seq) && seq >= 0, "heartbeat seq is a non-negative integer");
-  // A peer restored empty numbers its new life from `baseSeq`: the numbers below it that never
-  // arrived belong to the lost life, and are not waited for (anti-entropy repairs what any
-  // replica still holds of them).
-  const q = baseSeq > p.appliedSeq ? { ...p, ...raised(p, baseSeq, p.freshMs) } : p;
+  // A peer restored empty numbers its new life from `baseSeq`, above `priorSeq`, the highest of
+  // its earlier numbers any region knew. Those up to `priorSeq` may still be held somewhere
+  // and are waited for (anti-entropy with the restored peer covers them); the numbers between
+  // were never known to anyone and belong to the lost life: they count as applied once the
+  // watermark reaches them.
+  const q =
+    baseSeq > Math.max(p.appliedSeq, priorSeq)
+      ? progressApplied(p, Math.max(p.appliedSeq, priorSeq) + 1, baseSeq, 0, firstWrittenMs, nowMs)
+      : p;
   let freshMs = sinceFirstWrite(q, firstWrittenMs);
-  // Everything up to `seq` applied means this replica held the peer's whole state at `atMs`.
-  if (seq <= q.appliedSeq) freshMs = Math.max(freshMs, atMs);
+  // Everything up to `seq` (and everything else known of the peer) applied means this replica
+  // held the peer's whole state at `atMs`.
+  if (Math.max(seq, q.knownSeq) <= q.appliedSeq) freshMs = Math.max(freshMs, atMs);
   return {
     ...q,
     knownSeq: Math.max(q.knownSeq, seq),
@@ -182,7 +189,8 @@ export type Lag =
  * heard from has no figure: it is unknown.
  */
 export function progressLag(p: PeerProgress, nowMs: number, silenceMsMax: number, takenOut = false): Lag {
-  const entries = p.knownSeq - p.appliedSeq;
+  // Writes known and not applied: ranges applied ahead of the watermark do not count.
+  const entries = p.knownSeq - p.appliedSeq - p.pending.reduce((sum, r) => sum + r.to - r.from + 1, 0);
   if (p.heardMs === 0 && p.knownSeq === 0) return { entries, ms: null, unknown: "never heard from the peer" };
   if (entries === 0 && (takenOut || nowMs - p.heardMs <= silenceMsMax)) return { entries, ms: 0 };
   // Every message says when its origin first wrote, so a peer with writes has a freshness

@@ -78,6 +78,7 @@ const META_VIEW = "view";
 const META_INCARNATION = "incarnation";
 const META_PHASE = "phase";
 const META_BASE = "base_seq";
+const META_PRIOR = "prior_seq";
 /** The collection horizon's meta row (written by `gc.ts`). */
 export const META_GC_HORIZON = "gc_horizon";
 /** The collectable frontier's meta row (written by `gc.ts`). */
@@ -118,6 +119,7 @@ export class ReplicaMachine {
   private phaseState: ReplicaPhase = "ready";
   private incarnationId = "";
   private base = 0;
+  private prior = 0;
   /** The collection horizon (`gc.ts`): a state for an absent key within it is a late copy of a collected one. */
   gcHorizon: VersionVector = EMPTY_VV;
   /** The collectable frontier (`gc.ts`): writes every region has merged. */
@@ -157,6 +159,7 @@ export class ReplicaMachine {
       this.incarnationId = incarnation;
       this.phaseState = (meta.get(META_PHASE) as ReplicaPhase | undefined) ?? "ready";
       this.base = Number(meta.get(META_BASE) ?? "0");
+      this.prior = Number(meta.get(META_PRIOR) ?? "0");
     }
     this.gcHorizon = jsonVector(meta.get(META_GC_HORIZON));
     this.gcStable = jsonVector(meta.get(META_GC_STABLE));
@@ -197,6 +200,10 @@ export class ReplicaMachine {
   get baseSeq(): number {
     return this.base;
   }
+  /** The highest number of the region's earlier life its peers knew when this one began (0: none). */
+  get priorSeq(): number {
+    return this.prior;
+  }
   /** This life of the replica: the time its storage was created. */
   get incarnation(): string {
     return this.incarnationId;
@@ -207,17 +214,20 @@ export class ReplicaMachine {
    * peers know of the region, see {@link INCARNATION_SEQ_GAP}), and goes on to bootstrap, or
    * straight to ready when the peers hold nothing.
    */
-  identify(base: number, bootstrap: boolean): void {
+  identify(base: number, bootstrap: boolean, prior = 0): void {
     assert(this.phaseState === "probing", "only a probing replica is identified");
     assert(Number.isSafeInteger(base) && base >= this.seqNumber, "a new numbering starts above the old");
+    assert(prior <= base, "the earlier life's numbers are below the new ones");
     const phase: ReplicaPhase = bootstrap ? "bootstrapping" : "ready";
     this.storage.transaction(() => {
       if (base > this.seqNumber) this.storage.meta.set(META_SEQ, String(base));
       this.storage.meta.set(META_BASE, String(base));
+      this.storage.meta.set(META_PRIOR, String(prior));
       this.storage.meta.set(META_PHASE, phase);
     });
     this.seqNumber = base;
     this.base = base;
+    this.prior = prior;
     this.phaseState = phase;
   }
 
@@ -489,6 +499,7 @@ export class ReplicaMachine {
       incarnation: this.incarnationId,
       outboxPending: this.storage.log.count(),
       deadLetters: this.storage.deadLetters.count(),
+      keys: this.storage.kv.counts(),
       lag: this.lags(nowMs),
       metrics: this.storage.metrics.all(),
     };

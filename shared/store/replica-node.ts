@@ -47,6 +47,9 @@ import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
 import { type KeyListing, type KeyRow } from "./storage.ts";
 import { type EntriesMessage, type HeartbeatMessage, type ReplicationEntry, WIRE_VERSION } from "./wire.ts";
 
+/** Rows one `bucketRows` call answers at most. */
+const BUCKET_ROWS_MAX = 1000;
+
 /** Poll period while a session read waits for replication to catch up. */
 const SESSION_POLL_MS = 5;
 /** Pages one recovery call handles before answering (the control object calls again). */
@@ -94,7 +97,16 @@ export class ReplicaNode {
     if (this.machine.phase === "ready") return ok(null);
     const established = await this.lifecycle.established();
     if (!established.ok) return established;
-    return this.machine.bootstrapping ? this.lifecycle.catchUpKey(key) : ok(null);
+    if (!this.machine.bootstrapping) return ok(null);
+    // A strong prefix promises every acknowledged write: a replica that may lack some does not
+    // serve it (its primary, if it is one, fails over once the region shows as bootstrapping).
+    if (this.machine.strongOf(key) !== undefined)
+      return fail(
+        "primary_unavailable",
+        `region ${this.region} is new and still taking in its peers' data; strong keys are not served here until it has`,
+        { region: this.region, reason: "bootstrapping" },
+      );
+    return this.lifecycle.catchUpKey(key);
   }
 
   private get region(): RegionId {
@@ -369,6 +381,17 @@ export class ReplicaNode {
     return this.machine.takenOut() ? this.machine.unavailable() : ok(localRows(this.machine, keys));
   }
 
+  /** Whole buckets' rows, for a peer's round that found it lacks them. */
+  bucketRows(
+    from: number,
+    to: number,
+    after: { readonly bucket: number; readonly key: string } | null,
+    limit: number,
+  ): Result<KeyRow[]> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    return ok(this.machine.storage.kv.bucketRows(from, to, after, Math.min(limit, BUCKET_ROWS_MAX)));
+  }
+
   /** Merges rows a peer's round found this replica lacking. */
   repairStates(from: RegionId, rows: readonly KeyRow[]): Result<number> {
     if (this.machine.takenOut()) return this.machine.unavailable();
@@ -377,9 +400,9 @@ export class ReplicaNode {
     return ok(merged.changed);
   }
 
-  /** Runs one anti-entropy round with every healthy peer now. */
-  antiEntropyNow(): Promise<AeReport[]> {
-    return this.lifecycle.antiEntropy();
+  /** Runs one anti-entropy round with each of `peers` (default: every healthy peer) now. */
+  antiEntropyNow(peers?: readonly RegionId[]): Promise<AeReport[]> {
+    return this.lifecycle.antiEntropy(peers);
   }
 
   /** Key counts and the Merkle root. */
@@ -490,6 +513,7 @@ export class ReplicaNode {
           atMs: now,
           firstMs: machine.firstWrittenMs,
           baseSeq: machine.baseSeq,
+          priorSeq: machine.priorSeq,
           applied: report.applied,
           horizon: machine.gcHorizon,
         };
@@ -503,7 +527,9 @@ export class ReplicaNode {
     this.drain.resendUnconfirmed();
     await Promise.all([...heartbeats, this.drain.flush()]);
     this.settle();
-    await this.lifecycle.tick();
+    // Probing, bootstrapping and anti-entropy rounds can take many heartbeats: they run beside
+    // the tick, so that heartbeats never wait for them (each runs one at a time).
+    ports.background(this.lifecycle.tick());
     if (machine.phase === "ready") gcStep(machine, this.settings.gc, ports.now());
   }
 
@@ -515,9 +541,17 @@ export class ReplicaNode {
       if (known.settledEpoch === known.epoch && machine.storage.deferred.page(prefix, 1).length > 0)
         machine.storage.transaction(() => judgeDeferred(machine, prefix, this.ports.now()));
     for (const [prefix, p] of Object.entries(machine.view.primaries)) {
-      if (!p.ready || p.region === this.region) continue;
+      if (!p.ready) continue;
       const known = machine.storage.primaries.all().get(prefix);
       if (known === undefined || known.epoch !== p.epoch || known.settledEpoch >= p.epoch) continue;
+      if (p.region === this.region) {
+        // A primary settles its epoch by recovering it. One that is ready and yet unsettled was
+        // restored empty since: bootstrapped, it holds the epoch's state again from the peers
+        // that took it in, and has nothing older to settle (what it pulled of one waits aside).
+        if (!machine.bootstrapping)
+          machine.storage.transaction(() => machine.storage.primaries.put(prefix, { ...known, settledEpoch: p.epoch }));
+        continue;
+      }
       if (machine.storage.peerRecv.get(p.region).appliedSeq < p.recoveredSeq) continue;
       for (let step = 0; step < SETTLE_STEPS_PER_TICK; step += 1)
         if (settleStep(machine, prefix, p.epoch, this.ports.now())) break;

@@ -14,20 +14,22 @@ import { decodeKeyState, encodeKeyState } from "./key-state.ts";
 import { type PrimaryPrefix } from "./primaries.ts";
 import { type Clock, bounded } from "./ports.ts";
 
-/** The serving region: the pinned one if healthy, else the most preferred healthy one. */
+/**
+ * The serving region: the pinned one if healthy (or only bootstrapping: it then fetches each key
+ * it serves from its peers first), else the most preferred healthy one.
+ */
 export function chooseRegion(
   preference: readonly RegionId[],
   view: ClusterView,
   pinned: RegionId | undefined,
 ): Result<RegionId> {
   if (pinned !== undefined) {
-    if (isHealthy(view, pinned)) return ok(pinned);
+    const reason = view.health[pinned]?.reason ?? null;
+    if (isHealthy(view, pinned) || reason === "bootstrapping") return ok(pinned);
     return fail(
       "region_unavailable",
-      `region ${pinned} is unhealthy or taken out; omit ?region= to be routed to a healthy one`,
-      {
-        region: pinned,
-      },
+      `region ${pinned} is ${reason === "admin" ? "taken out of service" : `unhealthy (${reason ?? "unknown"})`}; omit ?region= to be routed to a healthy one`,
+      { region: pinned, reason },
     );
   }
   const region = preference.find((r) => isHealthy(view, r));

@@ -131,6 +131,13 @@ export interface PeerReport {
   readonly applied: Readonly<Record<string, number>>;
   /** This replica's clock when the report arrived. */
   readonly heardMs: number;
+  /**
+   * Where the peer's current life numbers its writes from, and the highest number of its earlier
+   * life any region knew when it began (both 0 for a first life): numbers between are writes of
+   * a lost life that no region held (`apply.ts` drops them).
+   */
+  readonly baseSeq: number;
+  readonly priorSeq: number;
 }
 
 /** A monotonic counter for `/metrics`, by name and peer. */
@@ -166,6 +173,16 @@ export interface ReplicaStorage {
     delete(key: string): void;
     /** The keys of Merkle bucket `bucket` with their digests, in key order. */
     bucket(bucket: number): MerkleEntry[];
+    /**
+     * Rows (digested ones) of buckets `from` to `to` (exclusive), in (bucket, key) order, after
+     * `after`, at most `limit`.
+     */
+    bucketRows(
+      from: number,
+      to: number,
+      after: { readonly bucket: number; readonly key: string } | null,
+      limit: number,
+    ): KeyRow[];
     /** How many keys are stored: live ones, and tombstones (deleted registers). */
     counts(): { live: number; tombstones: number };
     /** Tombstones (deleted registers) after `after` in key order, at most `limit`, for collection. */

@@ -61,6 +61,8 @@ export const heartbeatMessageSchema = z.object({
   firstMs: ms,
   /** Where the origin's current incarnation starts numbering (0 for its first life). */
   baseSeq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  /** The highest number of the origin's earlier life that any region knew when it was restored (0: none). */
+  priorSeq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   /**
    * How far the origin had applied every peer's stream when it sent this, in one snapshot with
    * `seq`: confirmations for the target's outbox, and stability for collection (`gc.ts`).

@@ -14,9 +14,9 @@ beforeAll(async () => {
   store = await startStore({ REPLICATION_DELAY_SECONDS: "1" });
   useStore(store.baseUrl);
 }, 120_000);
-afterAll(() => {
+afterAll(async () => {
   useStore(undefined);
-  store?.stop();
+  await store?.stop();
 });
 
 /** A small seeded PRNG (mulberry32), so a failing workload can be replayed from its seed. */

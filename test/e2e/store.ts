@@ -12,7 +12,8 @@ const POLL_MS = 250;
 /** A running store. */
 export interface RunningStore {
   readonly baseUrl: string;
-  stop(): void;
+  /** Stops the store; resolves once its process has exited (its files are then closed). */
+  stop(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -43,11 +44,15 @@ async function waitHealthy(baseUrl: string, child: ChildProcess, log: () => stri
   throw new Error(`the store did not answer /healthz within ${STARTUP_MS_MAX} ms:\n${log()}`);
 }
 
-/** Starts a store; `vars` override wrangler.toml vars (as `KV_VARS` does for `npm start`). */
-export async function startStore(vars: Record<string, string> = {}): Promise<RunningStore> {
+/**
+ * Starts a store; `vars` override wrangler.toml vars (as `KV_VARS` does for `npm start`). With
+ * `stateDir`, the store keeps its state there (and `stop` leaves it), so a later store started
+ * on the same directory carries on from it; without, it starts from nothing and cleans up.
+ */
+export async function startStore(vars: Record<string, string> = {}, stateDir?: string): Promise<RunningStore> {
   const port = await freePort();
   const inspectorPort = await freePort();
-  const persistDir = mkdtempSync(path.join(tmpdir(), "kv-e2e-"));
+  const persistDir = stateDir ?? mkdtempSync(path.join(tmpdir(), "kv-e2e-"));
   const root = path.resolve(import.meta.dirname, "..", "..");
   let output = "";
   const child = spawn("node", [path.join(root, "scripts", "start.mjs")], {
@@ -73,14 +78,18 @@ export async function startStore(vars: Record<string, string> = {}): Promise<Run
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
   const baseUrl = `http://127.0.0.1:${port}`;
-  const stop = (): void => {
-    if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, "SIGTERM");
-    rmSync(persistDir, { recursive: true, force: true });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.pid !== undefined && child.exitCode === null) {
+      process.kill(-child.pid, "SIGTERM");
+      await exited;
+    }
+    if (stateDir === undefined) rmSync(persistDir, { recursive: true, force: true });
   };
   try {
     await waitHealthy(baseUrl, child, () => output);
   } catch (error) {
-    stop();
+    await stop();
     throw error;
   }
   return { baseUrl, stop };

@@ -43,6 +43,7 @@ function status(
     incarnation: "1",
     outboxPending: 0,
     deadLetters: 0,
+    keys: { live: 0, tombstones: 0 },
     lag,
     metrics: [],
   };

@@ -334,23 +334,32 @@ describe("progressLag", () => {
     expect(progressLag(heard, T0 + 100, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
   });
 
-  it("jumps past a restored peer's lost numbers when its heartbeat says where its new life starts", () => {
+  it("skips a restored peer's numbers no region knew, but waits for those some region may hold", () => {
     const before = progressApplied(EMPTY_PROGRESS, 1, 5, T0, T0, T0);
-    const gap = progressApplied(before, 8, 9, T0 + 10, T0, T0 + 10);
-    // Numbers 6..7 never arrived; the peer lost its storage and numbers its new life above 100.
-    const restored = progressHeartbeat(gap, 100, T0 + 20, T0, T0 + 20, 100);
-    expect(restored.appliedSeq).toBe(100);
-    expect(restored.pending).toEqual([]);
-    expect(progressLag(restored, T0 + 30, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
-    // An early range above the new base is absorbed when it touches the watermark.
-    const ahead = progressApplied(EMPTY_PROGRESS, 101, 103, T0, T0, T0);
-    expect(progressHeartbeat(ahead, 103, T0 + 5, T0, T0 + 5, 100).appliedSeq).toBe(103);
+    // The peer lost its storage; regions knew its writes up to 9; it numbers its new life above 100.
+    const restored = progressHeartbeat(before, 100, T0 + 20, T0, T0 + 20, 100, 9);
+    expect(restored.appliedSeq).toBe(5);
+    expect(restored.pending).toEqual([{ from: 10, to: 100, lastWrittenMs: 0 }]);
+    // 6..9 may still be held by some region: they are what it lacks, not the 91 never known.
+    expect(progressLag(restored, T0 + 30, SILENCE_MS_MAX).entries).toBe(4);
+    // Once they arrive (or anti-entropy with the restored peer covers them), the watermark
+    // jumps past the lost life's numbers.
+    const filled = progressApplied(restored, 6, 9, T0 + 25, T0, T0 + 30);
+    expect(filled.appliedSeq).toBe(100);
+    expect(progressLag(filled, T0 + 30, SILENCE_MS_MAX)).toEqual({ entries: 0, ms: 0 });
+    // A replica that had everything known jumps at once.
+    const caughtUp = progressApplied(EMPTY_PROGRESS, 1, 9, T0, T0, T0);
+    expect(progressHeartbeat(caughtUp, 100, T0 + 5, T0, T0 + 5, 100, 9).appliedSeq).toBe(100);
+    // An early range above the new base is absorbed too.
+    const ahead = progressApplied(caughtUp, 101, 103, T0, T0, T0);
+    expect(progressHeartbeat(ahead, 103, T0 + 5, T0, T0 + 5, 100, 9).appliedSeq).toBe(103);
   });
 
   it("counts every write a complete anti-entropy round covered as applied, gaps included", () => {
     const gappy = progressApplied(progressApplied(EMPTY_PROGRESS, 1, 2, T0, T0, T0), 5, 6, T0 + 5, T0, T0 + 5);
     const known = progressHeartbeat(gappy, 9, T0 + 9, T0, T0 + 9);
-    expect(progressLag(known, T0 + 10, SILENCE_MS_MAX).entries).toBe(7);
+    // 3, 4 and 7..9 are missing: 5 writes (5..6 arrived early).
+    expect(progressLag(known, T0 + 10, SILENCE_MS_MAX).entries).toBe(5);
     const covered = progressCovered(known, 7, T0 + 8, T0 + 10);
     expect(covered).toMatchObject({ appliedSeq: 7, knownSeq: 9, pending: [], freshMs: T0 + 8 });
     expect(progressLag(covered, T0 + 10, SILENCE_MS_MAX)).toEqual({ entries: 2, ms: 2 });
@@ -364,8 +373,9 @@ describe("progressLag", () => {
     const nowMs = T0 + 5_000;
     const byHeartbeat = progressHeartbeat(EMPTY_PROGRESS, 3, T0 + 4_000, T0, nowMs);
     expect(progressLag(byHeartbeat, nowMs, SILENCE_MS_MAX)).toEqual({ entries: 3, ms: 5_001 });
-    // The same when the only news is a range that arrived ahead of the watermark.
+    // The same when the only news is a range that arrived ahead of the watermark (only the
+    // write before it is missing: the range itself is applied).
     const byEarlyRange = progressApplied(EMPTY_PROGRESS, 2, 3, T0 + 30, T0, nowMs);
-    expect(progressLag(byEarlyRange, nowMs, SILENCE_MS_MAX)).toEqual({ entries: 3, ms: 5_001 });
+    expect(progressLag(byEarlyRange, nowMs, SILENCE_MS_MAX)).toEqual({ entries: 1, ms: 5_001 });
   });
 });

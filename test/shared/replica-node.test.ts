@@ -227,8 +227,20 @@ describe("the outbox", () => {
     // Handed to the queue is not applied: rows stay until both peers confirm them.
     expect(node.machine.storage.log.count()).toBe(HELD_ROWS_MAX + 1);
     const seq = node.machine.seq;
-    node.machine.storage.peerReports.put("enam", { seq: 0, applied: { wnam: seq }, heardMs: NOW });
-    node.machine.storage.peerReports.put("weur", { seq: 0, applied: { wnam: seq - 5 }, heardMs: NOW });
+    node.machine.storage.peerReports.put("enam", {
+      seq: 0,
+      applied: { wnam: seq },
+      heardMs: NOW,
+      baseSeq: 0,
+      priorSeq: 0,
+    });
+    node.machine.storage.peerReports.put("weur", {
+      seq: 0,
+      applied: { wnam: seq - 5 },
+      heardMs: NOW,
+      baseSeq: 0,
+      priorSeq: 0,
+    });
     node.drain.resendUnconfirmed();
     // Released down to the bound, the rest still held for weur: kept, and not confirmed either.
     const sentWeur = node.machine.storage.peerSend.all().get("weur") ?? 0;
@@ -253,8 +265,20 @@ describe("the outbox", () => {
     ]);
     // enam applied everything; weur lost the message after its first write.
     const confirm = (weur: number): void => {
-      node.machine.storage.peerReports.put("enam", { seq: 0, applied: { wnam: 4 }, heardMs: now });
-      node.machine.storage.peerReports.put("weur", { seq: 0, applied: { wnam: weur }, heardMs: now });
+      node.machine.storage.peerReports.put("enam", {
+        seq: 0,
+        applied: { wnam: 4 },
+        heardMs: now,
+        baseSeq: 0,
+        priorSeq: 0,
+      });
+      node.machine.storage.peerReports.put("weur", {
+        seq: 0,
+        applied: { wnam: weur },
+        heardMs: now,
+        baseSeq: 0,
+        priorSeq: 0,
+      });
     };
     confirm(1);
     node.drain.resendUnconfirmed();

@@ -41,19 +41,29 @@ describe("chooseRegion", () => {
     expect(chooseRegion(preference, view({ weur: UNHEALTHY }), "apac")).toEqual(ok("apac"));
   });
 
-  it("refuses an unhealthy or taken-out pinned region instead of serving from another", () => {
-    for (const health of [UNHEALTHY, TAKEN_OUT]) {
-      const result = chooseRegion(preference, view({ enam: health }), "enam");
-      expect(result).toEqual(
-        fail(
-          "region_unavailable",
-          "region enam is unhealthy or taken out; omit ?region= to be routed to a healthy one",
-          {
-            region: "enam",
-          },
-        ),
-      );
-    }
+  it("refuses an unhealthy or taken-out pinned region instead of serving from another, saying why", () => {
+    expect(chooseRegion(preference, view({ enam: TAKEN_OUT }), "enam")).toEqual(
+      fail("region_unavailable", "region enam is taken out of service; omit ?region= to be routed to a healthy one", {
+        region: "enam",
+        reason: "admin",
+      }),
+    );
+    expect(chooseRegion(preference, view({ enam: UNHEALTHY }), "enam")).toEqual(
+      fail(
+        "region_unavailable",
+        "region enam is unhealthy (unreachable); omit ?region= to be routed to a healthy one",
+        {
+          region: "enam",
+          reason: "unreachable",
+        },
+      ),
+    );
+  });
+
+  it("serves a pinned region that is only bootstrapping (it fetches what it lacks), but routes others away", () => {
+    const booting = view({ weur: { healthy: false, reason: "bootstrapping" } });
+    expect(chooseRegion(preference, booting, "weur")).toEqual(ok("weur"));
+    expect(chooseRegion(preference, booting, undefined)).toEqual(ok("eeur"));
   });
 
   it("picks the first healthy region by preference", () => {

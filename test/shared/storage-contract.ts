@@ -3,7 +3,7 @@
 // in-memory one (test/shared/memory-storage.test.ts) run the same tests, so the simulator's
 // verdicts hold for the Durable Object. Every test body is synchronous because the storage is:
 // the SQLite harness runs each body inside one `transactionSync`, which cannot await.
-import { MERKLE_DIGEST_BYTES, MerkleLevels, bucketOf, stateDigest } from "../../shared/merkle.ts";
+import { MERKLE_BUCKETS, MERKLE_DIGEST_BYTES, MerkleLevels, bucketOf, stateDigest } from "../../shared/merkle.ts";
 import { describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
@@ -47,6 +47,11 @@ const SEQS: VersionVector = vvFrom([
   ["enam", 300],
   ["apac", 1],
 ]);
+
+/** Rows in the order `bucketRows` pages them: by bucket, then by key. */
+function byBucketThenKey(a: string, b: string): number {
+  return bucketOf(a) - bucketOf(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
 
 function put(storage: ReplicaStorage, key: string, state: KeyState, seqs = EMPTY_VV, epoch = 0): void {
   const encoded = encodeKeyState(state);
@@ -493,7 +498,7 @@ export function storageContract(name: string, withStorage: WithStorage): void {
 
     it("keeps each peer's latest report, and drops a report written in a rolled-back transaction", () =>
       withStorage((s, reopen) => {
-        const report = { seq: 9, applied: { wnam: 4, weur: 0 }, heardMs: 1234 };
+        const report = { seq: 9, applied: { wnam: 4, weur: 0 }, heardMs: 1234, baseSeq: 1_048_580, priorSeq: 4 };
         s.peerReports.put("enam", report);
         s.peerReports.put("enam", { ...report, seq: 10 });
         expect(() =>
@@ -563,6 +568,35 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         expect(r.kv.tombstones("x2", 10).map((row) => row.key)).toEqual(["x4"]);
         expect(r.kv.tombstones(null, 1).map((row) => row.key)).toEqual(["x2"]);
         expect(r.kv.undigested(10)).toEqual([]);
+      }));
+
+    it("pages whole buckets' rows in (bucket, key) order, in a bucket range, after a cursor", () =>
+      withStorage((s, reopen) => {
+        const keys = Array.from({ length: 40 }, (_, i) => `b${i}`);
+        for (const key of keys) put(s, key, LIVE);
+        s.kv.delete("b7");
+        const r = reopen();
+        const expected = keys.filter((k) => k !== "b7").sort(byBucketThenKey);
+        expect(r.kv.bucketRows(0, MERKLE_BUCKETS, null, 100).map((row) => row.key)).toEqual(expected);
+        // Pages of 7 join up to the same order, and a row carries everything `get` does.
+        const paged: string[] = [];
+        let after: { bucket: number; key: string } | null = null;
+        for (;;) {
+          const page = r.kv.bucketRows(0, MERKLE_BUCKETS, after, 7);
+          paged.push(...page.map((row) => row.key));
+          if (page.length < 7) break;
+          const last = page.at(-1)!;
+          after = { bucket: bucketOf(last.key), key: last.key };
+        }
+        expect(paged).toEqual(expected);
+        const first = r.kv.bucketRows(0, MERKLE_BUCKETS, null, 1)[0]!;
+        expect({ ...first, key: undefined }).toEqual({ ...r.kv.get(first.key), key: undefined });
+        // A range holds only its buckets.
+        const mid = bucketOf(expected[20]!);
+        expect(r.kv.bucketRows(mid, mid + 1, null, 100).map((row) => row.key)).toEqual(
+          expected.filter((k) => bucketOf(k) === mid),
+        );
+        expect(r.kv.bucketRows(0, mid, null, 100).every((row) => bucketOf(row.key) < mid)).toBe(true);
       }));
 
     it("stores named meta values, the latest set winning", () =>

@@ -156,7 +156,7 @@ describe("entriesMessageSchema", () => {
 
 describe("heartbeatMessageSchema", () => {
   it("accepts a heartbeat, including one from a region that has written nothing", () => {
-    const defaults = { baseSeq: 0, horizon: {} };
+    const defaults = { baseSeq: 0, priorSeq: 0, horizon: {} };
     expect(heartbeatMessageSchema.parse(heartbeat())).toEqual({ ...heartbeat(), ...defaults });
     expect(replicationMessageSchema.parse(heartbeat({ seq: 0, firstMs: 0 }))).toEqual({
       ...heartbeat({ seq: 0, firstMs: 0 }),
@@ -165,7 +165,7 @@ describe("heartbeatMessageSchema", () => {
   });
 
   it("carries the origin's new numbering, its applied watermarks and its collection horizon", () => {
-    const full = heartbeat({ baseSeq: 1_048_576, applied: { oc: 7, weur: 0 }, horizon: { oc: 3 } });
+    const full = heartbeat({ baseSeq: 1_048_576, priorSeq: 9, applied: { oc: 7, weur: 0 }, horizon: { oc: 3 } });
     expect(heartbeatMessageSchema.parse(full)).toEqual(full);
     const bad: Array<[string, unknown]> = [
       ["negative baseSeq", heartbeat({ baseSeq: -1 })],

@@ -1,6 +1,8 @@
 // npm run sim -- --seed S           replays one seed and prints its trace and violations
 // npm run sim -- --seeds A..B       runs a range and prints the failing seeds
-// Options: --regions N, --clients N, --duration MS, --storage-loss (lose storage as a fault).
+// Options: --regions N, --clients N, --duration MS, --storage-loss (lose storage as a fault),
+// --loss P (a share of queue messages lost outright, e.g. 0.3), --add-region (one added mid-run),
+// --no-repair (anti-entropy and resends off, to see what they are for).
 import { parseArgs } from "node:util";
 import { campaign } from "./campaign.ts";
 import { type SimOptions, runSeed } from "./run.ts";
@@ -13,13 +15,22 @@ const { values } = parseArgs({
     clients: { type: "string" },
     duration: { type: "string" },
     "storage-loss": { type: "boolean" },
+    loss: { type: "string" },
+    "add-region": { type: "boolean" },
+    "no-repair": { type: "boolean" },
   },
 });
+const faults = {
+  ...(values["storage-loss"] === true ? { storageLoss: true } : {}),
+  ...(values.loss === undefined ? {} : { loss: Number(values.loss) }),
+  ...(values["add-region"] === true ? { addRegion: true } : {}),
+};
 const options: SimOptions = {
   ...(values.regions === undefined ? {} : { regionCount: Number(values.regions) }),
   ...(values.clients === undefined ? {} : { clients: Number(values.clients) }),
   ...(values.duration === undefined ? {} : { durationMs: Number(values.duration) }),
-  ...(values["storage-loss"] === true ? { faults: { storageLoss: true } } : {}),
+  ...(Object.keys(faults).length === 0 ? {} : { faults }),
+  ...(values["no-repair"] === true ? { repair: false } : {}),
 };
 if (values.seed !== undefined) {
   const result = await runSeed(Number(values.seed), options);

@@ -168,6 +168,7 @@ export class SimRegion {
         merkleChildren: (level, indices) => rpc((n) => n.merkleChildren(level, indices)),
         bucketEntries: (buckets) => rpc((n) => n.bucketEntries(buckets)),
         keyStates: (keys) => rpc((n) => n.keyStates(keys)),
+        bucketRows: (from, to, after, limit) => rpc((n) => n.bucketRows(from, to, after, limit)),
         repairStates: (from, rows) => rpc((n) => n.repairStates(from, rows)),
       };
     };

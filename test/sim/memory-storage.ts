@@ -55,6 +55,8 @@ export class MemoryStorage implements ReplicaStorage {
   private readonly metaRows = new Map<string, string>();
   private readonly deferredRows = new Map<number, DeferredRow>();
   private readonly bucketDigests = new Map<number, Uint8Array>();
+  /** The keys of each bucket (an index, as SQLite's kv_by_bucket). */
+  private readonly bucketKeys = new Map<number, Set<string>>();
   /** The levels above the buckets, summed when first needed; dropped by a rollback. */
   private levels: MerkleLevels | undefined;
   private nextDeferredId = 1;
@@ -70,6 +72,21 @@ export class MemoryStorage implements ReplicaStorage {
   onDrop: ((key: string, row: StoredKey & { readonly live: boolean }) => void) | undefined;
   /** Undo actions of the open transaction, newest last; undefined outside one. */
   private undo: Array<() => void> | undefined;
+
+  /** Moves `key` between bucket sets (null: none), undone with the transaction. */
+  private index(key: string, from: number | null, to: number | null): void {
+    if (from === to) return;
+    const move = (a: number | null, b: number | null): void => {
+      if (a !== null) this.bucketKeys.get(a)?.delete(key);
+      if (b !== null) {
+        const set = this.bucketKeys.get(b) ?? new Set<string>();
+        set.add(key);
+        this.bucketKeys.set(b, set);
+      }
+    };
+    move(from, to);
+    this.undo?.push(() => move(to, from));
+  }
 
   /** Records how to undo a change to `map[key]` when inside a transaction. */
   private touch<K, V>(map: Map<K, V>, key: K): void {
@@ -122,6 +139,7 @@ export class MemoryStorage implements ReplicaStorage {
       digest: Uint8Array,
       bucket: number,
     ): void => {
+      this.index(key, this.kvRows.get(key)?.bucket ?? null, bucket);
       this.touch(this.kvRows, key);
       this.kvRows.set(key, {
         encoded,
@@ -134,10 +152,28 @@ export class MemoryStorage implements ReplicaStorage {
       });
     },
     bucket: (bucket: number): MerkleEntry[] =>
-      [...this.kvRows]
-        .filter(([, row]) => row.bucket === bucket && row.digest !== null)
-        .sort(([a], [b]) => compareKeys(a, b))
-        .map(([key, row]) => ({ key, digest: row.digest as Uint8Array })),
+      [...(this.bucketKeys.get(bucket) ?? [])]
+        .filter((key) => this.kvRows.get(key)?.digest !== null)
+        .sort(compareKeys)
+        .map((key) => ({ key, digest: (this.kvRows.get(key) as KvEntry).digest as Uint8Array })),
+    bucketRows: (
+      from: number,
+      to: number,
+      after: { readonly bucket: number; readonly key: string } | null,
+      limit: number,
+    ): KeyRow[] => {
+      const out: KeyRow[] = [];
+      for (let bucket = Math.max(from, after?.bucket ?? from); bucket < to && out.length < limit; bucket += 1) {
+        const keys = [...(this.bucketKeys.get(bucket) ?? [])].sort(compareKeys);
+        for (const key of keys) {
+          if (out.length >= limit) break;
+          if (after !== null && bucket === after.bucket && compareKeys(key, after.key) <= 0) continue;
+          if (this.kvRows.get(key)?.digest === null) continue;
+          out.push(this.keyRow(key));
+        }
+      }
+      return out;
+    },
     counts: (): { live: number; tombstones: number } => {
       let live = 0;
       for (const row of this.kvRows.values()) if (row.live) live += 1;
@@ -156,6 +192,7 @@ export class MemoryStorage implements ReplicaStorage {
     delete: (key: string): void => {
       const row = this.kvRows.get(key);
       if (row !== undefined) this.onDrop?.(key, row);
+      this.index(key, row?.bucket ?? null, null);
       this.touch(this.kvRows, key);
       this.kvRows.delete(key);
     },

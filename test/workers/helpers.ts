@@ -74,7 +74,18 @@ export function heartbeat(
   atMs: number,
   firstMs = 1,
 ): HeartbeatMessage {
-  return { v: WIRE_VERSION, kind: "heartbeat", origin, target, seq, atMs, firstMs, baseSeq: 0, horizon: {} };
+  return {
+    v: WIRE_VERSION,
+    kind: "heartbeat",
+    origin,
+    target,
+    seq,
+    atMs,
+    firstMs,
+    baseSeq: 0,
+    priorSeq: 0,
+    horizon: {},
+  };
 }
 
 /** The key's stored state in `region` (null when never written there). */

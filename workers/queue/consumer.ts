@@ -51,12 +51,27 @@ async function park(env: Env, messages: readonly Message[]): Promise<void> {
   }
 }
 
+/**
+ * Fault injection (`REPLICATION_DROP_PERCENT`): acks that share of the batch without delivering
+ * it, as a lossy link would lose it (never retried, never dead-lettered); the rest is delivered.
+ */
+function dropSome(messages: readonly Message[], percent: number): Message[] {
+  if (percent === 0) return [...messages];
+  const kept: Message[] = [];
+  for (const m of messages) {
+    if (Math.random() * 100 < percent) m.ack();
+    else kept.push(m);
+  }
+  return kept;
+}
+
 /** Delivers a replication batch, one replica call per target region. */
 export async function consumeReplication(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
   const view = await clusterView(env);
+  const delivered = dropSome(batch.messages, config.replicationDropPercent);
   await Promise.all(
-    [...byTarget(batch.messages)].map(async ([target, messages]) => {
+    [...byTarget(delivered)].map(async ([target, messages]) => {
       if (target !== undefined && isTakenOut(view, target)) {
         await park(env, messages);
         return;

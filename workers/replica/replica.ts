@@ -135,13 +135,24 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     return this.node.keyStates(keys);
   }
 
+  async bucketRows(
+    from: number,
+    to: number,
+    after: { readonly bucket: number; readonly key: string } | null,
+    limit: number,
+  ): Promise<Result<KeyRow[]>> {
+    return this.node.bucketRows(from, to, after, limit);
+  }
+
   async repairStates(from: RegionId, rows: readonly KeyRow[]): Promise<Result<number>> {
     return this.node.repairStates(from, rows);
   }
 
-  /** Runs one anti-entropy round with every healthy peer now. */
-  async antiEntropy(): Promise<AeReport[]> {
-    return this.node.antiEntropyNow();
+  /** Runs one anti-entropy round with each of `peers` (default: every healthy peer) now. */
+  async antiEntropy(peers?: readonly string[]): Promise<AeReport[]> {
+    const regions = peers?.map((p) => parseRegionId(p));
+    assert(regions?.every((r) => r !== undefined) ?? true, "anti-entropy peers are regions");
+    return this.node.antiEntropyNow(regions?.filter((r) => r !== undefined));
   }
 
   /** What the operator's digest endpoint shows: key counts and the Merkle root. */

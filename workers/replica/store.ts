@@ -128,13 +128,30 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           .toArray()
           .map((r) => ({ key: r.key, digest: new Uint8Array(r.digest) }));
       },
+      bucketRows(
+        from: number,
+        to: number,
+        after: { readonly bucket: number; readonly key: string } | null,
+        limit: number,
+      ): KeyRow[] {
+        return sql
+          .exec<KvRow>(
+            `SELECT ${KV_COLUMNS} FROM kv WHERE bucket >= ?1 AND bucket < ?2 AND (?3 IS NULL OR (bucket, key) > (?3, ?4)) ORDER BY bucket, key LIMIT ?5`,
+            from,
+            to,
+            after?.bucket ?? null,
+            after?.key ?? null,
+            limit,
+          )
+          .toArray()
+          .map(keyRow);
+      },
       counts(): { live: number; tombstones: number } {
-        const row = sql
-          .exec<{ live: number | null; total: number }>("SELECT sum(live) AS live, count(*) AS total FROM kv")
-          .one();
-        const live = row.live ?? 0;
+        // Both counts walk an index: every key's, and the tombstones' partial one (0007).
+        const total = sql.exec<{ n: number }>("SELECT count(*) AS n FROM kv").one().n;
+        const tombstones = sql.exec<{ n: number }>("SELECT count(*) AS n FROM kv WHERE live = 0").one().n;
         // Counters and sets are always live; only a deleted register is a tombstone.
-        return { live, tombstones: row.total - live };
+        return { live: total - tombstones, tombstones };
       },
       tombstones(after: string | null, limit: number): KeyRow[] {
         return sql
@@ -298,24 +315,37 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       all(): ReadonlyMap<string, PeerReport> {
         reportsCache ??= new Map(
           sql
-            .exec<{ region: string; seq: number; applied: string; heard_ms: number }>(
-              "SELECT region, seq, applied, heard_ms FROM peer_report",
-            )
+            .exec<{
+              region: string;
+              seq: number;
+              applied: string;
+              heard_ms: number;
+              base_seq: number;
+              prior_seq: number;
+            }>("SELECT region, seq, applied, heard_ms, base_seq, prior_seq FROM peer_report")
             .toArray()
             .map((r) => [
               r.region,
-              { seq: r.seq, applied: JSON.parse(r.applied) as Record<string, number>, heardMs: r.heard_ms },
+              {
+                seq: r.seq,
+                applied: JSON.parse(r.applied) as Record<string, number>,
+                heardMs: r.heard_ms,
+                baseSeq: r.base_seq,
+                priorSeq: r.prior_seq,
+              },
             ]),
         );
         return reportsCache;
       },
       put(region: string, report: PeerReport): void {
         sql.exec(
-          "INSERT INTO peer_report (region, seq, applied, heard_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (region) DO UPDATE SET seq = ?2, applied = ?3, heard_ms = ?4",
+          "INSERT INTO peer_report (region, seq, applied, heard_ms, base_seq, prior_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (region) DO UPDATE SET seq = ?2, applied = ?3, heard_ms = ?4, base_seq = ?5, prior_seq = ?6",
           region,
           report.seq,
           JSON.stringify(report.applied),
           report.heardMs,
+          report.baseSeq,
+          report.priorSeq,
         );
         reportsCache?.set(region, report);
       },

@@ -1,5 +1,6 @@
 /**
- * Operator routes (admin scope): the dead-letter queue's records and their replay.
+ * Operator routes (admin scope): taking regions out and back, replica digests, anti-entropy on
+ * demand, and the dead-letter queue's records and their replay.
  */
 import { type Hono } from "hono";
 import { StoreError } from "../../shared/errors.ts";
@@ -9,7 +10,8 @@ import { type AppEnv } from "./env.ts";
 import { z } from "zod";
 import { callReplicaPlain, intParam, readJson } from "./http.ts";
 import { controlOf } from "../stubs.ts";
-import { rememberView } from "./view.ts";
+import { clusterView, rememberView } from "./view.ts";
+import { isHealthy } from "../../shared/store/cluster.ts";
 import { LOG_PAGE_MAX } from "./observe.ts";
 import { replicaOf } from "../stubs.ts";
 import { parsePinnedRegion } from "./routing.ts";
@@ -35,6 +37,34 @@ export function mountAdmin(app: Hono<AppEnv>): void {
       );
     }
     return c.json({ region, healthy: body.healthy, health: view.health, primaries: view.primaries });
+  });
+
+  // A replica's digest: key counts and its Merkle root (equal roots mean identical replicas).
+  app.get("/v1/admin/regions/:id/digest", async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+    return c.json(await callReplicaPlain(region, () => replicaOf(c.env, region).digest()));
+  });
+
+  // One anti-entropy round between every pair of healthy replicas, now: each pair once, run by
+  // the first of the two in configured order (a round repairs both ways).
+  app.post("/v1/admin/anti-entropy", async (c) => {
+    const config = loadConfig(c.env);
+    const view = await clusterView(c.env);
+    const healthy = config.regions.filter((r) => isHealthy(view, r));
+    const runs = await Promise.all(
+      healthy.map(async (a, i) => {
+        const peers = healthy.slice(i + 1);
+        if (peers.length === 0) return [];
+        const reports = await callReplicaPlain(a, () => replicaOf(c.env, a).antiEntropy(peers));
+        return peers.map((b) => {
+          const report = reports.find((r) => r.peer === b);
+          return report === undefined
+            ? { a, b, keysRepaired: 0, bytes: 0, complete: false, error: `${b} did not answer` }
+            : { a, b, keysRepaired: report.keysRepaired, bytes: report.bytes, complete: report.complete };
+        });
+      }),
+    );
+    return c.json({ pairs: runs.flat(), skipped: config.regions.filter((r) => !healthy.includes(r)) });
   });
 
   app.get("/v1/admin/regions/:id/dead-letters", async (c) => {

@@ -43,7 +43,16 @@ function escape(value: string): string {
 const COUNTERS: Readonly<Record<string, string>> = {
   replication_messages_total: "Replication messages applied, by receiving region and origin peer.",
   replication_entries_total: "Replicated writes applied, by receiving region and origin peer.",
-  replication_bytes_total: "Bytes of replicated state applied, by receiving region and origin peer.",
+  replication_bytes_total:
+    'Bytes of replication applied, by receiving region, origin peer and kind ("stream": queue messages; "anti_entropy": digests, entries and states a region exchanged in the rounds it ran with the peer).',
+  anti_entropy_rounds_total: "Anti-entropy rounds a region completed with a peer (it initiated them).",
+  anti_entropy_keys_repaired_total:
+    "Keys an anti-entropy round changed, by region and peer (counted where the merge changed the key).",
+  replication_resends_total: "Times a region sent again the writes a peer left unconfirmed, by region and peer.",
+  gc_tombstones_collected_total: "Tombstones a region collected once every region had merged them.",
+  gc_late_copies_dropped_total:
+    "Late or duplicated copies of collected keys a region dropped instead of resurrecting them, by origin peer.",
+  conflicts_dropped_total: "Conflict log rows dropped past CONFLICT_LOG_RETENTION_MS or CONFLICT_LOG_MAX_ROWS.",
   replication_errors_total: "Replication messages refused (to be retried), by receiving region and origin peer.",
   replication_heartbeats_total: "Heartbeats received, by receiving region and origin peer.",
   replication_send_errors_total: "Failed sends to the replication queue, by sending region.",
@@ -88,7 +97,7 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
       lines.push(`replication_lag_entries{region="${region}",peer="${peer}"} ${lag.entries}`);
   }
   lines.push(
-    "# HELP replication_outbox_pending Writes committed in a region and not yet handed to the queue for every peer.",
+    "# HELP replication_outbox_pending Writes committed in a region and not yet confirmed applied by every peer.",
   );
   lines.push("# TYPE replication_outbox_pending gauge");
   for (const [region, status] of statuses)
@@ -100,14 +109,34 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
   lines.push("# HELP region_up Whether the region's replica answered this scrape.");
   lines.push("# TYPE region_up gauge");
   for (const [region, status] of statuses) lines.push(`region_up{region="${region}"} ${status === null ? 0 : 1}`);
+  lines.push("# HELP store_keys Keys a region stores: live ones, and tombstones not yet collected.");
+  lines.push("# TYPE store_keys gauge");
+  for (const [region, status] of statuses) {
+    if (status === null) continue;
+    lines.push(`store_keys{region="${region}",state="live"} ${status.keys.live}`);
+    lines.push(`store_keys{region="${region}",state="tombstone"} ${status.keys.tombstones}`);
+  }
+  lines.push("# HELP region_bootstrapping 1 while a region is new and still pulling its peers' data.");
+  lines.push("# TYPE region_bootstrapping gauge");
+  for (const [region, status] of statuses)
+    if (status !== null) lines.push(`region_bootstrapping{region="${region}"} ${status.bootstrapping ? 1 : 0}`);
   for (const [name, help] of Object.entries(COUNTERS)) {
     lines.push(`# HELP ${name} ${help}`);
     lines.push(`# TYPE ${name} counter`);
+    // Replicas count anti-entropy bytes apart; they are exposed as a kind of replication bytes.
+    const sources: ReadonlyArray<[string, string]> =
+      name === "replication_bytes_total"
+        ? [
+            ["replication_bytes_total", ',kind="stream"'],
+            ["anti_entropy_bytes_total", ',kind="anti_entropy"'],
+          ]
+        : [[name, ""]];
     let any = false;
     for (const [region, status] of statuses) {
       for (const m of status?.metrics ?? []) {
-        if (m.name !== name) continue;
-        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"} ${m.value}`);
+        const source = sources.find(([stored]) => stored === m.name);
+        if (source === undefined) continue;
+        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"${source[1]}} ${m.value}`);
         any = true;
       }
     }
