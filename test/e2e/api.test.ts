@@ -80,7 +80,7 @@ describe("operations views", () => {
     await eventually(async () => {
       const text = await (await call("/metrics", { token: READ_TOKEN })).text();
       expect(text).toMatch(/replication_messages_total\{region="enam",peer="wnam"\} [1-9]/);
-      expect(text).toMatch(/replication_bytes_total\{region="enam",peer="wnam"\} [1-9]/);
+      expect(text).toMatch(/replication_bytes_total\{region="enam",peer="wnam",kind="stream"\} [1-9]/);
       expect(text).toContain("# TYPE replication_lag_seconds gauge");
       expect(text).toContain("# TYPE replication_errors_total counter");
       expect(text).toContain("http_request_duration_seconds_bucket");

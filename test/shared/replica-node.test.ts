@@ -289,6 +289,13 @@ describe("the outbox", () => {
     await node.drain.flush();
     expect(sent).toEqual([]);
     now += 1;
+    // Due, but weur has not been heard from lately: nothing is sent into the void.
+    node.drain.resendUnconfirmed();
+    await node.drain.flush();
+    expect(sent).toEqual([]);
+    // weur's heartbeat arrives: the unconfirmed rows go again.
+    const { storage } = node.machine;
+    storage.peerRecv.put("weur", { ...storage.peerRecv.get("weur"), heardMs: now });
     node.drain.resendUnconfirmed();
     await node.drain.flush();
     expect(sent.map((m) => [m.target, m.kind === "entries" ? [m.from, m.to] : []])).toEqual([["weur", [2, 4]]]);
