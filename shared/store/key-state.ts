@@ -17,7 +17,7 @@ import {
   writeLww,
 } from "../crdt/lww-register.ts";
 import { type OrSet, orsetApply, orsetEmpty, orsetMerge, readOrset, writeOrset } from "../crdt/or-set.ts";
-import { type PnCounter, pnApply, pnEmpty, pnMerge, readPn, writePn } from "../crdt/pn-counter.ts";
+import { type PnCounter, pnApply, pnEmpty, pnHasLives, pnMerge, readPn, writePn } from "../crdt/pn-counter.ts";
 import { type Result, fail, ok } from "../errors.ts";
 import { type HlcStamp } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
@@ -50,6 +50,8 @@ export type KeyConflict =
  */
 const TYPE_RANK: Readonly<Record<KeyType, number>> = { counter: 0, set: 1, register: 2 };
 const TYPE_TAG: Readonly<Record<KeyType, number>> = { register: 1, counter: 2, set: 3 };
+/** A counter with totals from a region's later life (`PnCounter.lives`): rare, so tagged apart. */
+const COUNTER_LIVES_TAG = 4;
 
 /** The causal context of a key's state. */
 export function keyVv(state: KeyState): VersionVector {
@@ -117,13 +119,15 @@ export function withOwnCounter(
 /**
  * Applies a local operation at `stamp` by `region` to the key's current state (undefined when
  * the key was never written). Fails with `type_mismatch` when the key holds another type (a
- * deleted register keeps its type), or with `counter_overflow`.
+ * deleted register keeps its type), or with `counter_overflow`. `life` is the region's life
+ * (its `baseSeq`; 0 for its first): a counter keeps each life's totals apart.
  */
 export function applyKeyOp(
   state: KeyState | undefined,
   op: KeyOp,
   region: RegionId,
   stamp: HlcStamp,
+  life = 0,
 ): Result<KeyState> {
   if (state !== undefined && state.type !== op.type) return typeMismatch(state.type, op.type);
   switch (op.type) {
@@ -133,7 +137,7 @@ export function applyKeyOp(
     }
     case "counter": {
       const current = state?.type === "counter" ? state.counter : pnEmpty();
-      const next = pnApply(current, op.delta, region);
+      const next = pnApply(current, op.delta, region, life);
       return next.ok ? ok({ type: "counter", counter: next.value }) : next;
     }
     case "set": {
@@ -175,7 +179,8 @@ export function mergeKeyState(
 
 /** The canonical binary form: a type tag byte, then the CRDT's own canonical form. */
 export function encodeKeyState(state: KeyState): Uint8Array {
-  const writer = new ByteWriter().byte(TYPE_TAG[state.type]);
+  const tag = state.type === "counter" && pnHasLives(state.counter) ? COUNTER_LIVES_TAG : TYPE_TAG[state.type];
+  const writer = new ByteWriter().byte(tag);
   switch (state.type) {
     case "register":
       writeLww(writer, state.register);
@@ -196,7 +201,8 @@ export function decodeKeyState(bytes: Uint8Array): KeyState {
   const tag = reader.byte();
   let state: KeyState;
   if (tag === TYPE_TAG.register) state = { type: "register", register: readLww(reader) };
-  else if (tag === TYPE_TAG.counter) state = { type: "counter", counter: readPn(reader) };
+  else if (tag === TYPE_TAG.counter || tag === COUNTER_LIVES_TAG)
+    state = { type: "counter", counter: readPn(reader, tag === COUNTER_LIVES_TAG) };
   else if (tag === TYPE_TAG.set) state = { type: "set", set: readOrset(reader) };
   else throw new DecodeError(`unknown key type tag ${tag}`);
   reader.end();

@@ -86,6 +86,7 @@ export function planWrite(
   lastSeq: number,
   physicalMs: number,
   absentContext: VersionVector = EMPTY_VV,
+  life = 0,
 ): Result<PlannedWrite> {
   // A register may hold a stamp from a region whose clock runs ahead (merged by a repair or a
   // session fetch, which do not move this clock): the write must still order after it, or a
@@ -98,7 +99,7 @@ export function planWrite(
     current === undefined || current.type === op.type
       ? withOwnCounter(current, op.type, region, lastSeq, absentContext)
       : current;
-  const next = applyKeyOp(base, op, region, stamp);
+  const next = applyKeyOp(base, op, region, stamp, life);
   if (!next.ok) return next;
   const encoded = encodeKeyState(next.value);
   return ok({

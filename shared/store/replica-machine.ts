@@ -354,7 +354,16 @@ export class ReplicaMachine {
       const checked = checkConditions(current, conditions);
       if (!checked.ok) return checked;
       // A key not held may have been collected: a new write descends from everything stable.
-      const plan = planWrite(current, op, this.region, this.clockStamp, this.seqNumber, nowMs, this.gcStable);
+      const plan = planWrite(
+        current,
+        op,
+        this.region,
+        this.clockStamp,
+        this.seqNumber,
+        nowMs,
+        this.gcStable,
+        this.baseSeq,
+      );
       if (!plan.ok) return plan;
       const { state, encoded, stamp, seq, logState } = plan.value;
       const view = keyView(state);

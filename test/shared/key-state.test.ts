@@ -359,18 +359,21 @@ describe("encoding", () => {
     );
   });
 
-  it("is a type tag byte (register 1, counter 2, set 3) followed by the CRDT's own form", () => {
+  it("is a type tag byte (register 1, counter 2, set 3, counter with later lives 4) followed by the CRDT's own form", () => {
     const reg = created("register", "weur");
     const counter = created("counter", "weur");
     const set = created("set", "weur");
     expect([...encodeKeyState(reg)]).toEqual([1, ...encodeLww(asRegister(reg))]);
     expect([...encodeKeyState(counter)]).toEqual([2, ...encodePn(asCounter(counter))]);
     expect([...encodeKeyState(set)]).toEqual([3, ...encodeOrset(asSet(set))]);
+    const restored = applied(applyKeyOp(counter, { type: "counter", delta: 1 }, "weur", stamp(20, "weur"), 2 ** 20));
+    expect([...encodeKeyState(restored)]).toEqual([4, ...encodePn(asCounter(restored))]);
+    expect(decodeKeyState(encodeKeyState(restored))).toEqual(restored);
   });
 
   it("rejects an unknown type tag, even when the rest is a valid state", () => {
     const body = encodeKeyState(created("counter", "weur")).slice(1);
-    for (const tag of [0, 4, 255]) {
+    for (const tag of [0, 5, 255]) {
       expect(() => decodeKeyState(Uint8Array.from([tag, ...body]))).toThrow(
         new DecodeError(`unknown key type tag ${tag}`),
       );

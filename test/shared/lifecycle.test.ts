@@ -268,6 +268,27 @@ describe("requests while bootstrapping", () => {
   });
 });
 
+describe("a counter across two lives of a region", () => {
+  it("counts both a lost life's increment it never saw and its own next one", async () => {
+    const cluster = new Cluster();
+    for (let i = 0; i < 5; i += 1) await cluster.write("weur", "counter", add(1));
+    await cluster.deliverAll();
+    // +2 acknowledged locally and handed to the queue; then weur's storage is lost.
+    await cluster.write("weur", "counter", add(2));
+    const weur = cluster.start("weur");
+    // The new life catches the counter up (5: no peer has the +2 yet) and adds 1.
+    expect(ok(await weur.write("counter", add(1))).view).toMatchObject({ type: "counter", value: 6 });
+    expect(weur.machine.baseSeq).toBeGreaterThan(0);
+    await weur.drain.flush();
+    // The queue delivers the lost life's +2 (its peers have not heard of the new life yet), then
+    // the new life's +1. The peers count both; so does weur once it bootstraps.
+    await cluster.deliverAll();
+    await cluster.bootstrap("weur");
+    expect(weur.machine.phase).toBe("ready");
+    expect(await countersAt(cluster, "counter")).toEqual([8, 8, 8]);
+  });
+});
+
 describe("probing", () => {
   it("refuses with region_unavailable (bootstrapping) while a peer does not answer, then retries", async () => {
     const cluster = new Cluster();

@@ -35,7 +35,9 @@ interface Tracked {
 
 type Step =
   | { readonly kind: "apply"; readonly at: number; readonly delta: number }
-  | { readonly kind: "sync"; readonly from: number; readonly to: number };
+  | { readonly kind: "sync"; readonly from: number; readonly to: number }
+  // The replica loses its state and its region starts a new life (a region restored empty).
+  | { readonly kind: "restart"; readonly at: number };
 
 interface History {
   readonly regions: RegionId[];
@@ -51,7 +53,11 @@ const indexArb = fc.nat({ max: 3 });
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("apply" as const), at: indexArb, delta: deltaArb }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("sync" as const), from: indexArb, to: indexArb }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("restart" as const), at: indexArb }) },
 );
+
+/** The life a region's n-th restart starts (what a restored replica's `baseSeq` is: above the old numbers). */
+const lifeAfter = (restarts: number): number => restarts * 2 ** 20;
 const historyArb: fc.Arbitrary<History> = fc.record({
   regions: fc.shuffledSubarray([...LOCATION_HINTS], { minLength: 2, maxLength: 4 }),
   steps: fc.array(stepArb, { minLength: 1, maxLength: 30 }),
@@ -73,6 +79,7 @@ function expectedValue(tracked: Tracked): bigint {
  */
 function replay(history: History): { snapshots: Tracked[]; finals: Tracked[]; refused: number } {
   const replicas: Tracked[] = history.regions.map(() => ({ state: pnEmpty(), ops: new Map() }));
+  const restarts = history.regions.map(() => 0);
   const snapshots: Tracked[] = [];
   let refused = 0;
   const index = (i: number): number => i % replicas.length;
@@ -84,12 +91,19 @@ function replay(history: History): { snapshots: Tracked[]; finals: Tracked[]; re
       continue;
     }
     const at = index(step.at);
+    if (step.kind === "restart") {
+      // What it never synced is gone; what it did lives on in the others.
+      replicas[at] = { state: pnEmpty(), ops: new Map() };
+      restarts[at] = (restarts[at] as number) + 1;
+      continue;
+    }
     const region = history.regions[at] as RegionId;
+    const life = lifeAfter(restarts[at] as number);
     const before = replicas[at] as Tracked;
-    const result = pnApply(before.state, step.delta, region);
+    const result = pnApply(before.state, step.delta, region, life);
     const wouldBe = expectedValue(before) + BigInt(step.delta);
     const ownTotal = [...before.ops]
-      .filter(([dot, delta]) => dot.startsWith(`${region}:`) && (step.delta < 0 ? delta < 0 : delta > 0))
+      .filter(([dot, delta]) => dot.startsWith(`${region}:${life}:`) && (step.delta < 0 ? delta < 0 : delta > 0))
       .reduce((sum, [, delta]) => sum + (delta < 0 ? -delta : delta), 0n);
     const totalOverflows = ownTotal + BigInt(Math.abs(step.delta)) > BigInt(MAX);
     const valueOverflows = wouldBe > BigInt(MAX) || wouldBe < -BigInt(MAX);
@@ -98,7 +112,8 @@ function replay(history: History): { snapshots: Tracked[]; finals: Tracked[]; re
       refused += 1;
       continue;
     }
-    const dot = `${region}:${vvGet(result.value.vv, region)}`;
+    // The operation's identity: region, life, and its number in that life's state.
+    const dot = `${region}:${life}:${vvGet(result.value.vv, region)}`;
     replicas[at] = { state: result.value, ops: new Map([...before.ops, [dot, BigInt(step.delta)]]) };
     snapshots.push(replicas[at] as Tracked);
   }
@@ -327,9 +342,68 @@ describe("encoding", () => {
     expect(decodePn(encodeParts({ enam: 1 }, { enam: 5 }, {}))).toEqual({ p: { enam: 5 }, n: {}, vv: { enam: 1 } });
     expect(() => decodePn(encodeParts({ enam: 1 }, { weur: 5 }, {}))).toThrow("no operation");
     expect(() => decodePn(encodeParts({ enam: 1 }, {}, { weur: 5 }))).toThrow("no operation");
-    expect(() => decodePn(Uint8Array.from([0, 0, 0, 0]))).toThrow("trailing bytes");
+    expect(() => decodePn(Uint8Array.from([0, 0, 0, 0]))).toThrow("empty lives section");
     expect(() => decodePn(Uint8Array.from([0, 0]))).toThrow(DecodeError);
     expect(() => decodePn(Uint8Array.from([1, 1, 1, 1, 1, 0, 0]))).toThrow("zero entry");
     expect(() => decodePn(Uint8Array.from([2, 3, 1, 1, 1, 0, 0]))).toThrow("out of order");
+  });
+});
+
+describe("lives", () => {
+  const LIFE = 2 ** 20;
+
+  it("counts a restored region's increments apart from an earlier increment it never saw", () => {
+    // wnam's first life counted to 5, then +5 more that only enam holds when wnam is restored.
+    const five = applyAll(pnEmpty(), [["wnam", 5]]);
+    const unseen = applied(pnApply(five, 5, "wnam"));
+    // Restored, wnam pulled the 5 from weur, and adds 1 in its new life.
+    const restored = applied(pnApply(five, 1, "wnam", LIFE));
+    expect(restored.lives).toEqual([{ region: "wnam", life: LIFE, p: 1, n: 0 }]);
+    const merged = pnMerge(unseen, restored);
+    expect(pnValueExact(merged)).toBe(11n);
+    expect(hex(pnMerge(restored, unseen))).toBe(hex(merged));
+  });
+
+  it("keeps each life's totals apart and merges them by pointwise maximum", () => {
+    const a = applyAll(pnEmpty(), [["enam", 2]]);
+    const b = applied(pnApply(applied(pnApply(a, -3, "enam", LIFE)), 4, "enam", 2 * LIFE));
+    const c = applied(pnApply(a, 7, "weur", LIFE));
+    const merged = pnMerge(pnMerge(b, c), a);
+    expect(merged.lives).toEqual([
+      { region: "enam", life: LIFE, p: 0, n: 3 },
+      { region: "enam", life: 2 * LIFE, p: 4, n: 0 },
+      { region: "weur", life: LIFE, p: 7, n: 0 },
+    ]);
+    expect(pnValueExact(merged)).toBe(2n - 3n + 4n + 7n);
+    expect(decodePn(encodePn(merged))).toEqual(merged);
+  });
+
+  it("leaves a first-life counter's encoding as it was, and an increment by zero adds no life", () => {
+    const zero = applied(pnApply(pnEmpty(), 0, "enam", LIFE));
+    expect(zero.lives).toBeUndefined();
+    expect([...encodePn(zero)]).toEqual([1, 1, 1, 0, 0]);
+  });
+
+  it("rejects lives out of order, life 0, an entry without totals, and a life with no operation", () => {
+    const base = (vv: Record<string, number>): ByteWriter => {
+      const writer = new ByteWriter();
+      writeVv(writer, vv);
+      writeVv(writer, {});
+      writeVv(writer, {});
+      return writer;
+    };
+    const enam = 1;
+    const weur = 2;
+    const twoLives = base({ enam: 1, weur: 1 }).varint(2).byte(weur).varint(LIFE).varint(1).varint(0);
+    expect(() => decodePn(twoLives.byte(enam).varint(LIFE).varint(1).varint(0).finish())).toThrow("out of order");
+    expect(() => decodePn(base({ enam: 1 }).varint(1).byte(enam).varint(0).varint(1).varint(0).finish())).toThrow(
+      "life 0",
+    );
+    expect(() => decodePn(base({ enam: 1 }).varint(1).byte(enam).varint(LIFE).varint(0).varint(0).finish())).toThrow(
+      "no totals",
+    );
+    expect(() => decodePn(base({ enam: 1 }).varint(1).byte(weur).varint(LIFE).varint(1).varint(0).finish())).toThrow(
+      "no operation",
+    );
   });
 });
