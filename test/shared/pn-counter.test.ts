@@ -349,6 +349,15 @@ describe("encoding", () => {
   });
 });
 
+/** A counter's encoding up to its lives section: operations `vv`, no first-life totals. */
+function base(vv: Record<string, number>): ByteWriter {
+  const writer = new ByteWriter();
+  writeVv(writer, vv);
+  writeVv(writer, {});
+  writeVv(writer, {});
+  return writer;
+}
+
 describe("lives", () => {
   const LIFE = 2 ** 20;
 
@@ -385,13 +394,6 @@ describe("lives", () => {
   });
 
   it("rejects lives out of order, life 0, an entry without totals, and a life with no operation", () => {
-    const base = (vv: Record<string, number>): ByteWriter => {
-      const writer = new ByteWriter();
-      writeVv(writer, vv);
-      writeVv(writer, {});
-      writeVv(writer, {});
-      return writer;
-    };
     const enam = 1;
     const weur = 2;
     const twoLives = base({ enam: 1, weur: 1 }).varint(2).byte(weur).varint(LIFE).varint(1).varint(0);
