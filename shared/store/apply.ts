@@ -189,11 +189,18 @@ export function applyHeartbeat(machine: ReplicaMachine, message: HeartbeatMessag
   return ok({ fenced: 0 });
 }
 
-/** A large state pulled from a message's origin: its current state of the key, or null when it no longer has the key. */
-export type Pulled = { readonly state: Uint8Array; readonly epoch: number } | null;
+/**
+ * A large state pulled from a message's origin: its current state of the key with the origin
+ * sequence numbers it holds (`seqs`), or null when it no longer has the key.
+ */
+export type Pulled = { readonly state: Uint8Array; readonly epoch: number; readonly seqs: VersionVector } | null;
 
-/** An entry's content: its state and epoch, or null when it is gone (its origin dropped the key). */
-export type EntryContent = { readonly state: KeyState; readonly epoch: number } | null;
+/**
+ * An entry's content: its state, epoch and the origin sequence numbers it holds beyond the
+ * entry's own (a pulled state is the origin's current one, which may hold later writes), or null
+ * when it is gone (its origin dropped the key).
+ */
+export type EntryContent = { readonly state: KeyState; readonly epoch: number; readonly seqs: VersionVector } | null;
 
 /**
  * Decodes the content of a message's entries. `pulled` fills those too large to inline, with
@@ -209,6 +216,7 @@ export function entryStates(
     const epoch = machine.epochOf(entry.key, entry.epoch ?? 0);
     let bytes = entry.state;
     let stateEpoch = epoch;
+    let seqs = EMPTY_VV;
     if (bytes === null) {
       const got = pulled.get(entry.seq);
       if (got === undefined) return fail("invalid_body", `the state of ${entry.key} was neither inline nor pulled`);
@@ -222,9 +230,10 @@ export function entryStates(
       }
       bytes = got.state;
       stateEpoch = machine.epochOf(entry.key, got.epoch);
+      seqs = got.seqs;
     }
     try {
-      out.push({ state: decodeKeyState(bytes), epoch: stateEpoch });
+      out.push({ state: decodeKeyState(bytes), epoch: stateEpoch, seqs });
     } catch (error) {
       if (error instanceof DecodeError)
         return fail("invalid_body", `undecodable state for ${entry.key}: ${error.message}`);
@@ -284,7 +293,7 @@ export function applyEntries(
       // A newer epoch than known means the control object's push has not arrived yet.
       if (strong !== undefined && content.epoch > (strong.known?.epoch ?? 0))
         machine.advanceEpoch(strong.prefix, origin, content.epoch);
-      const seqs = vvFrom([[origin, entry.seq]]);
+      const seqs = vvMerge(vvFrom([[origin, entry.seq]]), content.seqs);
       const outcome = mergeInto(machine, entry.key, content.state, content.epoch, seqs, origin, nowMs, true, "copy");
       if (outcome === "wait") {
         // A synchronous push is simply not applied (it does not count as an ack). The stream

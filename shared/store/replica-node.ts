@@ -466,8 +466,8 @@ export class ReplicaNode {
       );
       if (snapshot === null || !snapshot.ok)
         return fail("region_unavailable", `origin ${message.origin} did not hand over ${entry.key}; retry`);
-      const { state, epoch } = snapshot.value;
-      pulled.set(entry.seq, state === null ? null : { state, epoch });
+      const { state, epoch, seqs } = snapshot.value;
+      pulled.set(entry.seq, state === null ? null : { state, epoch, seqs });
     }
     const states = entryStates(this.machine, message, pulled);
     if (!states.ok) return states;

@@ -146,6 +146,17 @@ describe("applying replication", () => {
     expect(codes(await waiting)).toEqual(["overloaded"]);
     expect(node.machine.storage.kv.get("big")).toBeNull();
   });
+
+  it("records every origin sequence number a pulled state holds, not only the entry's", async () => {
+    const { node, peers } = harness();
+    // enam's current state of the key holds its later write 9 and wnam's write 4.
+    peers.set("enam", {
+      snapshot: async () => ok({ state: encodeKeyState(state("big")), seqs: { wnam: 4, enam: 9 }, epoch: 0 }),
+    });
+    expect(codes(await node.applyReplication([entry(1, "big", false)]))).toEqual(["ok"]);
+    // Collection judges the key by these (gc.ts): the entry's own number alone would understate it.
+    expect(node.machine.storage.kv.get("big")?.seqs).toEqual({ wnam: 4, enam: 9 });
+  });
 });
 
 /** A node that is the primary of strong/ at epoch 2, and a donor with `keys` keys of it. */
