@@ -200,6 +200,7 @@ export function gcStep(machine: ReplicaMachine, settings: GcSettings, nowMs: num
         assert(state.type === "register", "only registers leave tombstones");
         if (state.register.stamp.wallMs > nowMs - settings.tombstoneGraceMs) continue;
         dropKey(storage, row.key, row);
+        machine.passCollected(state.register.stamp, nowMs);
         tombstonesCollected += 1;
       }
       storage.meta.set(META_CURSOR, page.length < GC_PAGE_KEYS ? "" : (page.at(-1) as { key: string }).key);

@@ -11,7 +11,7 @@
  */
 import { assert } from "../assert.ts";
 import { type Result, type ErrorData, fail, ok } from "../errors.ts";
-import { type HlcStamp, formatHlc, hlcZero, parseHlc } from "../hlc.ts";
+import { type HlcStamp, compareHlc, formatHlc, hlcReceive, hlcZero, parseHlc } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector, vvEntries, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
@@ -255,6 +255,19 @@ export class ReplicaMachine {
   /** Moves the clock after a transaction that observed remote stamps has committed. */
   observed(clock: HlcStamp): void {
     this.clockStamp = clock;
+  }
+
+  /**
+   * Moves the clock past `stamp`, a tombstone this replica collects: a write to the key after its
+   * collection must order after the delete it no longer sees, also where the tombstone came by a
+   * repair (which does not move the clock). No skew bound: the stamp is past the grace period.
+   */
+  passCollected(stamp: HlcStamp, nowMs: number): void {
+    if (compareHlc(stamp, this.clockStamp) <= 0) return;
+    const moved = hlcReceive(this.clockStamp, stamp, nowMs, Number.MAX_SAFE_INTEGER);
+    assert(moved.ok, "a receive without a skew bound cannot fail");
+    this.storage.meta.set(META_CLOCK, formatHlc(moved.stamp));
+    this.clockStamp = moved.stamp;
   }
 
   /**

@@ -9,7 +9,7 @@ import { equalBytes } from "../../shared/bytes.ts";
 import { formatHlc } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { EMPTY_VV, type VersionVector, vvDescends, vvFrom, vvMerge } from "../../shared/version-vector.ts";
-import { antiEntropyRound } from "../../shared/store/anti-entropy.ts";
+import { antiEntropyRound, localRows, mergeRows } from "../../shared/store/anti-entropy.ts";
 import { applyEntries, entryStates } from "../../shared/store/apply.ts";
 import { type PeerApi } from "../../shared/store/contract.ts";
 import { type GcSettings, advance, frontier, gated, gcStep, ownReport, raiseHorizon } from "../../shared/store/gc.ts";
@@ -79,8 +79,8 @@ function appliedHere(machine: ReplicaMachine, peer: RegionId, seq: number): void
 }
 
 /** wnam with a tombstone "k" (its writes 1 and 2) deleted at `atMs`. */
-function withTombstone(key = "k", atMs = NOW): ReplicaMachine {
-  const machine = machineOf("wnam");
+function withTombstone(key = "k", atMs = NOW, region: RegionId = "wnam"): ReplicaMachine {
+  const machine = machineOf(region);
   ok(machine.write(key, put("v"), {}, undefined, atMs - 1));
   ok(machine.write(key, del, {}, undefined, atMs));
   return machine;
@@ -190,6 +190,25 @@ describe("collecting tombstones", () => {
     expect(machine.storage.kv.counts()).toEqual({ live: 0, tombstones: 0 });
     // The Merkle tree forgets it too: an empty replica's root is all zeros.
     expect(machine.storage.merkle.root().every((b) => b === 0)).toBe(true);
+  });
+
+  it("moves the clock past what it collects: a later write orders after the delete, even if the wall clock steps back", () => {
+    // enam deleted k; wnam took the tombstone in by a repair, which does not move its clock.
+    const enam = withTombstone("k", NOW, "enam");
+    const machine = machineOf("wnam");
+    mergeRows(machine, "enam", localRows(enam, ["k"]), NOW);
+    appliedHere(machine, "enam", enam.seq);
+    report(machine, "enam", enam.seq, { wnam: 0, weur: 0 });
+    report(machine, "weur", 0, { wnam: 0, enam: enam.seq });
+    gcStep(machine, GC, NOW + GRACE_MS);
+    expect(gcStep(machine, GC, NOW + GRACE_MS).tombstonesCollected).toBe(1);
+    // wnam's wall clock steps back before the delete's time; the key is written again there.
+    ok(machine.write("k", put("again"), {}, undefined, NOW - 5 * GRACE_MS));
+    const again = decodeKeyState(machine.storage.kv.get("k")!.encoded);
+    const deleted = decodeKeyState(enam.storage.kv.get("k")!.encoded);
+    // It wins over the delete wherever the tombstone is still held.
+    expect(keyIsLive(mergeKeyState(deleted, again).state)).toBe(true);
+    expect(keyIsLive(mergeKeyState(again, deleted).state)).toBe(true);
   });
 
   it("keeps a tombstone whose writes some region has not applied", () => {
