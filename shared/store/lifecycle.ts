@@ -105,7 +105,7 @@ export class Lifecycle {
     machine.storage.transaction(() => {
       for (const answer of heard) raiseHorizon(machine, answer.horizon);
     });
-    machine.identify(base, !empty, earlier ? known : 0);
+    machine.identify(base, !empty, earlier ? known : 0, ports.now());
     if (!empty)
       ports.warn(`replica ${machine.region}: new storage; bootstrapping from its peers, numbering from ${base}`);
     return ok(null);
@@ -214,7 +214,7 @@ export class Lifecycle {
       (ready.length > 0 ? ready.every((peer) => done.has(peer)) : sources.every((p) => booting.has(p))) &&
       done.size + booting.size >= Math.min(this.quorumPeers(), sources.length);
     if (machine.phase === "bootstrapping" && finished) {
-      machine.bootstrapped();
+      machine.bootstrapped(ports.now());
       ports.warn(`replica ${machine.region}: bootstrapped from ${[...done, ...booting].join(", ")}`);
     }
   }

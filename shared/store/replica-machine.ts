@@ -72,6 +72,8 @@ export function refusable<T>(storage: ReplicaStorage, fn: () => Result<T>): Resu
 }
 
 const META_CLOCK = "clock";
+/** When the replica's bootstrap began (ms), for the time it took. */
+const META_BOOTSTRAP_STARTED = "bootstrap_started_ms";
 const META_SEQ = "seq";
 const META_FIRST = "first_written_ms";
 const META_VIEW = "view";
@@ -214,7 +216,7 @@ export class ReplicaMachine {
    * peers know of the region, see {@link INCARNATION_SEQ_GAP}), and goes on to bootstrap, or
    * straight to ready when the peers hold nothing.
    */
-  identify(base: number, bootstrap: boolean, prior = 0): void {
+  identify(base: number, bootstrap: boolean, prior = 0, nowMs = 0): void {
     assert(this.phaseState === "probing", "only a probing replica is identified");
     assert(Number.isSafeInteger(base) && base >= this.seqNumber, "a new numbering starts above the old");
     assert(prior <= base, "the earlier life's numbers are below the new ones");
@@ -224,6 +226,7 @@ export class ReplicaMachine {
       this.storage.meta.set(META_BASE, String(base));
       this.storage.meta.set(META_PRIOR, String(prior));
       this.storage.meta.set(META_PHASE, phase);
+      if (bootstrap) this.storage.meta.set(META_BOOTSTRAP_STARTED, String(nowMs));
     });
     this.seqNumber = base;
     this.base = base;
@@ -231,10 +234,16 @@ export class ReplicaMachine {
     this.phaseState = phase;
   }
 
-  /** Ends bootstrapping. */
-  bootstrapped(): void {
+  /** Ends bootstrapping at `nowMs`, counting it and the time it took in the metrics. */
+  bootstrapped(nowMs = 0): void {
     assert(this.phaseState === "bootstrapping", "only a bootstrapping replica finishes bootstrapping");
-    this.storage.transaction(() => this.storage.meta.set(META_PHASE, "ready"));
+    const { storage } = this;
+    storage.transaction(() => {
+      storage.meta.set(META_PHASE, "ready");
+      const started = Number(storage.meta.get(META_BOOTSTRAP_STARTED) ?? "");
+      storage.metrics.add("bootstraps_total", this.region, 1);
+      if (started > 0 && nowMs >= started) storage.metrics.add("bootstrap_ms_total", this.region, nowMs - started);
+    });
     this.phaseState = "ready";
   }
   /** The other regions. */

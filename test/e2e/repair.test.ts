@@ -131,6 +131,11 @@ describe("repair against npm start", () => {
     expect(await counterAt("apac", counter)).toBe(5);
     const members = await json<{ members: string[] }>(`/v1/sets/${encodeURIComponent(set)}?region=apac`);
     expect(members.members.sort()).toEqual(["a", "b", "c"]);
+    // The bootstrap is counted, with the time it took; nothing else bootstrapped.
+    const metrics = await (await call("/metrics")).text();
+    expect(metrics).toMatch(/^bootstraps_total\{region="apac",peer="apac"\} 1$/m);
+    expect(metrics).toMatch(/^bootstrap_seconds_total\{region="apac",peer="apac"\} \d/m);
+    expect(metrics).not.toMatch(/^bootstraps_total\{region="(wnam|enam|weur)"/m);
   }, 180_000);
 
   it("restores a region whose SQLite file was removed, counting its next increment everywhere", async () => {

@@ -49,6 +49,11 @@ const COUNTERS: Readonly<Record<string, string>> = {
   anti_entropy_keys_repaired_total:
     "Keys an anti-entropy round changed, by region and peer (counted where the merge changed the key).",
   replication_resends_total: "Times a region sent again the writes a peer left unconfirmed, by region and peer.",
+  replication_lost_life_dropped_total:
+    "Writes of a restored region's lost life that no region held when it was restored, dropped alike everywhere, by origin peer.",
+  bootstraps_total: "Bootstraps a region completed: it was new or restored empty and pulled its peers' data.",
+  bootstrap_seconds_total:
+    "Time a region spent bootstrapping, from its probe until it held what its peers did, summed over its bootstraps.",
   gc_tombstones_collected_total: "Tombstones a region collected once every region had merged them.",
   gc_late_copies_dropped_total:
     "Late or duplicated copies of collected keys a region dropped instead of resurrecting them, by origin peer.",
@@ -124,19 +129,23 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
     lines.push(`# HELP ${name} ${help}`);
     lines.push(`# TYPE ${name} counter`);
     // Replicas count anti-entropy bytes apart; they are exposed as a kind of replication bytes.
+    // Replicas count bootstrap time in milliseconds; it is exposed in seconds.
     const sources: ReadonlyArray<[string, string]> =
       name === "replication_bytes_total"
         ? [
             ["replication_bytes_total", ',kind="stream"'],
             ["anti_entropy_bytes_total", ',kind="anti_entropy"'],
           ]
-        : [[name, ""]];
+        : name === "bootstrap_seconds_total"
+          ? [["bootstrap_ms_total", ""]]
+          : [[name, ""]];
+    const scale = name === "bootstrap_seconds_total" ? 1 / 1000 : 1;
     let any = false;
     for (const [region, status] of statuses) {
       for (const m of status?.metrics ?? []) {
         const source = sources.find(([stored]) => stored === m.name);
         if (source === undefined) continue;
-        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"${source[1]}} ${m.value}`);
+        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"${source[1]}} ${m.value * scale}`);
         any = true;
       }
     }
