@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   invalid_key: 400,
   invalid_body: 400,
   invalid_query: 400,
+  invalid_header: 400,
   invalid_cursor: 400,
   unknown_region: 400,
   invalid_ack: 400,

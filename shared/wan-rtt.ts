@@ -30,3 +30,15 @@ export const LOCAL_RTT_MS = 2;
 export function oneWayMs(from: RegionId, to: RegionId): number {
   return (from === to ? LOCAL_RTT_MS : (WAN_RTT_MS[from][to] ?? LOCAL_RTT_MS)) / 2;
 }
+
+/**
+ * One hop's delay under WAN emulation: 0 within a region, else the one-way latency plus a jitter
+ * drawn uniformly from ±`jitterMs` with `random` (never below half the one-way latency, so
+ * jitter cannot make a distant hop look local).
+ */
+export function hopDelayMs(from: RegionId, to: RegionId, jitterMs = 0, random?: { next(): number }): number {
+  if (from === to) return 0;
+  const base = oneWayMs(from, to);
+  if (jitterMs <= 0 || random === undefined) return base;
+  return Math.max(base / 2, base + (random.next() * 2 - 1) * jitterMs);
+}

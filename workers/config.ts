@@ -38,6 +38,17 @@ export interface Config {
   readonly antiEntropyIntervalMs: number;
   /** Collection of tombstones and of the conflict log (`shared/store/gc.ts`). */
   readonly gc: GcSettings;
+  /** Local WAN emulation (`workers/transport.ts`). */
+  readonly wan: WanSettings;
+}
+
+/** Local WAN emulation: every cross-region hop waits the one-way latency between its regions. */
+export interface WanSettings {
+  readonly on: boolean;
+  /** Each hop's delay varies uniformly by up to this many ms. */
+  readonly jitterMs: number;
+  /** Seed of the jitter's generator. */
+  readonly seed: number;
 }
 
 /** Default for {@link Config.ackTimeoutMs}. */
@@ -94,6 +105,9 @@ export function loadConfig(env: Env): Config {
     env.TOMBSTONE_GRACE_MS,
     env.CONFLICT_LOG_RETENTION_MS,
     env.CONFLICT_LOG_MAX_ROWS,
+    env.WAN_EMULATION,
+    env.WAN_JITTER_MS,
+    env.WAN_SEED,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -137,6 +151,11 @@ export function loadConfig(env: Env): Config {
         GC_DEFAULTS.conflictRetentionMs,
       ),
       conflictRowsMax: positiveInt("CONFLICT_LOG_MAX_ROWS", env.CONFLICT_LOG_MAX_ROWS, GC_DEFAULTS.conflictRowsMax),
+    },
+    wan: {
+      on: flag("WAN_EMULATION", env.WAN_EMULATION),
+      jitterMs: nonNegativeInt("WAN_JITTER_MS", env.WAN_JITTER_MS, 0, 10_000),
+      seed: nonNegativeInt("WAN_SEED", env.WAN_SEED, 1, 0xffff_ffff),
     },
   };
   cached = { key, config };

@@ -21,7 +21,7 @@ import { Incarnation, guardedStorage } from "./host.ts";
 import { MemoryControlStorage } from "./memory-control.ts";
 import { MemoryStorage } from "./memory-storage.ts";
 import { type Network } from "./network.ts";
-import { type Random } from "./random.ts";
+import { type Random } from "../../shared/random.ts";
 import { type Scheduler } from "./scheduler.ts";
 import { type Trace } from "./trace.ts";
 

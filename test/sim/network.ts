@@ -3,7 +3,7 @@
 // RPCs that either deliver (possibly with the reply lost, after the callee acted) or fail.
 import { type RegionId } from "../../shared/regions.ts";
 import { oneWayMs } from "../../shared/wan-rtt.ts";
-import { type Random } from "./random.ts";
+import { type Random } from "../../shared/random.ts";
 import { type Scheduler } from "./scheduler.ts";
 
 /** The faults in force; the simulation changes them over time. */

@@ -15,7 +15,7 @@ import { EMPTY_VV, type VersionVector, formatVv, parseVv, vvGet, vvMerge } from 
 import { Cluster } from "./cluster.ts";
 import { SimClient } from "./client.ts";
 import { Network } from "./network.ts";
-import { Random } from "./random.ts";
+import { Random } from "../../shared/random.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Trace } from "./trace.ts";
 import { type FaultPlan, clientLoop, scheduleFaults, setHealth } from "./workload.ts";

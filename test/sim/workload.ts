@@ -7,7 +7,7 @@ import { majority } from "../../shared/store/cluster.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
 import { type Cluster } from "./cluster.ts";
 import { type Consistency, type SimClient } from "./client.ts";
-import { type Random } from "./random.ts";
+import { type Random } from "../../shared/random.ts";
 
 /** Keys the clients use: few, so that writes conflict. */
 export const REGISTER_KEYS = ["r/0", "r/1", "r/2"];

@@ -12,7 +12,7 @@ import { ControlNode, type HealthChange } from "../../shared/store/control-node.
 import { platformClock } from "../clock.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { CONTROL_MIGRATIONS, migrate } from "../migrations.ts";
-import { replicaOf } from "../stubs.ts";
+import { controlRegion, replicaOf } from "../stubs.ts";
 import { controlStore } from "./store.ts";
 
 export class Control extends DurableObject<Env> {
@@ -30,7 +30,7 @@ export class Control extends DurableObject<Env> {
     );
     this.node = new ControlNode(machine, {
       ...platformClock,
-      replica: (region) => replicaOf(this.env, region),
+      replica: (region) => replicaOf(this.env, region, controlRegion(this.env)),
       warn: (message, error) => (error === undefined ? console.warn(message) : console.warn(`${message}:`, error)),
     });
     void ctx.blockConcurrencyWhile(async () => {

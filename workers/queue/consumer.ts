@@ -1,13 +1,14 @@
 /**
  * Queue consumers. The replication consumer hands each message to its target region's replica
  * and acks it only once the replica has durably merged it; anything else is retried with
- * backoff and, after `max_retries`, lands in the dead-letter queue. The dead-letter consumer
+ * backoff and, after `max_retries`, lands in the dead-letter queue. Under WAN emulation a
+ * message reaches its target no earlier than its send time plus the one-way latency. The dead-letter consumer
  * records every message in its target replica, where operators can inspect and replay it.
  */
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
-import { replicaOf } from "../stubs.ts";
+import { hopMs, replicaOf } from "../stubs.ts";
 import { clusterView } from "../router/view.ts";
 import { isAssertion } from "../../shared/store/ports.ts";
 import { PARK_DELAY_SECONDS, deliveryOf, retryDelaySeconds } from "../../shared/store/delivery.ts";
@@ -16,10 +17,29 @@ import { PARK_DELAY_SECONDS, deliveryOf, retryDelaySeconds } from "../../shared/
 export const REPLICATION_QUEUE = "kv-replication";
 export const DEAD_LETTER_QUEUE = "kv-replication-dlq";
 
+/** A message body's region field (`target` or `origin`), when it names a region. */
+function regionField(body: unknown, field: "target" | "origin"): RegionId | undefined {
+  if (typeof body !== "object" || body === null || !(field in body)) return undefined;
+  const value = (body as Record<string, unknown>)[field];
+  return typeof value === "string" ? parseRegionId(value) : undefined;
+}
+
 function targetOf(body: unknown): RegionId | undefined {
-  if (typeof body !== "object" || body === null || !("target" in body) || typeof body.target !== "string")
-    return undefined;
-  return parseRegionId(body.target);
+  return regionField(body, "target");
+}
+
+/**
+ * WAN emulation: waits until every message of a group could have crossed from its origin to
+ * `target` (sent at `timestamp`, plus the one-way latency). Retried messages are long due.
+ */
+async function crossed(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
+  let due = 0;
+  for (const m of messages) {
+    const origin = regionField(m.body, "origin");
+    if (origin !== undefined) due = Math.max(due, m.timestamp.getTime() + hopMs(env, origin, target));
+  }
+  const waitMs = due - Date.now();
+  if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
 /** Groups a batch's messages by target region; messages without a valid target go under `undefined`. */
@@ -82,6 +102,7 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return;
       }
+      await crossed(env, target, messages);
       try {
         const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
         messages.forEach((m, i) => {

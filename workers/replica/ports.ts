@@ -1,6 +1,6 @@
 /**
  * The replica's ports (`shared/store/ports.ts`) on the platform: other replicas and the control
- * object over RPC, the replication queue binding, `ctx.waitUntil` for background work. The
+ * object over RPC (through `stubs.ts`, so over emulated WAN when it is on), the replication queue binding, `ctx.waitUntil` for background work. The
  * bindings are read at each call, so a test may swap `env` on a live instance.
  */
 import { type RegionId } from "../../shared/regions.ts";
@@ -9,14 +9,14 @@ import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
 import { controlOf, replicaOf } from "../stubs.ts";
 
-/** Ports for a replica whose current bindings `env()` returns. */
-export function replicaPorts(ctx: DurableObjectState, env: () => Env): ReplicaPorts {
+/** Ports for the replica of `self` whose current bindings `env()` returns. */
+export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: RegionId): ReplicaPorts {
   return {
     ...platformClock,
-    peer: (region: RegionId): PeerApi => replicaOf(env(), region),
+    peer: (region: RegionId): PeerApi => replicaOf(env(), region, self),
     control: {
-      getView: () => controlOf(env()).getView(),
-      confirmPrimary: (prefix, region, epoch) => controlOf(env()).confirmPrimary(prefix, region, epoch),
+      getView: () => controlOf(env(), self).getView(),
+      confirmPrimary: (prefix, region, epoch) => controlOf(env(), self).confirmPrimary(prefix, region, epoch),
     },
     queue: {
       async sendBatch(messages, delaySeconds) {

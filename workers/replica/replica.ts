@@ -60,7 +60,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       },
       Date.now(),
     );
-    const ports = replicaPorts(ctx, () => this.env);
+    const ports = replicaPorts(ctx, () => this.env, region);
     this.node = new ReplicaNode(this.machine, ports, {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       sessionWaitMs: config.sessionWaitMs,
@@ -217,6 +217,6 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
 
   /** Sends a batch of dead letters back to the replication queue, then forgets them. */
   async replayDeadLetters(): Promise<{ replayed: number; remaining: number }> {
-    return replayDeadLetters(this.machine, replicaPorts(this.ctx, () => this.env).queue);
+    return replayDeadLetters(this.machine, replicaPorts(this.ctx, () => this.env, this.machine.region).queue);
   }
 }

@@ -21,7 +21,7 @@ import { type Config, loadConfig } from "../config.ts";
 import { replicaOf } from "../stubs.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplica, intParam } from "./http.ts";
-import { parsePinnedRegion, regionPreference } from "./routing.ts";
+import { edgeOf, parsePinnedRegion, regionPreference } from "./routing.ts";
 import { sessionSecrets, signSession, verifySession } from "./session.ts";
 import { clusterView } from "./view.ts";
 
@@ -84,7 +84,7 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") {
     throw new StoreError("invalid_body", 'If-None-Match supports only "*" (create only)');
   }
-  const view = await clusterView(c.env);
+  const view = await clusterView(c.env, edgeOf(c));
   const strong = prefixOf(key, config.primaryPrefixes);
   const pinned = pinOf(config, c);
   const options: { -readonly [K in keyof WriteOptions]: WriteOptions[K] } = { acks, timeoutMs };
@@ -99,7 +99,7 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   } else {
     region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
-  const outcome = await callReplica(region, () => replicaOf(c.env, region).write(key, op, options));
+  const outcome = await callReplica(region, () => replicaOf(c.env, region, edgeOf(c)).write(key, op, options));
   const token = await signSession(secrets, vvMerge(seen, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
     // On a strong prefix a write no quorum holds is not yet safe: a failover before it
@@ -148,7 +148,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   }
   const secrets = sessionSecrets(c.env);
   const seen = await verifySession(secrets, c.req.header("x-session-token"));
-  const view = await clusterView(c.env);
+  const view = await clusterView(c.env, edgeOf(c));
   const pinned = pinOf(config, c);
   const preference = regionPreference(config, c.req.raw);
   let answer: ReadOutcome;
@@ -157,7 +157,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
     case "session": {
       const region = unwrap(chooseRegion(preference, view, pinned));
       answer = await callReplica(region, () =>
-        replicaOf(c.env, region).read(key, consistency === "session" ? { session: seen } : {}),
+        replicaOf(c.env, region, edgeOf(c)).read(key, consistency === "session" ? { session: seen } : {}),
       );
       break;
     }
@@ -172,7 +172,9 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
       }
       const primary = unwrap(primaryFor(view, strong));
       answer = await callReplica(primary.region, () =>
-        replicaOf(c.env, primary.region).read(key, { strong: { prefix: strong.prefix, epoch: primary.epoch } }),
+        replicaOf(c.env, primary.region, edgeOf(c)).read(key, {
+          strong: { prefix: strong.prefix, epoch: primary.epoch },
+        }),
       );
       break;
     }
@@ -198,7 +200,7 @@ async function boundedRead(c: Context<AppEnv>, order: readonly RegionId[], key: 
   const maxStalenessMs = intParam("max_staleness_ms", raw, 0, 86_400_000, 0);
   for (const region of order) {
     try {
-      return await callReplica(region, () => replicaOf(c.env, region).read(key, { maxStalenessMs }));
+      return await callReplica(region, () => replicaOf(c.env, region, edgeOf(c)).read(key, { maxStalenessMs }));
     } catch (error) {
       if (
         !(error instanceof StoreError) ||
@@ -228,13 +230,13 @@ async function quorum(
 ): Promise<ReadOutcome> {
   const answer = unwrap(
     await quorumRead(platformClock, order, majority(config.regions.length), QUORUM_READ_TIMEOUT_MS, (region) =>
-      replicaOf(c.env, region).snapshot(key),
+      replicaOf(c.env, region, edgeOf(c)).snapshot(key),
     ),
   );
   const { merged, answered, stale } = answer;
   for (const region of stale) {
     c.executionCtx.waitUntil(
-      replicaOf(c.env, region)
+      replicaOf(c.env, region, edgeOf(c))
         .repair(key, merged)
         .catch((error: unknown) => console.warn(`read repair of ${region} failed:`, error)),
     );

@@ -18,6 +18,7 @@ import {
   readBodyCapped,
 } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
+import { edgeOf } from "./routing.ts";
 import { clusterView } from "./view.ts";
 
 const KV_PREFIX = "/v1/kv/";
@@ -38,7 +39,7 @@ export function registerOnly(view: KeyView, key: string): Extract<KeyView, { typ
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   app.get("/v1/kv", async (c) => {
-    const region = servingRegionOf(c, await clusterView(c.env));
+    const region = servingRegionOf(c, await clusterView(c.env, edgeOf(c)));
     const prefix = c.req.query("prefix") ?? "";
     if (new TextEncoder().encode(prefix).length > 512) {
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
@@ -46,7 +47,7 @@ export function mountKv(app: Hono<AppEnv>): void {
     const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
     const after = decodeCursor(c.req.query("cursor"));
     const page = await callReplica(region, () =>
-      replicaOf(c.env, region).list(prefix, prefixEnd(prefix), after, limit),
+      replicaOf(c.env, region, edgeOf(c)).list(prefix, prefixEnd(prefix), after, limit),
     );
     const last = page.keys.at(-1);
     c.header("X-Served-By", region);

@@ -4,6 +4,7 @@
  * time; the isolate that made an admin change sees it at once.
  */
 import { type ClusterView, EMPTY_VIEW } from "../../shared/store/cluster.ts";
+import { type RegionId } from "../../shared/regions.ts";
 import { controlOf } from "../stubs.ts";
 
 /** Longest a router isolate serves from a cached view. */
@@ -11,12 +12,16 @@ export const VIEW_CACHE_MS = 500;
 
 let cached: { view: ClusterView; fetchedMs: number } | undefined;
 
-/** The current cluster view, from cache when fresh. If the control object cannot be reached, the last view (or an all-healthy one) is used. */
-export async function clusterView(env: Env): Promise<ClusterView> {
+/**
+ * The current cluster view, from cache when fresh, else from the control object as called from
+ * region `from` (the router's edge: over emulated WAN when it is on). If the control object
+ * cannot be reached, the last view (or an all-healthy one) is used.
+ */
+export async function clusterView(env: Env, from?: RegionId): Promise<ClusterView> {
   const now = Date.now();
   if (cached !== undefined && now - cached.fetchedMs < VIEW_CACHE_MS) return cached.view;
   try {
-    const view = await controlOf(env).getView();
+    const view = await controlOf(env, from).getView();
     cached = { view, fetchedMs: now };
     return view;
   } catch (error) {

@@ -1,6 +1,7 @@
-// A small seeded generator (sfc32, from PractRand), so a whole simulation is a function of its
-// seed. Never Math.random: a failing seed must replay exactly.
-
+/**
+ * A small seeded generator (sfc32, from PractRand), so a simulation, a fault schedule or WAN
+ * jitter is a function of its seed. Never Math.random: a failing seed must replay exactly.
+ */
 /** A deterministic random source. */
 export class Random {
   private a: number;
