@@ -38,8 +38,10 @@ export interface Config {
   readonly antiEntropyIntervalMs: number;
   /** Collection of tombstones and of the conflict log (`shared/store/gc.ts`). */
   readonly gc: GcSettings;
-  /** Local WAN emulation (`workers/transport.ts`). */
+  /** Local WAN emulation (`workers/stubs.ts`). */
   readonly wan: WanSettings;
+  /** Whether fault injection may be used (`POST /v1/admin/faults`); off in production. */
+  readonly faults: boolean;
 }
 
 /** Local WAN emulation: every cross-region hop waits the one-way latency between its regions. */
@@ -108,6 +110,7 @@ export function loadConfig(env: Env): Config {
     env.WAN_EMULATION,
     env.WAN_JITTER_MS,
     env.WAN_SEED,
+    env.FAULTS,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -157,6 +160,7 @@ export function loadConfig(env: Env): Config {
       jitterMs: nonNegativeInt("WAN_JITTER_MS", env.WAN_JITTER_MS, 0, 10_000),
       seed: nonNegativeInt("WAN_SEED", env.WAN_SEED, 1, 0xffff_ffff),
     },
+    faults: flag("FAULTS", env.FAULTS),
   };
   cached = { key, config };
   return config;

@@ -17,6 +17,7 @@
  * A complete round means this replica holds everything the peer held when it began, so the
  * peer's stream counts as applied up to the sequence number it reported, gaps included.
  */
+import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
 import { equalBytes } from "../bytes.ts";
 import { type Result, fail, ok } from "../errors.ts";
 import {
@@ -87,20 +88,28 @@ export function localRows(machine: ReplicaMachine, keys: readonly string[]): Key
 /**
  * Merges rows from `from` (either side of a round), in one transaction, through the fenced
  * merge; returns how many changed this replica, how many it kept aside to judge later (older
- * epochs of an unsettled strong prefix, see `apply.ts` `judgeDeferred`), and the highest of this replica's own sequence numbers the
- * rows carry.
+ * epochs of an unsettled strong prefix, see `apply.ts` `judgeDeferred`), and how many it held
+ * back because their stamps are too far ahead of its clock.
  */
 export function mergeRows(
   machine: ReplicaMachine,
   from: string,
   rows: readonly KeyRow[],
   nowMs: number,
-): { changed: number; waiting: number } {
+): { changed: number; waiting: number; held: number } {
   let changed = 0;
   let waiting = 0;
+  let held = 0;
   machine.storage.transaction(() => {
     for (const row of rows) {
       const state = decodeKeyState(row.encoded);
+      // A register stamped further ahead of this replica's clock than the HLC allows is held, as
+      // the stream holds it (`clock_skew`): merged, a skewed clock's write would win every later
+      // one. A later round takes it once the clocks agree.
+      if (state.type === "register" && state.register.stamp.wallMs > nowMs + HLC_SKEW_MS_MAX_DEFAULT) {
+        held += 1;
+        continue;
+      }
       const epoch = machine.epochOf(row.key, row.epoch);
       const outcome = mergeInto(machine, row.key, state, epoch, row.seqs, from, nowMs, false, "repair");
       if (outcome === "merged") changed += 1;
@@ -112,8 +121,9 @@ export function mergeRows(
         waiting += 1;
       }
     }
+    if (held > 0) machine.storage.metrics.add("anti_entropy_skew_held_total", from, held);
   });
-  return { changed, waiting };
+  return { changed, waiting, held };
 }
 
 /** Buckets `from` (inclusive) to `to` (exclusive): the span of one node of the tree. */
@@ -210,7 +220,9 @@ export async function antiEntropyRound(
       const page = await peer.bucketRows(range.from, range.to, after, limit);
       if (!page.ok) return unreachable("bucketRows");
       bytes += rowBytes(page.value);
-      keysRepaired += mergeRows(machine, peerRegion, page.value, now()).changed;
+      const merged = mergeRows(machine, peerRegion, page.value, now());
+      keysRepaired += merged.changed;
+      if (merged.held > 0) complete = false;
       budget -= page.value.length;
       after = page.value.length < limit ? null : cursorOf(page.value);
     } while (after !== null);
@@ -253,6 +265,7 @@ export async function antiEntropyRound(
     bytes += rowBytes(theirs.value);
     const merged = mergeRows(machine, peerRegion, theirs.value, now());
     keysRepaired += merged.changed;
+    if (merged.held > 0) complete = false;
     // What this replica holds for those keys, and the peer lacks or holds differently.
     const mine = localRows(machine, batch);
     if (mine.length === 0) continue;

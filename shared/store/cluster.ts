@@ -6,7 +6,7 @@
 import { type RegionId } from "../regions.ts";
 
 /** Why a region counts as unhealthy. */
-export type UnhealthyReason = "admin" | "unreachable" | "silent" | "bootstrapping";
+export type UnhealthyReason = "admin" | "unreachable" | "silent" | "bootstrapping" | "clock_skew";
 
 /** One region's health. */
 export interface RegionHealth {
@@ -77,6 +77,12 @@ export interface HealthEvidence {
   readonly silenceMs: number;
   /** The region's health before this round, kept when there is no evidence either way. */
   readonly previous: RegionHealth | undefined;
+  /**
+   * Whether its clock strays from the others' beyond the HLC's skew bound this round
+   * ({@link skewedRegions}): its stamps are refused (or it refuses everyone's), so its writes
+   * are held until the clocks agree again.
+   */
+  readonly skewed: boolean;
 }
 
 /**
@@ -85,11 +91,13 @@ export interface HealthEvidence {
  * heartbeating is healthy; one that current reports say no peer has heard from within
  * `silenceMs` is not. When no peer reported this round, the previous verdict stands (or an
  * admin one is lifted), so a control object that cannot reach anyone declares no one dead.
- * A replica that says it is bootstrapping lacks data, so it is unhealthy until it is done.
+ * A replica that says it is bootstrapping lacks data, so it is unhealthy until it is done; one
+ * whose clock strays beyond the HLC's bound cannot replicate, so it is unhealthy until it agrees.
  */
 export function regionHealth(e: HealthEvidence): RegionHealth {
   if (e.override === false) return { healthy: false, reason: "admin" };
   if (e.bootstrapping) return { healthy: false, reason: "bootstrapping" };
+  if (e.skewed) return { healthy: false, reason: "clock_skew" };
   const previous = e.previous === undefined || e.previous.reason === "admin" ? HEALTHY : e.previous;
   if (!e.fresh) return previous;
   const silent = e.nowMs > e.graceUntilMs && e.nowMs - e.heardMs > e.silenceMs;
@@ -98,3 +106,26 @@ export function regionHealth(e: HealthEvidence): RegionHealth {
 }
 
 const HEALTHY: RegionHealth = { healthy: true, reason: null };
+
+/**
+ * How far each region's clock reading strays from the median of all readings (`referenceMs`,
+ * the caller's own clock, votes too, so two regions that disagree are judged by a third).
+ * Readings are taken within one round of calls, whose latency is far below any bound used here.
+ */
+export function clockOffsets(readings: ReadonlyMap<RegionId, number>, referenceMs: number): Map<RegionId, number> {
+  const sorted = [...readings.values(), referenceMs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median =
+    sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return new Map([...readings].map(([region, ms]) => [region, ms - median]));
+}
+
+/** The regions whose clocks stray more than `boundMs` from the median ({@link clockOffsets}). */
+export function skewedRegions(
+  readings: ReadonlyMap<RegionId, number>,
+  referenceMs: number,
+  boundMs: number,
+): Set<RegionId> {
+  const offsets = clockOffsets(readings, referenceMs);
+  return new Set([...offsets].filter(([, offset]) => Math.abs(offset) > boundMs).map(([region]) => region));
+}

@@ -97,6 +97,8 @@ export interface ReplicaStatus {
   readonly region: RegionId;
   readonly seq: number;
   readonly clock: string;
+  /** Its physical clock when it answered: compared across regions to find a skewed one. */
+  readonly nowMs: number;
   readonly takenOut: boolean;
   /** Whether it is new and still pulling what its peers hold (it then counts as unhealthy). */
   readonly bootstrapping: boolean;

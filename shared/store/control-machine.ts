@@ -13,8 +13,10 @@ import {
   isHealthy,
   majority,
   regionHealth,
+  skewedRegions,
 } from "./cluster.ts";
 import { type ReplicaStatus } from "./contract.ts";
+import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
 import { type PrimaryPrefix } from "./primaries.ts";
 
 /** A strong prefix's primary as the control object stores it. */
@@ -117,6 +119,9 @@ export class ControlMachine {
     if (statuses !== undefined) this.recordEvidence(statuses, nowMs);
     const overrides = storage.health.all();
     const heard = storage.evidence.all();
+    const readings = new Map<RegionId, number>();
+    for (const [region, status] of statuses ?? []) if (status !== null) readings.set(region, status.nowMs);
+    const skewed = skewedRegions(readings, nowMs, HLC_SKEW_MS_MAX_DEFAULT);
     const health: Partial<Record<RegionId, RegionHealth>> = {};
     for (const region of settings.regions) {
       const override = overrides.get(region);
@@ -138,6 +143,8 @@ export class ControlMachine {
         nowMs,
         silenceMs: settings.silenceMs,
         previous: this.current.health[region],
+        // Known only from this round's answers; without a round, the last verdict stands.
+        skewed: statuses === undefined ? this.current.health[region]?.reason === "clock_skew" : skewed.has(region),
       });
     }
     const configured = new Map(settings.primaryPrefixes.map((p) => [p.prefix, p]));

@@ -525,6 +525,7 @@ export class ReplicaMachine {
       region: this.region,
       seq: this.seqNumber,
       clock: formatHlc(this.clockStamp),
+      nowMs,
       takenOut: this.takenOut(),
       bootstrapping: this.bootstrapping,
       incarnation: this.incarnationId,

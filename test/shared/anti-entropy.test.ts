@@ -304,3 +304,27 @@ describe("progress from a complete round", () => {
     expect(a.machine.lags(NOW).enam?.entries).toBe(1);
   });
 });
+
+describe("a peer whose clock runs ahead", () => {
+  it("has its registers held while their stamps are beyond the HLC bound, and merged once the clocks agree", async () => {
+    const a = nodeOf("wnam");
+    const b = nodeOf("enam");
+    // enam's clock ran 90 s ahead when it wrote k; a counter carries no stamp and passes.
+    ok(b.machine.write("k", put("ahead"), {}, undefined, NOW + 90_000));
+    ok(b.machine.write("c", { type: "counter", delta: 1 }, {}, undefined, NOW + 90_000));
+    const first = ok(await antiEntropyRound(a.machine, "enam", api(b), () => NOW));
+    expect(a.machine.storage.kv.get("k")).toBeNull();
+    expect(a.machine.storage.kv.get("c")).not.toBeNull();
+    // Held, so the round does not claim to hold what the peer held.
+    expect(first.complete).toBe(false);
+    expect(a.machine.storage.metrics.all()).toContainEqual({
+      name: "anti_entropy_skew_held_total",
+      peer: "enam",
+      value: 1,
+    });
+    // Within the bound of wnam's clock: taken, and the round completes.
+    const later = ok(await antiEntropyRound(a.machine, "enam", api(b), () => NOW + 31_000));
+    expect(later.complete).toBe(true);
+    expect(hex(a.machine.storage.kv.get("k")!.encoded)).toBe(hex(b.machine.storage.kv.get("k")!.encoded));
+  });
+});

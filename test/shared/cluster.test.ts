@@ -1,7 +1,13 @@
 // Region health: operator overrides, heartbeat silence, busy-but-alive replicas, and no change
 // without evidence.
 import { describe, expect, it } from "vitest";
-import { type HealthEvidence, majority, regionHealth } from "../../shared/store/cluster.ts";
+import {
+  type HealthEvidence,
+  clockOffsets,
+  majority,
+  regionHealth,
+  skewedRegions,
+} from "../../shared/store/cluster.ts";
 
 const base: HealthEvidence = {
   override: undefined,
@@ -13,6 +19,7 @@ const base: HealthEvidence = {
   nowMs: 11_000,
   silenceMs: 3_000,
   previous: undefined,
+  skewed: false,
 };
 
 describe("region health", () => {
@@ -37,6 +44,20 @@ describe("region health", () => {
     expect(regionHealth({ ...base, override: true })).toEqual({ healthy: true, reason: null });
     // Put back while no peer reports: the operator's verdict is lifted, not kept.
     expect(regionHealth({ ...base, fresh: false, previous: { healthy: false, reason: "admin" } })).toEqual({
+      healthy: true,
+      reason: null,
+    });
+  });
+
+  it("is unhealthy with clock_skew while its clock strays beyond the bound, below an operator's and a bootstrap's verdict", () => {
+    expect(regionHealth({ ...base, skewed: true })).toEqual({ healthy: false, reason: "clock_skew" });
+    expect(regionHealth({ ...base, skewed: true, override: false })).toEqual({ healthy: false, reason: "admin" });
+    expect(regionHealth({ ...base, skewed: true, bootstrapping: true })).toEqual({
+      healthy: false,
+      reason: "bootstrapping",
+    });
+    // Back in line: healthy again on the next round's evidence.
+    expect(regionHealth({ ...base, previous: { healthy: false, reason: "clock_skew" } })).toEqual({
       healthy: true,
       reason: null,
     });
@@ -69,5 +90,51 @@ describe("region health", () => {
 
   it("counts majorities", () => {
     expect([1, 2, 3, 4, 5, 9].map(majority)).toEqual([1, 2, 2, 3, 3, 5]);
+  });
+});
+
+describe("clock offsets", () => {
+  const T = 1_800_000_000_000;
+
+  it("measure each region from the median of every reading, the caller's included", () => {
+    const readings = new Map([
+      ["wnam", T + 10],
+      ["enam", T],
+      ["weur", T - 20],
+      ["apac", T + 90_000],
+    ] as const);
+    expect(Object.fromEntries(clockOffsets(readings, T + 5))).toEqual({
+      wnam: 5,
+      enam: -5,
+      weur: -25,
+      apac: 89_995,
+    });
+    expect([...skewedRegions(readings, T + 5, 60_000)]).toEqual(["apac"]);
+    // A clock behind strays as much as one ahead.
+    expect([...skewedRegions(new Map([...readings, ["apac", T - 61_000]]), T, 60_000)]).toEqual(["apac"]);
+  });
+
+  it("let a third clock judge two that disagree, and find none when all agree", () => {
+    expect([
+      ...skewedRegions(
+        new Map([
+          ["wnam", T + 120_000],
+          ["enam", T],
+        ]),
+        T,
+        60_000,
+      ),
+    ]).toEqual(["wnam"]);
+    expect(
+      skewedRegions(
+        new Map([
+          ["wnam", T + 59_000],
+          ["enam", T],
+        ]),
+        T,
+        60_000,
+      ).size,
+    ).toBe(0);
+    expect(skewedRegions(new Map(), T, 60_000).size).toBe(0);
   });
 });

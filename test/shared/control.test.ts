@@ -38,6 +38,7 @@ function status(
     region,
     seq: 0,
     clock: "",
+    nowMs: 0,
     takenOut: false,
     bootstrapping: false,
     incarnation: "1",
@@ -82,6 +83,25 @@ describe("health", () => {
         all(() => null),
       ).health.apac,
     ).toEqual({ healthy: false, reason: "unreachable" });
+  });
+});
+
+describe("clock skew", () => {
+  it("marks a region whose clock strays beyond the HLC bound, and clears it once the clocks agree", () => {
+    const m = control();
+    const later = START + 60_000;
+    const at = (apacMs: number) => all((r) => ({ ...status(r, {}), nowMs: r === "apac" ? apacMs : later }));
+    expect(m.compose(later, at(later + 90_000)).health.apac).toEqual({ healthy: false, reason: "clock_skew" });
+    expect(m.compose(later, at(later + 90_000)).health.wnam).toEqual({ healthy: true, reason: null });
+    // No round (nobody answered): the verdict stands.
+    expect(
+      m.compose(
+        later + 1000,
+        all(() => null),
+      ).health.apac,
+    ).toEqual({ healthy: false, reason: "clock_skew" });
+    // Within the bound again.
+    expect(m.compose(later, at(later + 1_000)).health.apac).toEqual({ healthy: true, reason: null });
   });
 });
 

@@ -1,10 +1,11 @@
 /**
  * The control object: one global Durable Object that decides region health and the primary of
- * each strong prefix. It is an adapter: the decisions are `shared/store/control-machine.ts`'s
+ * each strong prefix, and keeps the faults injected for drills (`FAULTS = "on"`). It is an adapter: the decisions are `shared/store/control-machine.ts`'s
  * and the rounds `shared/store/control-node.ts`'s (which the simulator runs too); this class
  * supplies storage, ports and the alarm.
  */
 import { DurableObject } from "cloudflare:workers";
+import { type Faults, NO_FAULTS } from "../../shared/faults.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import { ControlMachine } from "../../shared/store/control-machine.ts";
@@ -14,6 +15,9 @@ import { type Config, loadConfig } from "../config.ts";
 import { CONTROL_MIGRATIONS, migrate } from "../migrations.ts";
 import { controlRegion, replicaOf } from "../stubs.ts";
 import { controlStore } from "./store.ts";
+
+/** Where the faults in force are kept. */
+const FAULTS_KEY = "faults";
 
 export class Control extends DurableObject<Env> {
   private readonly node: ControlNode;
@@ -53,6 +57,17 @@ export class Control extends DurableObject<Env> {
    */
   async setHealth(region: RegionId, healthy: boolean): Promise<HealthChange> {
     return this.node.setHealth(region, healthy);
+  }
+
+  /** The faults in force (`shared/faults.ts`): none until an operator sets some. */
+  async getFaults(): Promise<Faults> {
+    return (await this.ctx.storage.get<Faults>(FAULTS_KEY)) ?? NO_FAULTS;
+  }
+
+  /** Sets the faults in force (NO_FAULTS clears them); every isolate takes them within a moment. */
+  async setFaults(faults: Faults): Promise<Faults> {
+    await this.ctx.storage.put(FAULTS_KEY, faults);
+    return faults;
   }
 
   /** Whether `region` is the ready primary of `prefix` under `epoch`: the fencing check. */

@@ -9,6 +9,8 @@ import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
 import { hopMs, replicaOf } from "../stubs.ts";
+import { type Faults, partitioned } from "../../shared/faults.ts";
+import { currentFaults, faultRandom } from "../faults.ts";
 import { clusterView } from "../router/view.ts";
 import { isAssertion } from "../../shared/store/ports.ts";
 import { PARK_DELAY_SECONDS, deliveryOf, retryDelaySeconds } from "../../shared/store/delivery.ts";
@@ -29,8 +31,9 @@ function targetOf(body: unknown): RegionId | undefined {
 }
 
 /**
- * WAN emulation: waits until every message of a group could have crossed from its origin to
- * `target` (sent at `timestamp`, plus the one-way latency). Retried messages are long due.
+ * WAN emulation (and injected `delayMs`): waits until every message of a group could have
+ * crossed from its origin to `target` (sent at `timestamp`, plus the hop). Retried messages are
+ * long due.
  */
 async function crossed(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
   let due = 0;
@@ -72,36 +75,67 @@ async function park(env: Env, messages: readonly Message[]): Promise<void> {
 }
 
 /**
- * Fault injection (`REPLICATION_DROP_PERCENT`): acks that share of the batch without delivering
- * it, as a lossy link would lose it (never retried, never dead-lettered); the rest is delivered.
+ * Fault injection (`REPLICATION_DROP_PERCENT`, and `drop` of the faults in force): acks that
+ * share of the batch without delivering it, as a lossy link would lose it (never retried, never
+ * dead-lettered); the rest is delivered. Decided by the faults' seeded generator.
  */
-function dropSome(messages: readonly Message[], percent: number): Message[] {
-  if (percent === 0) return [...messages];
+function dropSome(messages: readonly Message[], percent: number, faults: Faults): Message[] {
+  const share = Math.max(percent / 100, faults.drop);
+  if (share === 0) return [...messages];
+  const random = faultRandom(faults);
   const kept: Message[] = [];
   for (const m of messages) {
-    if (Math.random() * 100 < percent) m.ack();
+    if (random.next() < share) m.ack();
     else kept.push(m);
   }
   return kept;
 }
 
+/** Fault injection (`duplicate`): sends that share of the batch once more, to arrive later. */
+async function duplicateSome(env: Env, messages: readonly Message[], faults: Faults): Promise<void> {
+  if (faults.duplicate === 0) return;
+  const random = faultRandom(faults);
+  const copies = messages.filter(() => random.next() < faults.duplicate);
+  if (copies.length === 0) return;
+  try {
+    await env.REPLICATION_QUEUE.sendBatch(
+      copies.map((m) => ({ body: m.body, contentType: "v8" as const })),
+      { delaySeconds: DUPLICATE_DELAY_SECONDS },
+    );
+  } catch (error) {
+    console.warn(`could not send ${copies.length} injected duplicates:`, error);
+  }
+}
+
+/** How much later an injected duplicate arrives. */
+const DUPLICATE_DELAY_SECONDS = 1;
+
 /** Delivers a replication batch, one replica call per target region. */
 export async function consumeReplication(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
-  const view = await clusterView(env);
-  const delivered = dropSome(batch.messages, config.replicationDropPercent);
+  const [view, faults] = await Promise.all([clusterView(env), currentFaults(env)]);
+  const delivered = dropSome(batch.messages, config.replicationDropPercent, faults);
+  await duplicateSome(env, delivered, faults);
   await Promise.all(
-    [...byTarget(delivered)].map(async ([target, messages]) => {
+    [...byTarget(delivered)].map(async ([target, group]) => {
       if (target !== undefined && isTakenOut(view, target)) {
-        await park(env, messages);
+        await park(env, group);
         return;
       }
       if (target === undefined || !config.regions.includes(target)) {
         // Cannot be delivered anywhere: let it exhaust its retries into the dead-letter queue.
-        console.error(`replication message without a configured target region; ${messages.length} to retry`);
-        for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+        console.error(`replication message without a configured target region; ${group.length} to retry`);
+        for (const m of group) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return;
       }
+      // An injected partition holds what crosses it: the queue tries again later.
+      const messages = group.filter((m) => {
+        const origin = regionField(m.body, "origin");
+        if (origin === undefined || !partitioned(faults, origin, target)) return true;
+        m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+        return false;
+      });
+      if (messages.length === 0) return;
       await crossed(env, target, messages);
       try {
         const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));

@@ -8,11 +8,16 @@ import { type PeerApi } from "../../shared/store/contract.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
 import { controlOf, replicaOf } from "../stubs.ts";
+import { skewOf } from "../../shared/faults.ts";
+import { faultsNow } from "../faults.ts";
 
 /** Ports for the replica of `self` whose current bindings `env()` returns. */
 export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: RegionId): ReplicaPorts {
   return {
     ...platformClock,
+    // An injected clock skew (`FAULTS = "on"`) moves this replica's clock: everything the core
+    // stamps or times goes through here.
+    now: () => platformClock.now() + skewOf(faultsNow(env()), self),
     peer: (region: RegionId): PeerApi => replicaOf(env(), region, self),
     control: {
       getView: () => controlOf(env(), self).getView(),

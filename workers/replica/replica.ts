@@ -35,6 +35,7 @@ import { type ConflictRow, type DeadLetterRow, type KeyListing, type KeyRow } fr
 import { type Config, loadConfig } from "../config.ts";
 import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
 import { replicaPorts } from "./ports.ts";
+import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { replicaStore } from "./store.ts";
 
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
@@ -43,6 +44,7 @@ const SILENT_HEARTBEATS_MAX = 3;
 export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdminApi {
   private readonly machine: ReplicaMachine;
   private readonly node: ReplicaNode;
+  private readonly ports: ReplicaPorts;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -61,6 +63,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       Date.now(),
     );
     const ports = replicaPorts(ctx, () => this.env, region);
+    this.ports = ports;
     this.node = new ReplicaNode(this.machine, ports, {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       sessionWaitMs: config.sessionWaitMs,
@@ -166,7 +169,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   }
 
   async status(): Promise<ReplicaStatus> {
-    return this.machine.status(Date.now());
+    // The replica's own clock (an injected skew shows here, so the control object can see it).
+    return this.machine.status(this.ports.now());
   }
 
   async applyView(view: ClusterView): Promise<boolean> {

@@ -1,9 +1,11 @@
 /**
  * Operator routes (admin scope): taking regions out and back, replica digests, anti-entropy on
- * demand, and the dead-letter queue's records and their replay.
+ * demand, the dead-letter queue's records and their replay, and (when enabled) fault injection.
  */
 import { type Hono } from "hono";
 import { StoreError } from "../../shared/errors.ts";
+import { NO_FAULTS, faultsBodySchema, faultsFrom } from "../../shared/faults.ts";
+import { rememberFaults } from "../faults.ts";
 import { fromJsonText } from "../../shared/store/wire.ts";
 import { loadConfig } from "../config.ts";
 import { type AppEnv } from "./env.ts";
@@ -18,8 +20,31 @@ import { parsePinnedRegion } from "./routing.ts";
 
 const healthBodySchema = z.strictObject({ healthy: z.boolean() });
 
+/** Refuses fault injection unless the deployment enables it: as if the routes did not exist. */
+function faultsEnabled(env: Env): void {
+  if (!loadConfig(env).faults)
+    throw new StoreError("not_found", 'fault injection is off; it is enabled with FAULTS = "on" (never in production)');
+}
+
 /** Mounts the admin routes. */
 export function mountAdmin(app: Hono<AppEnv>): void {
+  // Fault injection for tests and drills (`shared/faults.ts`): what is set replaces what was.
+  app.get("/v1/admin/faults", async (c) => {
+    faultsEnabled(c.env);
+    return c.json({ faults: await controlOf(c.env).getFaults() });
+  });
+  app.post("/v1/admin/faults", async (c) => {
+    faultsEnabled(c.env);
+    const faults = faultsFrom(await readJson(c.req.raw, faultsBodySchema));
+    rememberFaults(await controlOf(c.env).setFaults(faults));
+    return c.json({ faults });
+  });
+  app.delete("/v1/admin/faults", async (c) => {
+    faultsEnabled(c.env);
+    rememberFaults(await controlOf(c.env).setFaults(NO_FAULTS));
+    return c.json({ faults: NO_FAULTS });
+  });
+
   // Takes a region out of service (or puts it back) as if it were down: nothing is routed to
   // it, deliveries to it wait, and a strong prefix it leads fails over if configured to.
   app.post("/v1/admin/regions/:id/health", async (c) => {

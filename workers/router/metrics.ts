@@ -4,6 +4,7 @@
  * Replication figures come from the replicas themselves, which persist their counters.
  */
 import { type RegionId } from "../../shared/regions.ts";
+import { clockOffsets } from "../../shared/store/cluster.ts";
 import { type ReplicaStatus } from "../../shared/store/contract.ts";
 
 /** Latency bucket bounds in seconds. */
@@ -35,6 +36,13 @@ export function observeRequest(method: string, route: string, status: number, se
   h.count += 1;
 }
 
+/** Each answering region's clock reading. */
+export function readingsOf(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>): Map<RegionId, number> {
+  const readings = new Map<RegionId, number>();
+  for (const [region, status] of statuses) if (status !== null) readings.set(region, status.nowMs);
+  return readings;
+}
+
 function escape(value: string): string {
   return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
 }
@@ -46,6 +54,8 @@ const COUNTERS: Readonly<Record<string, string>> = {
   replication_bytes_total:
     'Bytes of replication applied, by receiving region, origin peer and kind ("stream": queue messages; "anti_entropy": digests, entries and states a region exchanged in the rounds it ran with the peer).',
   anti_entropy_rounds_total: "Anti-entropy rounds a region completed with a peer (it initiated them).",
+  anti_entropy_skew_held_total:
+    "Register states an anti-entropy merge held back because their stamps were further ahead of the region's clock than the HLC allows, by region and peer.",
   anti_entropy_keys_repaired_total:
     "Keys an anti-entropy round changed, by region and peer (counted where the merge changed the key).",
   replication_resends_total: "Times a region sent again the writes a peer left unconfirmed, by region and peer.",
@@ -71,8 +81,11 @@ const COUNTERS: Readonly<Record<string, string>> = {
     "Writes of a deposed primary refused or dropped (and logged), by region and the region they came from.",
 };
 
-/** Renders the exposition text from replica statuses (null for a region that did not answer). */
-export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>): string {
+/**
+ * Renders the exposition text from replica statuses (null for a region that did not answer),
+ * gathered at about `nowMs` by this router's clock.
+ */
+export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>, nowMs: number): string {
   const lines: string[] = [];
   lines.push(
     "# HELP replication_lag_seconds How stale a region may be with respect to a peer (0 when caught up; absent while unknown, see replication_lag_unknown).",
@@ -121,6 +134,12 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
     lines.push(`store_keys{region="${region}",state="live"} ${status.keys.live}`);
     lines.push(`store_keys{region="${region}",state="tombstone"} ${status.keys.tombstones}`);
   }
+  lines.push(
+    "# HELP region_clock_offset_seconds How far a region's clock is from the median of all regions' clocks (and the router's); beyond the HLC's 60 s bound the region is unhealthy with reason clock_skew.",
+  );
+  lines.push("# TYPE region_clock_offset_seconds gauge");
+  for (const [region, offset] of clockOffsets(readingsOf(statuses), nowMs))
+    lines.push(`region_clock_offset_seconds{region="${region}"} ${offset / 1000}`);
   lines.push("# HELP region_bootstrapping 1 while a region is new and still pulling its peers' data.");
   lines.push("# TYPE region_bootstrapping gauge");
   for (const [region, status] of statuses)

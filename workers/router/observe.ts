@@ -9,8 +9,8 @@ import { loadConfig } from "../config.ts";
 import { type ReplicaStatus } from "../../shared/store/contract.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplicaPlain, intParam } from "./http.ts";
-import { renderMetrics } from "./metrics.ts";
-import { isHealthy } from "../../shared/store/cluster.ts";
+import { readingsOf, renderMetrics } from "./metrics.ts";
+import { clockOffsets, isHealthy } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
 import { regionPreference, servingRegion } from "./routing.ts";
 import { clusterView } from "./view.ts";
@@ -44,6 +44,7 @@ export function mountObserve(app: Hono<AppEnv>): void {
   app.get("/v1/regions", async (c) => {
     const config = loadConfig(c.env);
     const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
+    const offsets = clockOffsets(readingsOf(statuses), Date.now());
     const regions = config.regions.map((id) => {
       const status = statuses.get(id) ?? null;
       const lag: Record<string, { entries: number; ms: number | null; reason?: string }> = {};
@@ -62,7 +63,16 @@ export function mountObserve(app: Hono<AppEnv>): void {
       const bootstrapping = status?.bootstrapping ?? false;
       const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);
       const reason = status === null ? "unreachable" : bootstrapping ? "bootstrapping" : (health?.reason ?? null);
-      return { id, location: REGION_LOCATIONS[id], healthy, ...(healthy ? {} : { reason }), bootstrapping, lag };
+      const clockOffsetMs = offsets.get(id) ?? null;
+      return {
+        id,
+        location: REGION_LOCATIONS[id],
+        healthy,
+        ...(healthy ? {} : { reason }),
+        bootstrapping,
+        clockOffsetMs,
+        lag,
+      };
     });
     const primaries: Record<string, { region: string; epoch: number; ready: boolean; failover: boolean }> = {};
     for (const [prefix, p] of Object.entries(view.primaries)) primaries[prefix] = { ...p };
@@ -93,7 +103,7 @@ export function mountObserve(app: Hono<AppEnv>): void {
   });
 
   app.get("/metrics", async (c) => {
-    const text = renderMetrics(await gatherStatuses(c.env));
+    const text = renderMetrics(await gatherStatuses(c.env), Date.now());
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });
 }

@@ -1,0 +1,58 @@
+/**
+ * The faults in force, as this isolate knows them (`shared/faults.ts`). The control object keeps
+ * them; each isolate caches its copy for {@link FAULTS_CACHE_MS} and refreshes it in the
+ * background, so a change reaches every router, replica and consumer within about a second
+ * (the isolate that made it sees it at once). With `FAULTS = "off"` there are never any, and
+ * nothing is fetched.
+ */
+import { type Faults, NO_FAULTS } from "../shared/faults.ts";
+import { Random } from "../shared/random.ts";
+import { loadConfig } from "./config.ts";
+
+/** Longest an isolate acts on its cached copy before it asks the control object again. */
+export const FAULTS_CACHE_MS = 250;
+
+let cached: { faults: Faults; fetchedMs: number } = { faults: NO_FAULTS, fetchedMs: 0 };
+let refreshing: Promise<Faults> | undefined;
+let random: { seed: number; random: Random } | undefined;
+
+async function fetchFaults(env: Env): Promise<Faults> {
+  // Undelayed: the faults are the emulator's own state, not traffic of the store.
+  const faults = await env.CONTROL.getByName("control").getFaults();
+  cached = { faults, fetchedMs: Date.now() };
+  return faults;
+}
+
+function refresh(env: Env): Promise<Faults> {
+  refreshing ??= fetchFaults(env)
+    .catch(() => cached.faults)
+    .finally(() => {
+      refreshing = undefined;
+    });
+  return refreshing;
+}
+
+/** The faults in force now, from the cache (a stale cache is refreshed in the background). */
+export function faultsNow(env: Env): Faults {
+  if (!loadConfig(env).faults) return NO_FAULTS;
+  if (Date.now() - cached.fetchedMs > FAULTS_CACHE_MS) void refresh(env);
+  return cached.faults;
+}
+
+/** The faults in force, fetched when the cache is stale. */
+export async function currentFaults(env: Env): Promise<Faults> {
+  if (!loadConfig(env).faults) return NO_FAULTS;
+  if (Date.now() - cached.fetchedMs <= FAULTS_CACHE_MS) return cached.faults;
+  return refresh(env);
+}
+
+/** Takes faults this isolate just set, at once. */
+export function rememberFaults(faults: Faults): void {
+  cached = { faults, fetchedMs: Date.now() };
+}
+
+/** The generator that decides drops and duplicates, seeded with the faults' seed. */
+export function faultRandom(faults: Faults): Random {
+  if (random?.seed !== faults.seed) random = { seed: faults.seed, random: new Random(faults.seed) };
+  return random.random;
+}
