@@ -43,7 +43,7 @@ export const AE_FRONTIER_MAX = 4096;
 /** Nodes or buckets asked for in one call. */
 const AE_BATCH_NODES = 256;
 /** Keys whose states travel in one call. */
-const AE_BATCH_KEYS = 200;
+const AE_BATCH_KEYS = 1000;
 /** Differing keys one round repairs at most. */
 export const AE_KEYS_MAX = 2000;
 /** Rough size of a key and a digest on the wire. */
@@ -101,6 +101,9 @@ export function mergeRows(
   let waiting = 0;
   let held = 0;
   machine.storage.transaction(() => {
+    // One read for the page's stored keys (they are distinct in every page a round moves).
+    const keys = rows.map((row) => row.key);
+    const stored = new Set(keys).size === keys.length ? machine.storage.kv.getMany(keys) : undefined;
     for (const row of rows) {
       const state = decodeKeyState(row.encoded);
       // A register stamped further ahead of this replica's clock than the HLC allows is held, as
@@ -111,7 +114,8 @@ export function mergeRows(
         continue;
       }
       const epoch = machine.epochOf(row.key, row.epoch);
-      const outcome = mergeInto(machine, row.key, state, epoch, row.seqs, from, nowMs, false, "repair");
+      const read = stored === undefined ? undefined : (stored.get(row.key) ?? null);
+      const outcome = mergeInto(machine, row.key, state, epoch, row.seqs, from, nowMs, false, "repair", read);
       if (outcome === "merged") changed += 1;
       // Content of an older epoch of a prefix whose new primary's state this replica has not
       // taken in yet: kept aside and judged once it has, as the stream does.

@@ -16,6 +16,7 @@ import { type KeyState, decodeKeyState, encodeKeyState, keyIsLive } from "./key-
 import { progressAccepts, progressApplied, progressHeartbeat } from "./progress.ts";
 import { conflictRecord, fencedRecord } from "./replica-core.ts";
 import { type ReplicaMachine, Refusal, refusable, vectorOf } from "./replica-machine.ts";
+import { type StoredKey } from "./storage.ts";
 import { putKey } from "./tree.ts";
 import {
   type EntriesMessage,
@@ -52,6 +53,8 @@ function lateCopy(machine: ReplicaMachine, remote: KeyState, seqs: VersionVector
  * logs on its own). "fenced" also when the merge kept the stored state for its newer epoch and
  * dropped the remote one: that content is not applied here, so it must never count as an ack.
  * `rule` says how a state for a key this replica collected is judged ({@link LateCopyRule}).
+ * `read` is the stored key when the caller read it already in this transaction (a page's keys in
+ * one statement), else it is read here.
  */
 export function mergeInto(
   machine: ReplicaMachine,
@@ -63,9 +66,10 @@ export function mergeInto(
   nowMs: number,
   fenceLog: boolean,
   rule: LateCopyRule,
+  read?: StoredKey | null,
 ): MergeOutcome {
   const { storage } = machine;
-  const stored = storage.kv.get(key);
+  const stored = read === undefined ? storage.kv.get(key) : read;
   if (stored === null && lateCopy(machine, remote, seqs, rule)) {
     storage.metrics.add("gc_late_copies_dropped_total", from, 1);
     return "duplicate";

@@ -34,7 +34,7 @@ export interface LifecycleSettings {
 
 const META_BOOTSTRAP = "bootstrap";
 /** Keys one bootstrap round copies at most (steady-state rounds repair fewer). */
-const BOOTSTRAP_KEYS_MAX = 10_000;
+const BOOTSTRAP_KEYS_MAX = 50_000;
 /** How long one bootstrap stretch runs, in heartbeats, before it yields to the next tick. */
 const BOOTSTRAP_STEP_HEARTBEATS = 20;
 

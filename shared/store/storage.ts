@@ -156,6 +156,8 @@ export interface ReplicaStorage {
   transaction<T>(fn: () => T): T;
   readonly kv: {
     get(key: string): StoredKey | null;
+    /** What `get` answers for each of `keys`, in one read where the storage allows; absent keys are left out. */
+    getMany(keys: readonly string[]): Map<string, StoredKey>;
     /**
      * Stores the key's state (already encoded as `encoded`) with its digest, in Merkle bucket
      * `bucket`. Callers go through `tree.ts` `putKey`, which keeps the tree in step.

@@ -570,6 +570,20 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         expect(r.kv.undigested(10)).toEqual([]);
       }));
 
+    it("reads many keys at once as get reads each, leaving absent ones out, past one statement's worth", () =>
+      withStorage((s, reopen) => {
+        const keys = Array.from({ length: 250 }, (_, i) => `m${i}`);
+        keys.forEach((key, i) => {
+          if (i % 3 !== 0) put(s, key, i % 2 === 0 ? LIVE : TOMBSTONE);
+        });
+        const r = reopen();
+        const asked = [...keys, "never-written"];
+        const many = r.kv.getMany(asked);
+        expect([...many.keys()].sort()).toEqual(keys.filter((_, i) => i % 3 !== 0).sort());
+        for (const key of asked) expect(many.get(key) ?? null).toEqual(r.kv.get(key));
+        expect(r.kv.getMany([]).size).toBe(0);
+      }));
+
     it("pages whole buckets' rows in (bucket, key) order, in a bucket range, after a cursor", () =>
       withStorage((s, reopen) => {
         const keys = Array.from({ length: 40 }, (_, i) => `b${i}`);

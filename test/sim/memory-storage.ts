@@ -130,6 +130,14 @@ export class MemoryStorage implements ReplicaStorage {
       const row = this.kvRows.get(key);
       return row === undefined ? null : { encoded: row.encoded, seqs: row.seqs, epoch: row.epoch, digest: row.digest };
     },
+    getMany: (keys: readonly string[]): Map<string, StoredKey> => {
+      const found = new Map<string, StoredKey>();
+      for (const key of keys) {
+        const row = this.kv.get(key);
+        if (row !== null) found.set(key, row);
+      }
+      return found;
+    },
     put: (
       key: string,
       state: KeyState,

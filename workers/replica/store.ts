@@ -22,7 +22,14 @@ import {
   type StoredKey,
 } from "../../shared/store/storage.ts";
 import { EMPTY_VV, type VersionVector, formatVv, parseVv } from "../../shared/version-vector.ts";
-import { MERKLE_DIGEST_BYTES, type MerkleEntry, MerkleLevels, isZero, xorInto } from "../../shared/merkle.ts";
+import {
+  MERKLE_BUCKETS,
+  MERKLE_DIGEST_BYTES,
+  type MerkleEntry,
+  MerkleLevels,
+  isZero,
+  xorInto,
+} from "../../shared/merkle.ts";
 import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
 import { merkleChildren } from "../../shared/store/tree.ts";
 
@@ -45,6 +52,9 @@ function keyRow(r: KvRow): KeyRow {
 }
 
 /** The replica's storage over `storage`'s SQLite database (migrated by the caller). */
+/** Keys read per statement by `kv.getMany`: under the bound on a statement's parameters. */
+const GET_MANY_KEYS = 100;
+
 export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
   const sql = storage.sql;
   const progress = new Map<string, PeerProgress>();
@@ -59,17 +69,31 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       delta,
     ),
   );
-  // The tree's levels above the buckets, summed from the stored buckets when first needed and
-  // kept in step by every `merkle.add`; a rolled-back transaction drops them (see `transaction`).
-  let levels: MerkleLevels | undefined;
+  // The tree's levels above the buckets, summed from the stored buckets when first needed, with
+  // a copy of every bucket's digest (2 MiB: 65,536 of 32 bytes), so that `merkle.add` need not
+  // read its bucket back; both are kept in step by every `merkle.add`, and a rolled-back
+  // transaction drops them (see `transaction`).
+  let levels: { readonly tree: MerkleLevels; readonly buckets: Uint8Array } | undefined;
   const loadLevels = (): MerkleLevels => {
-    levels ??= MerkleLevels.fromBuckets(
-      sql
+    if (levels === undefined) {
+      const rows = sql
         .exec<{ bucket: number; digest: ArrayBuffer }>("SELECT bucket, digest FROM merkle")
         .toArray()
-        .map((r) => [r.bucket, new Uint8Array(r.digest)] as const),
-    );
-    return levels;
+        .map((r) => [r.bucket, new Uint8Array(r.digest)] as const);
+      const buckets = new Uint8Array(MERKLE_BUCKETS * MERKLE_DIGEST_BYTES);
+      for (const [bucket, digest] of rows) buckets.set(digest, bucket * MERKLE_DIGEST_BYTES);
+      levels = { tree: MerkleLevels.fromBuckets(rows), buckets };
+    }
+    return levels.tree;
+  };
+  /** Bucket `bucket`'s stored digest: from the copy when loaded, else read. */
+  const bucketDigest = (bucket: number): Uint8Array => {
+    if (levels !== undefined) {
+      const at = bucket * MERKLE_DIGEST_BYTES;
+      return levels.buckets.slice(at, at + MERKLE_DIGEST_BYTES);
+    }
+    const row = sql.exec<{ digest: ArrayBuffer }>("SELECT digest FROM merkle WHERE bucket = ?", bucket).toArray()[0];
+    return row === undefined ? new Uint8Array(MERKLE_DIGEST_BYTES) : new Uint8Array(row.digest);
   };
   let depth = 0;
   return {
@@ -96,6 +120,17 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       get(key: string): StoredKey | null {
         const row = sql.exec<KvRow>(`SELECT ${KV_COLUMNS} FROM kv WHERE key = ?`, key).toArray()[0];
         return row === undefined ? null : keyRow(row);
+      },
+      getMany(keys: readonly string[]): Map<string, StoredKey> {
+        const found = new Map<string, StoredKey>();
+        for (let i = 0; i < keys.length; i += GET_MANY_KEYS) {
+          const chunk = keys.slice(i, i + GET_MANY_KEYS);
+          const rows = sql
+            .exec<KvRow>(`SELECT ${KV_COLUMNS} FROM kv WHERE key IN (${chunk.map(() => "?").join(", ")})`, ...chunk)
+            .toArray();
+          for (const row of rows) found.set(row.key, keyRow(row));
+        }
+        return found;
       },
       put(
         key: string,
@@ -134,17 +169,24 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         after: { readonly bucket: number; readonly key: string } | null,
         limit: number,
       ): KeyRow[] {
-        return sql
-          .exec<KvRow>(
-            `SELECT ${KV_COLUMNS} FROM kv WHERE bucket >= ?1 AND bucket < ?2 AND (?3 IS NULL OR (bucket, key) > (?3, ?4)) ORDER BY bucket, key LIMIT ?5`,
-            from,
-            to,
-            after?.bucket ?? null,
-            after?.key ?? null,
-            limit,
-          )
-          .toArray()
-          .map(keyRow);
+        // Two shapes, so that SQLite seeks the (bucket, key) index to the cursor: an `IS NULL OR`
+        // around the row-value bound would make every page scan the range from its start.
+        const rows =
+          after === null
+            ? sql.exec<KvRow>(
+                `SELECT ${KV_COLUMNS} FROM kv WHERE bucket >= ?1 AND bucket < ?2 ORDER BY bucket, key LIMIT ?3`,
+                from,
+                to,
+                limit,
+              )
+            : sql.exec<KvRow>(
+                `SELECT ${KV_COLUMNS} FROM kv WHERE (bucket, key) > (?1, ?2) AND bucket < ?3 ORDER BY bucket, key LIMIT ?4`,
+                after.bucket,
+                after.key,
+                to,
+                limit,
+              );
+        return rows.toArray().map(keyRow);
       },
       counts(): { live: number; tombstones: number } {
         // Both counts walk an index: every key's, and the tombstones' partial one (0007).
@@ -471,10 +513,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
     },
     merkle: {
       add(bucket: number, delta: Uint8Array): void {
-        const row = sql
-          .exec<{ digest: ArrayBuffer }>("SELECT digest FROM merkle WHERE bucket = ?", bucket)
-          .toArray()[0];
-        const digest = row === undefined ? new Uint8Array(MERKLE_DIGEST_BYTES) : new Uint8Array(row.digest);
+        const digest = bucketDigest(bucket);
         xorInto(digest, delta);
         if (isZero(digest)) sql.exec("DELETE FROM merkle WHERE bucket = ?", bucket);
         else
@@ -483,7 +522,10 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
             bucket,
             digest,
           );
-        levels?.add(bucket, delta);
+        if (levels !== undefined) {
+          levels.buckets.set(digest, bucket * MERKLE_DIGEST_BYTES);
+          levels.tree.add(bucket, delta);
+        }
       },
       children(level: number, index: number): Uint8Array[] {
         return merkleChildren(level, index, loadLevels, (from, to) =>
