@@ -25,7 +25,7 @@ export function chooseRegion(
 ): Result<RegionId> {
   if (pinned !== undefined) {
     const reason = view.health[pinned]?.reason ?? null;
-    if (isHealthy(view, pinned) || reason === "bootstrapping") return ok(pinned);
+    if (pinnable(view, pinned)) return ok(pinned);
     return fail(
       "region_unavailable",
       `region ${pinned} is ${reason === "admin" ? "taken out of service" : `unhealthy (${reason ?? "unknown"})`}; omit ?region= to be routed to a healthy one`,
@@ -36,14 +36,25 @@ export function chooseRegion(
   return region === undefined ? fail("region_unavailable", "no region is healthy") : ok(region);
 }
 
-/** Healthy regions in the order a read tries them: the pinned one first, then by preference. */
+/**
+ * Whether a request pinned to `region` may go there: it is healthy, or unhealthy only in a way
+ * that still serves a client who chose it: bootstrapping (a pinned request catches its key up
+ * from peers first) or clock_skew (its writes are held by its peers until the clocks agree,
+ * never lost; its reads are its own data).
+ */
+function pinnable(view: ClusterView, region: RegionId): boolean {
+  const reason = view.health[region]?.reason ?? null;
+  return isHealthy(view, region) || reason === "bootstrapping" || reason === "clock_skew";
+}
+
+/** The regions a read tries, in order: the pinned one first (when pinnable), then the healthy ones by preference. */
 export function readOrder(
   preference: readonly RegionId[],
   view: ClusterView,
   pinned: RegionId | undefined,
 ): RegionId[] {
-  const first = pinned === undefined ? [] : [pinned];
-  return [...first, ...preference.filter((r) => r !== pinned)].filter((r) => isHealthy(view, r));
+  const first = pinned !== undefined && pinnable(view, pinned) ? [pinned] : [];
+  return [...first, ...preference.filter((r) => r !== pinned && isHealthy(view, r))];
 }
 
 /** The primary of a strong prefix, or `primary_unavailable` when it cannot serve now. */

@@ -64,6 +64,17 @@ describe("chooseRegion", () => {
     const booting = view({ weur: { healthy: false, reason: "bootstrapping" } });
     expect(chooseRegion(preference, booting, "weur")).toEqual(ok("weur"));
     expect(chooseRegion(preference, booting, undefined)).toEqual(ok("eeur"));
+    expect(readOrder(preference, booting, "weur")).toEqual(["weur", "eeur", "enam"]);
+    expect(readOrder(preference, booting, undefined)).toEqual(["eeur", "enam"]);
+  });
+
+  it("serves a pinned region whose clock is skewed (its writes are held, not lost), but routes others away", () => {
+    const skewed = view({ weur: { healthy: false, reason: "clock_skew" } });
+    expect(chooseRegion(preference, skewed, "weur")).toEqual(ok("weur"));
+    expect(chooseRegion(preference, skewed, undefined)).toEqual(ok("eeur"));
+    expect(readOrder(preference, skewed, "weur")[0]).toBe("weur");
+    // A region that is down is not tried even when pinned.
+    expect(readOrder(preference, view({ weur: UNHEALTHY }), "weur")).toEqual(["eeur", "enam"]);
   });
 
   it("picks the first healthy region by preference", () => {
