@@ -3,13 +3,12 @@
 // comes back with everything (no pinned 404 meanwhile, never a lag of 0 while it lacks data, and
 // the increment made after the restart counts everywhere); and with 30% of replication messages
 // dropped (never dead-lettered), anti-entropy brings every region to the same digest.
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { afterEach, describe, expect, it } from "vitest";
 import { type Region, call, eventually, json, uniqueKey, useStore } from "./client.ts";
-import { type RunningStore, startStore } from "./store.ts";
+import { type RunningStore, replicaFile, startStore } from "./store.ts";
 
 const ALL: readonly Region[] = ["wnam", "enam", "weur", "apac"];
 
@@ -94,26 +93,6 @@ async function converged(regions: readonly Region[], timeoutMs = 60_000): Promis
 
 async function counterAt(region: Region, key: string): Promise<number> {
   return (await json<{ value: number }>(`/v1/counters/${encodeURIComponent(key)}?region=${region}`)).value;
-}
-
-/** The SQLite file of `region`'s replica under the store's state directory (found by its clock's region). */
-function replicaFile(dir: string, region: Region): string {
-  const files = readdirSync(dir, { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".sqlite"))
-    .map((f) => path.join(dir, f));
-  const found = files.filter((file) => {
-    const db = new DatabaseSync(file, { readOnly: true });
-    try {
-      const row = db.prepare("SELECT value FROM meta WHERE name = 'clock'").get() as { value: string } | undefined;
-      return row?.value.endsWith(`.${region}`) === true;
-    } catch {
-      return false;
-    } finally {
-      db.close();
-    }
-  });
-  expect(found).toHaveLength(1);
-  return found[0] as string;
 }
 
 describe("repair against npm start", () => {

@@ -1,10 +1,11 @@
 // Starts the store exactly as `npm start` does (scripts/start.mjs -> wrangler dev) on a free
 // port with fresh local state, and waits until it answers /healthz.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 
 const STARTUP_MS_MAX = 90_000;
 const POLL_MS = 250;
@@ -14,6 +15,8 @@ export interface RunningStore {
   readonly baseUrl: string;
   /** Stops the store; resolves once its process has exited (its files are then closed). */
   stop(): Promise<void>;
+  /** Kills the store (SIGKILL to its whole process group, as a crash would); resolves once it is gone. */
+  kill(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -86,11 +89,37 @@ export async function startStore(vars: Record<string, string> = {}, stateDir?: s
     }
     if (stateDir === undefined) rmSync(persistDir, { recursive: true, force: true });
   };
+  const kill = async (): Promise<void> => {
+    if (child.pid !== undefined && child.exitCode === null) {
+      process.kill(-child.pid, "SIGKILL");
+      await exited;
+    }
+  };
   try {
     await waitHealthy(baseUrl, child, () => output);
   } catch (error) {
     await stop();
     throw error;
   }
-  return { baseUrl, stop };
+  return { baseUrl, stop, kill };
+}
+
+/** The SQLite file of `region`'s replica under a store's state directory (found by its clock's region). */
+export function replicaFile(stateDir: string, region: string): string {
+  const files = readdirSync(stateDir, { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".sqlite"))
+    .map((f) => path.join(stateDir, f));
+  const found = files.filter((file) => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      const row = db.prepare("SELECT value FROM meta WHERE name = 'clock'").get() as { value: string } | undefined;
+      return row?.value.endsWith(`.${region}`) === true;
+    } catch {
+      return false;
+    } finally {
+      db.close();
+    }
+  });
+  if (found.length !== 1) throw new Error(`expected one SQLite file for ${region}, found ${found.length}`);
+  return found[0] as string;
 }

@@ -83,8 +83,16 @@ describe("key-value", () => {
     await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "1" });
     const del = await api(`/v1/kv/${key}?region=enam`, { method: "DELETE" });
     expect(del.status).toBe(200);
-    expect(await del.json()).toMatchObject({ key, region: "enam", acked: ["enam"] });
-    expect(await errorOf(await api(`/v1/kv/${key}?region=enam`))).toMatchObject({ status: 404, code: "not_found" });
+    const deleted = (await del.json()) as { version: string };
+    expect(deleted).toMatchObject({ key, region: "enam", acked: ["enam"] });
+    const gone = await api(`/v1/kv/${key}?region=enam`);
+    // The 404 names the delete's version (and the region that answered).
+    expect(gone.headers.get("ETag")).toBe(`"${deleted.version}"`);
+    expect(gone.headers.get("X-Served-By")).toBe("enam");
+    expect(await errorOf(gone)).toMatchObject({ status: 404, code: "not_found" });
+    const never = await api(`/v1/kv/${uniqueKey("never")}?region=enam`);
+    expect(never.headers.get("ETag")).toBeNull();
+    expect(never.status).toBe(404);
     await api(`/v1/kv/${key}?region=enam`, { method: "PUT", body: "2" });
     expect(await (await api(`/v1/kv/${key}?region=enam`)).text()).toBe("2");
   });

@@ -20,9 +20,22 @@ function neededScope(method: string, path: string): Scope {
   return method === "GET" || method === "HEAD" ? "read" : "write";
 }
 
-function errorAnswer(error: StoreError, allow?: string): Response {
+/** Headers a route set before it failed that the error answer keeps (a deleted key's 404 names its version). */
+const KEPT_HEADERS = [
+  "Allow",
+  "ETag",
+  "X-Served-By",
+  "X-Replication-Lag-Ms",
+  "X-Replication-Lag-Unknown",
+  "X-Session-Token",
+];
+
+function errorAnswer(error: StoreError, kept?: Headers): Response {
   const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (allow !== undefined) headers.Allow = allow;
+  for (const name of KEPT_HEADERS) {
+    const value = kept?.get(name);
+    if (value !== null && value !== undefined) headers[name] = value;
+  }
   if (error.code === "unauthorized") headers["WWW-Authenticate"] = 'Bearer realm="kv"';
   const body: ErrorBody = error.toBody();
   return new Response(JSON.stringify(body), { status: error.status, headers });
@@ -72,7 +85,7 @@ export function createApp(): Hono<AppEnv> {
   // The one mapping from errors to HTTP. Operating errors answer their own status; anything
   // else is a bug, logged and answered as JSON without internals.
   app.onError((error, c) => {
-    if (error instanceof StoreError) return errorAnswer(error, c.res.headers.get("Allow") ?? undefined);
+    if (error instanceof StoreError) return errorAnswer(error, c.res.headers);
     console.error("unexpected error:", error);
     return errorAnswer(new StoreError("internal", "the store hit an unexpected error; it has been logged"));
   });

@@ -76,6 +76,9 @@ export function mountKv(app: Hono<AppEnv>): void {
     const read = await performRead(c, key);
     const view = read.view === null ? null : registerOnly(read.view, key);
     if (view === null || view.value === null) {
+      // A deleted key's 404 still names the delete's version, so a client can tell which
+      // delete it sees (and that it includes the writes before it).
+      if (view !== null) c.header("ETag", `"${view.version}"`);
       throw new StoreError("not_found", `key "${key}" does not exist in region ${read.region}`);
     }
     c.header("ETag", `"${view.version}"`);
