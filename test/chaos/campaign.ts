@@ -80,6 +80,14 @@ interface WriteRecord {
   readonly deleted: boolean;
 }
 
+function replicaFileIfAny(stateDir: string, region: Region): string | undefined {
+  try {
+    return replicaFile(stateDir, region);
+  } catch {
+    return undefined;
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The store under test, restartable on its state directory. */
@@ -236,6 +244,25 @@ async function sessionClient(store: Store, rec: Recorder, name: string, keys: st
   }
 }
 
+/**
+ * Writes a new key each time and never reads it back: only the stream and repair carry these
+ * (a key the other clients read is also repaired by their reads).
+ */
+async function bulkClient(store: Store, rec: Recorder, tag: string, random: Random, until: number) {
+  for (let i = 0; rec.now() < until; i += 1) {
+    await sleep(random.int(10, 40));
+    const key = `${tag}/b${i}`;
+    const region = pick(random, REGIONS);
+    const ack = pick(random, ["local", "quorum", "all"]);
+    rec.ops += 1;
+    const res = await store.call(`/v1/kv/${encodeURIComponent(key)}?region=${region}&ack=${ack}`, {
+      method: "PUT",
+      body: `bulk-${i}`,
+    });
+    rec.writes.push({ key, region, ack, status: res.status, version: res.etag, endMs: rec.now(), deleted: false });
+  }
+}
+
 async function counterClient(store: Store, rec: Recorder, key: string, random: Random, until: number) {
   const entry = { acked: [] as Array<{ delta: number; region: Region; ack: string; endMs: number }>, attempted: 0 };
   rec.counters.set(key, entry);
@@ -372,8 +399,11 @@ async function schedule(
         rec.note(`kill -9 the store and wipe ${region}'s storage`);
         await store.crash(() => {
           rec.wipes.push({ region, atMs: rec.now() });
-          const file = replicaFile(store.stateDir, region);
-          for (const suffix of ["", "-wal", "-shm"]) rmSync(`${file}${suffix}`, { force: true });
+          // A replica never used yet has no file: then there is nothing to lose.
+          const file = replicaFileIfAny(store.stateDir, region);
+          if (file === undefined) rec.note(`${region} had no storage yet`);
+          for (const suffix of ["", "-wal", "-shm"])
+            if (file !== undefined) rmSync(`${file}${suffix}`, { force: true });
         });
         rec.note("store restarted");
         continue;
@@ -510,10 +540,10 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       setClient(store, rec, `${tag}/set`, random.fork(), until),
       ...Array.from({ length: 2 }, (_, i) => casClient(store, rec, `c${i}`, `strong/${tag}`, random.fork(), until)),
     ];
-    const [kinds] = await Promise.all([
-      schedule(store, rec, random.fork(), options.events, until, options.seed),
-      ...clients,
-    ]);
+    // The schedule's stream comes next, so that a seed's faults do not depend on later clients.
+    const faultsRun = schedule(store, rec, random.fork(), options.events, until, options.seed);
+    clients.push(bulkClient(store, rec, tag, random.fork(), until));
+    const [kinds] = await Promise.all([faultsRun, ...clients]);
     faults = kinds;
     rec.note("workload done; healing");
     converged = await heal(store, rec);
