@@ -9,8 +9,9 @@ describe("the fault campaign, short", () => {
   it("keeps every guarantee on seeds 6 and 60, which inject every kind of fault", async () => {
     const results = [];
     for (const seed of [6, 60]) results.push(await runSeed({ seed, wan: false, durationMs: 12_000, events: 4 }));
+    // On failure the diff shows each seed's violations with its faults and trace.
     const report = results.map((r) => ({ seed: r.seed, faults: r.faults, violations: r.violations, trace: r.trace }));
-    for (const r of report) expect(r.violations, JSON.stringify(r, null, 1)).toEqual([]);
+    expect(report.filter((r) => r.violations.length > 0)).toEqual([]);
     // The schedules did what they promise, and the workload ran.
     expect(new Set(results.flatMap((r) => r.faults))).toEqual(new Set(FAULT_KINDS));
     for (const r of results) {

@@ -1,0 +1,251 @@
+/**
+ * `npm run bench:wan`: the store under local WAN emulation (`WAN_EMULATION = "on"`), where
+ * every cross-region hop waits its measured one-way latency. Each client names where it is
+ * with `X-Client-Location` (the coordinates of a region's city), so the router runs at its
+ * edge, as it would on Cloudflare's network. It measures, as ratios to the physics:
+ *
+ * 1. convergence per origin -> target pair at BENCH_WAN_RATE writes/s (default 10): the time from
+ *    a write's acknowledgement (written at the origin by a client there, `ack=local`) until a
+ *    client at the target reads it there, divided by the pair's one-way latency;
+ * 2. `ack=quorum` write latency against its physical floor: the round trip to the peer that
+ *    completes the nearest majority;
+ * 3. a `consistency=session` read right after a write made in another region, against a plain
+ *    read at the same place;
+ * 4. reads from the closest region against a single-home store where every client reads enam.
+ *
+ * Nothing is asserted; figures go to stdout and bench/results/wan-<time>.json.
+ *
+ * Settings: BENCH_WAN_RATE (writes/s per origin, 10), BENCH_WAN_MS (per origin, 6000),
+ * BENCH_WAN_OPS (operations per client location in parts 2-4, 40), BENCH_TOKEN (dev-token).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { REGION_LOCATIONS, type RegionId } from "../shared/regions.ts";
+import { WAN_RTT_MS, oneWayMs } from "../shared/wan-rtt.ts";
+import { machine as machineInfo } from "./lib/machine.ts";
+import { runDir, startStore, stopAll } from "./lib/processes.ts";
+import { snapshot } from "./lib/source.ts";
+
+const PROJECT = path.resolve(import.meta.dirname, "..");
+const env = (name: string, fallback: string): string => process.env[name] ?? fallback;
+const RATE = Number(env("BENCH_WAN_RATE", "10"));
+const PER_ORIGIN_MS = Number(env("BENCH_WAN_MS", "6000"));
+const OPS = Number(env("BENCH_WAN_OPS", "40"));
+const TOKEN = env("BENCH_TOKEN", "dev-token");
+const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
+
+let base = "";
+
+/** A request from a client located at `at`'s city. */
+async function call(at: RegionId, pathAndQuery: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  headers.set("Authorization", `Bearer ${TOKEN}`);
+  const { lat, lon } = REGION_LOCATIONS[at];
+  headers.set("X-Client-Location", `${lat},${lon}`);
+  return fetch(`${base}${pathAndQuery}`, { ...init, headers });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function quantile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+/** Polls `key` at `target` (a client there) until it reads `value`; the time it first did. */
+async function visibleAt(target: RegionId, key: string, value: string, timeoutMs = 10_000): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    const res = await call(target, `/v1/kv/${encodeURIComponent(key)}?region=${target}`);
+    const text = await res.text();
+    if (res.status === 200 && text === value) return performance.now();
+    await sleep(2);
+  }
+  return Number.NaN;
+}
+
+async function convergence(): Promise<Record<string, { p50: number; p99: number; oneWayMs: number; samples: number }>> {
+  const ratios = new Map<string, number[]>();
+  for (const origin of REGIONS) {
+    const followed: Array<Promise<void>> = [];
+    const started = performance.now();
+    for (let i = 0; performance.now() - started < PER_ORIGIN_MS; i += 1) {
+      const due = started + (i * 1000) / RATE;
+      if (due > performance.now()) await sleep(due - performance.now());
+      const key = `wan/conv/${origin}/${Date.now().toString(36)}-${i}`;
+      const value = `v${i}`;
+      followed.push(
+        (async () => {
+          const res = await call(origin, `/v1/kv/${encodeURIComponent(key)}?region=${origin}&ack=local`, {
+            method: "PUT",
+            body: value,
+          });
+          await res.arrayBuffer();
+          const ackMs = performance.now();
+          if (res.status !== 200) return;
+          await Promise.all(
+            REGIONS.filter((t) => t !== origin).map(async (target) => {
+              const seen = await visibleAt(target, key, value);
+              const pair = `${origin}->${target}`;
+              ratios.set(pair, [...(ratios.get(pair) ?? []), (seen - ackMs) / oneWayMs(origin, target)]);
+            }),
+          );
+        })(),
+      );
+    }
+    await Promise.all(followed);
+  }
+  const out: Record<string, { p50: number; p99: number; oneWayMs: number; samples: number }> = {};
+  for (const [pair, values] of ratios) {
+    const [origin, target] = pair.split("->") as [RegionId, RegionId];
+    out[pair] = {
+      p50: quantile(values, 0.5),
+      p99: quantile(values, 0.99),
+      oneWayMs: oneWayMs(origin, target),
+      samples: values.length,
+    };
+  }
+  return out;
+}
+
+/** The round trip to the peer that completes the nearest majority (this region counts as one). */
+function quorumFloorMs(region: RegionId): number {
+  const peers = REGIONS.filter((r) => r !== region)
+    .map((r) => WAN_RTT_MS[region][r] as number)
+    .sort((a, b) => a - b);
+  const needed = Math.floor(REGIONS.length / 2) + 1 - 1;
+  return peers[needed - 1] as number;
+}
+
+async function timedMs(run: () => Promise<Response>): Promise<number> {
+  const started = performance.now();
+  const res = await run();
+  await res.arrayBuffer();
+  return performance.now() - started;
+}
+
+async function quorumWrites(): Promise<Record<string, { p50Ms: number; floorMs: number; ratio: number }>> {
+  const out: Record<string, { p50Ms: number; floorMs: number; ratio: number }> = {};
+  for (const region of REGIONS) {
+    const times: number[] = [];
+    for (let i = 0; i < OPS; i += 1) {
+      const key = `wan/quorum/${region}/${i}`;
+      times.push(
+        await timedMs(() =>
+          call(region, `/v1/kv/${encodeURIComponent(key)}?region=${region}&ack=quorum`, { method: "PUT", body: "q" }),
+        ),
+      );
+    }
+    const p50Ms = quantile(times, 0.5);
+    out[region] = { p50Ms, floorMs: quorumFloorMs(region), ratio: p50Ms / quorumFloorMs(region) };
+  }
+  return out;
+}
+
+async function sessionAfterRemoteWrite(): Promise<Record<string, { sessionP50Ms: number; plainP50Ms: number }>> {
+  const out: Record<string, { sessionP50Ms: number; plainP50Ms: number }> = {};
+  for (const [writer, reader] of [
+    ["weur", "wnam"],
+    ["enam", "apac"],
+  ] as Array<[RegionId, RegionId]>) {
+    const session: number[] = [];
+    const plain: number[] = [];
+    for (let i = 0; i < OPS; i += 1) {
+      const key = `wan/session/${writer}/${Date.now().toString(36)}-${i}`;
+      const put = await call(writer, `/v1/kv/${encodeURIComponent(key)}`, { method: "PUT", body: "s" });
+      await put.arrayBuffer();
+      const token = put.headers.get("x-session-token") ?? "";
+      session.push(
+        await timedMs(() =>
+          call(reader, `/v1/kv/${encodeURIComponent(key)}?consistency=session`, {
+            headers: { "X-Session-Token": token },
+          }),
+        ),
+      );
+      plain.push(await timedMs(() => call(reader, `/v1/kv/${encodeURIComponent(key)}`)));
+    }
+    out[`${writer} write, then ${reader} read`] = {
+      sessionP50Ms: quantile(session, 0.5),
+      plainP50Ms: quantile(plain, 0.5),
+    };
+  }
+  return out;
+}
+
+async function closestVersusSingleHome(): Promise<Record<string, { closestP50Ms: number; enamP50Ms: number }>> {
+  const key = "wan/read/shared";
+  const put = await call("enam", `/v1/kv/${encodeURIComponent(key)}?ack=all`, { method: "PUT", body: "r" });
+  await put.arrayBuffer();
+  const out: Record<string, { closestP50Ms: number; enamP50Ms: number }> = {};
+  for (const client of REGIONS) {
+    const closest: number[] = [];
+    const home: number[] = [];
+    for (let i = 0; i < OPS; i += 1) {
+      closest.push(await timedMs(() => call(client, `/v1/kv/${encodeURIComponent(key)}`)));
+      home.push(await timedMs(() => call(client, `/v1/kv/${encodeURIComponent(key)}?region=enam`)));
+    }
+    out[`client at ${client}`] = { closestP50Ms: quantile(closest, 0.5), enamP50Ms: quantile(home, 0.5) };
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const command = `${Object.entries(process.env)
+    .filter(([k]) => k.startsWith("BENCH_"))
+    .map(([k, v]) => `${k}=${v} `)
+    .join("")}npm run bench:wan`;
+  console.log(command);
+  const dir = runDir();
+  const source = snapshot(PROJECT, dir, (process.env.BENCH_SOURCE as "HEAD" | "worktree" | undefined) ?? "worktree");
+  const results: Record<string, unknown> = {
+    command,
+    machine: machineInfo(PROJECT),
+    startedAt: new Date().toISOString(),
+  };
+  try {
+    const store = await startStore(source.root, dir, "wan", "WAN_EMULATION:on", false);
+    base = store.baseUrl;
+    // Every region healthy (new replicas probe each other over the emulated WAN first).
+    for (let i = 0; i < 120; i += 1) {
+      const res = await call("enam", "/v1/regions");
+      const body = (await res.json()) as { regions: Array<{ healthy: boolean }> };
+      if (body.regions.every((r) => r.healthy)) break;
+      await sleep(500);
+    }
+    const conv = await convergence();
+    results.convergence = conv;
+    console.log(`convergence at ${RATE} writes/s per origin: (ack -> visible at target) / one-way latency`);
+    console.log("  pair            one-way ms   p50     p99   samples");
+    for (const [pair, c] of Object.entries(conv))
+      console.log(
+        `  ${pair.padEnd(15)} ${c.oneWayMs.toFixed(1).padStart(9)} ${c.p50.toFixed(2).padStart(6)} ${c.p99.toFixed(2).padStart(7)} ${String(c.samples).padStart(8)}`,
+      );
+    const quorum = await quorumWrites();
+    results.quorum = quorum;
+    console.log("ack=quorum write p50 from a client at each region, against the round trip to the nearest majority");
+    for (const [region, q] of Object.entries(quorum))
+      console.log(
+        `  ${region.padEnd(6)} ${q.p50Ms.toFixed(0).padStart(5)} ms, floor ${q.floorMs} ms: ${q.ratio.toFixed(2)}x`,
+      );
+    const sessions = await sessionAfterRemoteWrite();
+    results.sessionAfterRemoteWrite = sessions;
+    console.log("consistency=session read right after a write in another region, against a plain read there");
+    for (const [what, s] of Object.entries(sessions))
+      console.log(`  ${what.padEnd(28)} session ${s.sessionP50Ms.toFixed(0)} ms, plain ${s.plainP50Ms.toFixed(0)} ms`);
+    const reads = await closestVersusSingleHome();
+    results.reads = reads;
+    console.log("read p50: served by the closest region, against a single home (every read at enam)");
+    for (const [client, r] of Object.entries(reads))
+      console.log(`  ${client.padEnd(16)} closest ${r.closestP50Ms.toFixed(0)} ms, enam ${r.enamP50Ms.toFixed(0)} ms`);
+    await store.stop();
+  } finally {
+    await stopAll();
+  }
+  const out = path.join(PROJECT, "bench", "results");
+  mkdirSync(out, { recursive: true });
+  const file = path.join(out, `wan-${new Date().toISOString().replaceAll(":", "-")}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`results: ${path.relative(PROJECT, file)}`);
+}
+
+await main();
