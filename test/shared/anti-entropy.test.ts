@@ -25,7 +25,7 @@ import { ReplicaNode } from "../../shared/store/replica-node.ts";
 import { type EntriesMessage } from "../../shared/store/wire.ts";
 import { putKey } from "../../shared/store/tree.ts";
 import { MemoryStorage } from "../sim/memory-storage.ts";
-import { keyOpArb, put } from "./support.ts";
+import { keyOpArb, peerOver, put } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0xae_0001;
@@ -71,26 +71,9 @@ function nodeOf(region: RegionId, bootstrapping = false): ReplicaNode {
   });
 }
 
-/** A call over RPC: its answer arrives as a structured clone. */
-async function rpc<T>(call: () => T): Promise<T> {
-  return structuredClone(call());
-}
-
 /** `node` as a peer sees it over RPC. */
 function api(node: ReplicaNode): PeerApi {
-  return {
-    applyReplication: (bodies) => node.applyReplication(bodies),
-    pushWrite: (body) => node.pushWrite(body),
-    snapshot: (key) => rpc(() => node.snapshot(key)),
-    covers: (key, version, epoch) => rpc(() => node.covers(key, version, epoch)),
-    prefixStates: (low, high, after, limit) => rpc(() => node.prefixStates(low, high, after, limit)),
-    aeBegin: (from) => rpc(() => node.aeBegin(from)),
-    merkleChildren: (level, indices) => rpc(() => node.merkleChildren(level, indices)),
-    bucketEntries: (buckets) => rpc(() => node.bucketEntries(buckets)),
-    bucketRows: (from, to, after, limit) => rpc(() => node.bucketRows(from, to, after, limit)),
-    keyStates: (keys) => rpc(() => node.keyStates(keys)),
-    repairStates: (from, rows) => rpc(() => node.repairStates(from, rows)),
-  };
+  return peerOver(() => node);
 }
 
 /** One round initiated by `a` with `b`. */

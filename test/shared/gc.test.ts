@@ -35,7 +35,7 @@ import {
 } from "../../shared/store/wire.ts";
 import { MemoryStorage } from "../sim/memory-storage.ts";
 import { deferred } from "./fake-clock.ts";
-import { del, put } from "./support.ts";
+import { del, peerOver, put } from "./support.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x6c_0001;
@@ -469,11 +469,6 @@ interface Letter {
   delivered: boolean;
 }
 
-/** A call over RPC: its answer arrives as a structured clone. */
-async function rpc<T>(call: () => T): Promise<T> {
-  return structuredClone(call());
-}
-
 /** Three replicas wired to each other in memory; nothing moves unless the program says so. */
 class Trio {
   nowMs = NOW;
@@ -530,20 +525,7 @@ class Trio {
 
   /** Replica `i` as a peer sees it over RPC: answers are cloned, as structured clone does. */
   api(i: number): PeerApi {
-    const node = this.nodes[i] as ReplicaNode;
-    return {
-      applyReplication: (bodies) => node.applyReplication(bodies),
-      pushWrite: (body) => node.pushWrite(body),
-      snapshot: (key) => rpc(() => node.snapshot(key)),
-      covers: (key, version, epoch) => rpc(() => node.covers(key, version, epoch)),
-      prefixStates: (low, high, after, limit) => rpc(() => node.prefixStates(low, high, after, limit)),
-      aeBegin: (from) => rpc(() => node.aeBegin(from)),
-      merkleChildren: (level, indices) => rpc(() => node.merkleChildren(level, indices)),
-      bucketEntries: (buckets) => rpc(() => node.bucketEntries(buckets)),
-      bucketRows: (from, to, after, limit) => rpc(() => node.bucketRows(from, to, after, limit)),
-      keyStates: (keys) => rpc(() => node.keyStates(keys)),
-      repairStates: (from, rows) => rpc(() => node.repairStates(from, rows)),
-    };
+    return peerOver(() => this.nodes[i] as ReplicaNode);
   }
 
   /** A local write at replica `i`; its outbox row becomes one message per peer, into the bag. */

@@ -15,7 +15,7 @@ import { ReplicaNode } from "../../shared/store/replica-node.ts";
 import { type ReplicationMessage } from "../../shared/store/wire.ts";
 import { MemoryStorage } from "../sim/memory-storage.ts";
 import { FakeClock, settle } from "./fake-clock.ts";
-import { add, put } from "./support.ts";
+import { add, cloned, peerOver, put } from "./support.ts";
 
 const REGIONS: RegionId[] = ["wnam", "enam", "weur"];
 const NOW = 1_800_000_000_000;
@@ -83,23 +83,8 @@ class Cluster {
   /** Region `region` as its peers reach it over RPC: answers cloned, or none at all while silent. */
   private api(region: RegionId): PeerApi {
     const rpc = <T>(call: () => T | Promise<T>): Promise<T> =>
-      this.silent.has(region)
-        ? new Promise<T>(() => undefined)
-        : Promise.resolve(call()).then((value) => structuredClone(value));
-    const node = (): ReplicaNode => this.node(region);
-    return {
-      applyReplication: (bodies) => rpc(() => node().applyReplication(bodies)),
-      pushWrite: (body) => rpc(() => node().pushWrite(body)),
-      snapshot: (key) => rpc(() => node().snapshot(key)),
-      covers: (key, version, epoch) => rpc(() => node().covers(key, version, epoch)),
-      prefixStates: (low, high, after, limit) => rpc(() => node().prefixStates(low, high, after, limit)),
-      aeBegin: (from) => rpc(() => node().aeBegin(from)),
-      merkleChildren: (level, indices) => rpc(() => node().merkleChildren(level, indices)),
-      bucketEntries: (buckets) => rpc(() => node().bucketEntries(buckets)),
-      bucketRows: (from, to, after, limit) => rpc(() => node().bucketRows(from, to, after, limit)),
-      keyStates: (keys) => rpc(() => node().keyStates(keys)),
-      repairStates: (from, rows) => rpc(() => node().repairStates(from, rows)),
-    };
+      this.silent.has(region) ? new Promise<T>(() => undefined) : cloned(call);
+    return peerOver(() => this.node(region), rpc);
   }
 
   /** A write at `region` through the node, and its outbox drained into the bag. */

@@ -2,7 +2,9 @@
 import * as fc from "fast-check";
 import { utf8 } from "../../shared/bytes.ts";
 import { LOCATION_HINTS, type RegionId } from "../../shared/regions.ts";
+import { type PeerApi } from "../../shared/store/contract.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
+import { type ReplicaNode } from "../../shared/store/replica-node.ts";
 
 /** A register write of `text`. */
 export const put = (text: string): KeyOp => ({
@@ -112,4 +114,32 @@ export function historyArb(promotions: boolean): fc.Arbitrary<ReplicatedHistory>
     regions: fc.shuffledSubarray([...LOCATION_HINTS], { minLength: 2, maxLength: 4 }),
     steps: fc.array(fc.oneof(...steps), { minLength: 1, maxLength: 25 }),
   });
+}
+
+/** A call over RPC: its answer arrives as a structured clone, as Durable Object RPC delivers it. */
+export async function cloned<T>(call: () => T | Promise<T>): Promise<T> {
+  return structuredClone(await call());
+}
+
+/**
+ * `node()` as a peer reaches it over RPC (the node is looked up at each call, so a test may
+ * replace it): every answer passes through `rpc`, a structured clone unless a test cuts it off.
+ */
+export function peerOver(
+  node: () => ReplicaNode,
+  rpc: <T>(call: () => T | Promise<T>) => Promise<T> = cloned,
+): PeerApi {
+  return {
+    applyReplication: (bodies) => rpc(() => node().applyReplication(bodies)),
+    pushWrite: (body) => rpc(() => node().pushWrite(body)),
+    snapshot: (key) => rpc(() => node().snapshot(key)),
+    covers: (key, version, epoch) => rpc(() => node().covers(key, version, epoch)),
+    prefixStates: (low, high, after, limit) => rpc(() => node().prefixStates(low, high, after, limit)),
+    aeBegin: (from) => rpc(() => node().aeBegin(from)),
+    merkleChildren: (level, indices) => rpc(() => node().merkleChildren(level, indices)),
+    bucketEntries: (buckets) => rpc(() => node().bucketEntries(buckets)),
+    bucketRows: (from, to, after, limit) => rpc(() => node().bucketRows(from, to, after, limit)),
+    keyStates: (keys) => rpc(() => node().keyStates(keys)),
+    repairStates: (from, rows) => rpc(() => node().repairStates(from, rows)),
+  };
 }
