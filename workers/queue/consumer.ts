@@ -30,17 +30,19 @@ function targetOf(body: unknown): RegionId | undefined {
   return regionField(body, "target");
 }
 
+/** When message `m` can have crossed from its origin to `target` (0 when it names no origin). */
+function dueMs(env: Env, target: RegionId, m: Message): number {
+  const origin = regionField(m.body, "origin");
+  return origin === undefined ? 0 : m.timestamp.getTime() + hopMs(env, origin, target);
+}
+
 /**
  * WAN emulation (and injected `delayMs`): waits until every message of a group could have
  * crossed from its origin to `target` (sent at `timestamp`, plus the hop). Retried messages are
  * long due.
  */
 async function crossed(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
-  let due = 0;
-  for (const m of messages) {
-    const origin = regionField(m.body, "origin");
-    if (origin !== undefined) due = Math.max(due, m.timestamp.getTime() + hopMs(env, origin, target));
-  }
+  const due = Math.max(0, ...messages.map((m) => dueMs(env, target, m)));
   const waitMs = due - Date.now();
   if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
@@ -110,6 +112,29 @@ async function duplicateSome(env: Env, messages: readonly Message[], faults: Fau
 /** How much later an injected duplicate arrives. */
 const DUPLICATE_DELAY_SECONDS = 1;
 
+/** Hands `messages` to `target`'s replica in one call; acks what it merged, retries the rest. */
+async function deliverTo(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
+  try {
+    const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
+    messages.forEach((m, i) => {
+      const result = results[i];
+      const delivery = deliveryOf(result ?? "unreachable", false, m.attempts);
+      if (delivery.kind === "ack") m.ack();
+      else {
+        if (result !== undefined && !result.ok)
+          console.warn(
+            `replication to ${target} refused (attempt ${m.attempts}): ${result.error.code}: ${result.error.message}`,
+          );
+        m.retry({ delaySeconds: delivery.delaySeconds });
+      }
+    });
+  } catch (error) {
+    if (isAssertion(error)) throw error;
+    console.error(`replica ${target} unreachable; retrying ${messages.length} messages:`, error);
+    for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
+  }
+}
+
 /** Delivers a replication batch, one replica call per target region. */
 export async function consumeReplication(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
@@ -136,26 +161,15 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         return false;
       });
       if (messages.length === 0) return;
-      await crossed(env, target, messages);
-      try {
-        const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
-        messages.forEach((m, i) => {
-          const result = results[i];
-          const delivery = deliveryOf(result ?? "unreachable", false, m.attempts);
-          if (delivery.kind === "ack") m.ack();
-          else {
-            if (result !== undefined && !result.ok)
-              console.warn(
-                `replication to ${target} refused (attempt ${m.attempts}): ${result.error.code}: ${result.error.message}`,
-              );
-            m.retry({ delaySeconds: delivery.delaySeconds });
-          }
-        });
-      } catch (error) {
-        if (isAssertion(error)) throw error;
-        console.error(`replica ${target} unreachable; retrying ${messages.length} messages:`, error);
-        for (const m of messages) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
-      }
+      // Under WAN emulation each origin's messages wait their own crossing, not the farthest one's.
+      const waits = [...Map.groupBy(messages, (m) => regionField(m.body, "origin")).values()];
+      const apart = waits.length > 1 && messages.some((m) => dueMs(env, target, m) > Date.now());
+      await Promise.all(
+        (apart ? waits : [messages]).map(async (fromOne) => {
+          await crossed(env, target, fromOne);
+          await deliverTo(env, target, fromOne);
+        }),
+      );
     }),
   );
 }
