@@ -2,7 +2,7 @@
 // with it on, an admin sets and clears faults, malformed bodies change nothing, and the queue
 // consumer drops (for good), holds across a partition, and duplicates as told.
 import { env } from "cloudflare:workers";
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { createExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { NO_FAULTS } from "../../shared/faults.ts";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
@@ -10,7 +10,7 @@ import { applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
 import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
 import { rememberFaults } from "../../workers/faults.ts";
 import worker from "../../workers/index.ts";
-import { ADMIN, READER, api, replica, uniqueKey } from "./helpers.ts";
+import { ADMIN, READER, api, deliver, replica, uniqueKey } from "./helpers.ts";
 
 /** The bindings with fault injection on (the tests' wrangler vars leave it off). */
 const faultsOn = { ...env, FAULTS: "on" } as Env;
@@ -57,14 +57,9 @@ function message(key: string, seq: number): EntriesMessage {
   };
 }
 
-async function deliver(bodies: unknown[], bindings: Env = faultsOn) {
-  const batch = createMessageBatch(
-    "kv-replication",
-    bodies.map((body, i) => ({ id: `f${i}`, timestamp: new Date(), attempts: 1, body })),
-  );
-  const ctx = createExecutionContext();
-  await worker.queue(batch, bindings);
-  return getQueueResult(batch, ctx);
+/** One replication batch through the consumer with fault injection on (ids m0, m1, ...). */
+function deliverFaulty(bodies: unknown[], bindings: Env = faultsOn) {
+  return deliver("kv-replication", bodies, 1, bindings);
 }
 
 async function held(key: string): Promise<boolean> {
@@ -122,8 +117,8 @@ describe("fault injection switched on", () => {
     rememberFaults({ ...NO_FAULTS, drop: 1 });
     expect((await setFaults({ drop: 1 })).status).toBe(200);
     const key = uniqueKey("dropped");
-    const result = await deliver([message(key, 1_000_001)]);
-    expect(result.explicitAcks).toEqual(["f0"]);
+    const result = await deliverFaulty([message(key, 1_000_001)]);
+    expect(result.explicitAcks).toEqual(["m0"]);
     expect(result.retryMessages).toEqual([]);
     expect(await held(key)).toBe(false);
     await call("/v1/admin/faults", { method: "DELETE" });
@@ -133,13 +128,13 @@ describe("fault injection switched on", () => {
     expect((await setFaults({ partitions: [["wnam", "weur"]] })).status).toBe(200);
     const key = uniqueKey("partitioned");
     const body = message(key, 1_000_002);
-    const cut = await deliver([body]);
-    expect(cut.retryMessages.map((m) => m.msgId)).toEqual(["f0"]);
+    const cut = await deliverFaulty([body]);
+    expect(cut.retryMessages.map((m) => m.msgId)).toEqual(["m0"]);
     expect(cut.explicitAcks).toEqual([]);
     expect(await held(key)).toBe(false);
     await call("/v1/admin/faults", { method: "DELETE" });
-    const healed = await deliver([body]);
-    expect(healed.explicitAcks).toEqual(["f0"]);
+    const healed = await deliverFaulty([body]);
+    expect(healed.explicitAcks).toEqual(["m0"]);
     expect(await held(key)).toBe(true);
   });
 
@@ -153,8 +148,8 @@ describe("fault injection switched on", () => {
     };
     const key = uniqueKey("duplicated");
     const body = message(key, 1_000_003);
-    const result = await deliver([body], { ...faultsOn, REPLICATION_QUEUE: queue } as unknown as Env);
-    expect(result.explicitAcks).toEqual(["f0"]);
+    const result = await deliverFaulty([body], { ...faultsOn, REPLICATION_QUEUE: queue } as unknown as Env);
+    expect(result.explicitAcks).toEqual(["m0"]);
     expect(await held(key)).toBe(true);
     expect(sent).toEqual([{ bodies: [body], delaySeconds: 1 }]);
     await call("/v1/admin/faults", { method: "DELETE" });

@@ -1,6 +1,12 @@
 // Shared helpers for tests that run inside workerd.
 import { env, exports } from "cloudflare:workers";
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import {
+  createExecutionContext,
+  createMessageBatch,
+  getQueueResult,
+  runDurableObjectAlarm,
+  runInDurableObject,
+} from "cloudflare:test";
 import { vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
@@ -8,6 +14,7 @@ import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "../../
 import { formatHlc, type HlcStamp } from "../../shared/hlc.ts";
 import { type Result } from "../../shared/errors.ts";
 import { type ReadOutcome } from "../../shared/store/contract.ts";
+import worker from "../../workers/index.ts";
 
 export const ADMIN = "test-admin";
 export const WRITER = "test-write";
@@ -146,4 +153,15 @@ export async function writeHeldBack(region: RegionId, key: string, value: string
       holder.env = env;
     }
   });
+}
+
+/** Hands `bodies` to the Worker's queue consumer as one batch of `queue` (ids m0, m1, ...); what it acked and retried. */
+export async function deliver(queue: string, bodies: unknown[], attempts = 1, bindings: Env = env) {
+  const batch = createMessageBatch(
+    queue,
+    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts, body })),
+  );
+  const ctx = createExecutionContext();
+  await worker.queue(batch, bindings);
+  return getQueueResult(batch, ctx);
 }

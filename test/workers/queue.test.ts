@@ -1,25 +1,24 @@
 // The queue consumers: ack after a durable merge, retry with backoff on refusal, dead-letter
 // recording, and replay from the dead-letter record back through the real queue.
 import { env } from "cloudflare:workers";
-import { createExecutionContext, createMessageBatch, getQueueResult, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { WIRE_VERSION, type EntriesMessage } from "../../shared/store/wire.ts";
-import worker from "../../workers/index.ts";
 import { Replica } from "../../workers/replica/replica.ts";
 import { PARK_DELAY_SECONDS, retryDelaySeconds } from "../../shared/store/delivery.ts";
 import { applyKeyOp } from "../../shared/store/key-state.ts";
-import { api, codeOf, entries, heartbeat, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
-
-async function deliver(queue: string, bodies: unknown[], attempts = 1, bindings: Env = env) {
-  const batch = createMessageBatch(
-    queue,
-    bodies.map((body, i) => ({ id: `m${i}`, timestamp: new Date(), attempts, body })),
-  );
-  const ctx = createExecutionContext();
-  await worker.queue(batch, bindings);
-  return getQueueResult(batch, ctx);
-}
+import {
+  api,
+  codeOf,
+  deliver,
+  entries,
+  heartbeat,
+  registerText,
+  replica,
+  uniqueKey,
+  writeHeldBack,
+} from "./helpers.ts";
 
 /** A message whose state must be pulled from wnam: it fails until wnam holds the key. */
 function pullMessage(key: string, seq: number): EntriesMessage {
