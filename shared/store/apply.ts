@@ -264,6 +264,8 @@ export function applyEntries(
   const { storage } = machine;
   const origin = message.origin;
   let clock: HlcStamp = machine.clock;
+  /** Delays of the entries this message made visible (counted once it commits). */
+  const visible: number[] = [];
   const result = refusable(storage, (): Result<Applied> => {
     // Checked inside the transaction: another message may have filled or opened gaps while
     // this one's large states were being pulled.
@@ -278,6 +280,7 @@ export function applyEntries(
     }
     let fenced = 0;
     let bytes = 0;
+    visible.length = 0;
     const report = storage.peerReports.all().get(origin);
     message.entries.forEach((entry, i) => {
       const content = contents[i] as EntryContent;
@@ -317,6 +320,7 @@ export function applyEntries(
         return;
       }
       if (outcome === "fenced") fenced += 1;
+      if (outcome === "merged") visible.push(nowMs - entry.writtenMs);
     });
     if (stream) {
       const last = message.entries.at(-1) as (typeof message.entries)[number];
@@ -336,7 +340,10 @@ export function applyEntries(
     storage.meta.set("clock", formatHlc(clock));
     return ok({ fenced });
   });
-  if (result.ok) machine.observed(clock);
+  if (result.ok) {
+    machine.observed(clock);
+    for (const ms of visible) machine.delays.record(origin, ms);
+  }
   return result;
 }
 

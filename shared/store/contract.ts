@@ -8,6 +8,7 @@ import { type ClusterView } from "./cluster.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector } from "../version-vector.ts";
 import { type KeyOp } from "./key-state.ts";
+import { type DelaySummary } from "./delays.ts";
 import { type Lag } from "./progress.ts";
 import { type KeyView, type WriteConditions } from "./replica-core.ts";
 import { type MerkleEntry } from "../merkle.ts";
@@ -110,6 +111,8 @@ export interface ReplicaStatus {
   /** Keys it stores: live ones, and tombstones (deleted registers not yet collected). */
   readonly keys: { readonly live: number; readonly tombstones: number };
   readonly lag: Partial<Record<RegionId, PeerLag>>;
+  /** Per peer, how long its recent writes took to become visible here (peers it has had none from are absent). */
+  readonly delays: Partial<Record<RegionId, DelaySummary>>;
   readonly metrics: Array<{ name: string; peer: string; value: number }>;
 }
 
@@ -239,4 +242,12 @@ export interface ReplicaClientApi {
 /** A queue a replica sends replication messages to. */
 export interface ReplicationQueue {
   sendBatch(messages: readonly ReplicationMessage[], delaySeconds: number): Promise<void>;
+  /**
+   * How long a write is in flight to `target` before a message carrying it may reach the
+   * queue: the emulated one-way latency (plus injected delay) under local WAN emulation; absent
+   * or 0 when deployed, where the network supplies its own. The outbox holds the write that
+   * long, so the queue's consumer never waits for a crossing while other messages queue
+   * behind it.
+   */
+  crossingMs?(target: RegionId): number;
 }

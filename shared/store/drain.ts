@@ -4,6 +4,8 @@
  * unconfirmed too long is sent again. Writes for a peer an operator took out are held here
  * until it is back, so they do not burn queue retries, but only up to {@link HELD_ROWS_MAX}:
  * beyond that they go to the queue anyway, whose consumer parks them until the peer returns.
+ * Under local WAN emulation a write also stays until it could have crossed to its peer
+ * (`ReplicationQueue.crossingMs`): it is in flight, and nothing waits on its way.
  * One drain runs at a time, and each round reads a bounded number of rows and bytes.
  */
 import { type RegionId } from "../regions.ts";
@@ -11,7 +13,7 @@ import { isTakenOut } from "./cluster.ts";
 import { DRAIN_BYTES_MAX, DRAIN_ROWS_MAX, HELD_ROWS_MAX, messagesFor, sendBatches } from "./outbox.ts";
 import { type ReplicaPorts, isAssertion, sleep } from "./ports.ts";
 import { type ReplicaMachine } from "./replica-machine.ts";
-import { type PeerReport } from "./storage.ts";
+import { type LogRow, type PeerReport } from "./storage.ts";
 import { type EntriesMessage } from "./wire.ts";
 
 /** Drain rounds per flush before yielding (bounds one flush's work; the alarm resumes it). */
@@ -34,7 +36,14 @@ export class Drain {
   private flushAgain = false;
   /** Per peer, the last confirmation seen and since when it has not moved. */
   private readonly confirmations = new Map<RegionId, { seq: number; sinceMs: number; resends: number }>();
-  private scheduled = false;
+  /** Per peer, when a message last left for it: its batch window counts from then. */
+  private readonly lastSentMs = new Map<RegionId, number>();
+  /** The earliest drain a timer is set for. */
+  private wakeMs: number | undefined;
+  /** When the first row the last round held back (in flight, or in a batch window) may leave. */
+  private heldUntilMs: number | undefined;
+  /** Per peer, how far the direct push has gone (it does not wait for the crossing). */
+  private readonly pushed = new Map<RegionId, number>();
   private readonly machine: ReplicaMachine;
   private readonly ports: ReplicaPorts;
   private readonly settings: DrainSettings;
@@ -46,20 +55,35 @@ export class Drain {
   }
 
   /**
-   * Drains soon: after the batch window, so that the writes of that window travel as one
-   * message per peer instead of one each. Queue sends and their deliveries cost far more than
-   * the rows they carry, so batching is what lets replication keep up with the write rate.
+   * Drains a new write: at once when no message left for a peer within the batch window, else
+   * when the first peer's window ends. Under load the writes of each window thus travel as one
+   * message per peer instead of one each (queue sends and their deliveries cost far more than
+   * the rows they carry: batching is what lets replication keep up with the write rate), while
+   * a write after a quiet spell waits for nothing.
    */
   schedule(): void {
-    if (this.settings.batchMs === 0) {
+    const peers = this.machine.peers;
+    const windowEndMs = peers.length === 0 ? 0 : Math.min(...peers.map((peer) => this.windowEndMs(peer)));
+    this.flushAt(Math.max(this.ports.now(), windowEndMs));
+  }
+
+  /** When `peer`'s batch window ends: the next message for it may leave then. */
+  private windowEndMs(peer: RegionId): number {
+    return (this.lastSentMs.get(peer) ?? Number.NEGATIVE_INFINITY) + this.settings.batchMs;
+  }
+
+  /** Drains at `at` (at once when it has passed), unless a drain is already set for no later. */
+  private flushAt(at: number): void {
+    const now = this.ports.now();
+    if (this.wakeMs !== undefined && this.wakeMs <= at && this.wakeMs > now) return;
+    if (at <= now) {
       this.ports.background(this.flush());
       return;
     }
-    if (this.scheduled) return;
-    this.scheduled = true;
+    this.wakeMs = at;
     this.ports.background(
-      sleep(this.ports, this.settings.batchMs).then(() => {
-        this.scheduled = false;
+      sleep(this.ports, at - now).then(() => {
+        if (this.wakeMs === at) this.wakeMs = undefined;
         return this.flush();
       }),
     );
@@ -76,6 +100,7 @@ export class Drain {
     }
     this.running = this.drain().finally(() => {
       this.running = undefined;
+      if (this.heldUntilMs !== undefined) this.flushAt(this.heldUntilMs);
     });
     return this.running;
   }
@@ -96,6 +121,7 @@ export class Drain {
   private async flushOnce(): Promise<boolean> {
     const { machine } = this;
     const { storage } = machine;
+    this.heldUntilMs = undefined;
     if (machine.takenOut()) return false;
     const peers = machine.peers;
     if (peers.length === 0) {
@@ -114,13 +140,31 @@ export class Drain {
     if (targets.length === 0) return false;
     const rows = storage.log.after(Math.min(...targets.map(sentOf)), DRAIN_ROWS_MAX, DRAIN_BYTES_MAX);
     if (rows.length === 0) return false;
-    const messages = targets.flatMap((peer) =>
-      messagesFor(machine.region, peer, rows, sentOf(peer), machine.firstWrittenMs),
-    );
-    if (messages.length === 0) return false;
     // A fault-injected delay stands for a slow link; a direct push would bypass it.
-    if (this.settings.directPush && this.settings.delaySeconds === 0)
-      this.ports.background(this.pushDirect(messages.map((m) => m.message)));
+    if (this.settings.directPush && this.settings.delaySeconds === 0) this.pushDirect(targets, rows, sentOf);
+    const now = this.ports.now();
+    // A full read means a backlog: it drains round after round, with no window between them.
+    const backlog = rows.length >= DRAIN_ROWS_MAX;
+    const holdUntil = (ms: number): void => {
+      this.heldUntilMs = Math.min(this.heldUntilMs ?? Number.POSITIVE_INFINITY, ms);
+    };
+    const messages = targets.flatMap((peer) => {
+      const pending = rows.filter((row) => row.seq > sentOf(peer));
+      if (pending.length === 0) return [];
+      if (!backlog && this.windowEndMs(peer) > now) {
+        holdUntil(this.windowEndMs(peer));
+        return [];
+      }
+      const crossingMs = this.ports.queue.crossingMs?.(peer) ?? 0;
+      // A write from a clock that has since gone back is not held for that long.
+      const cut = pending.findIndex((row) => row.writtenMs <= now && row.writtenMs + crossingMs > now);
+      const held = pending[cut];
+      if (held !== undefined) holdUntil(held.writtenMs + crossingMs);
+      const leaving = cut === -1 ? pending : pending.slice(0, cut);
+      if (leaving.length > 0) this.lastSentMs.set(peer, now);
+      return messagesFor(machine.region, peer, leaving, sentOf(peer), machine.firstWrittenMs);
+    });
+    if (messages.length === 0) return false;
     for (const batch of sendBatches(messages)) {
       await this.ports.queue.sendBatch(
         batch.map((m) => m.message),
@@ -181,22 +225,42 @@ export class Drain {
     this.prune();
   }
 
-  /** The fast path: the same messages straight to their targets; failures are left to the queue. */
-  private async pushDirect(messages: readonly EntriesMessage[]): Promise<void> {
-    const byTarget = Map.groupBy(messages, (m) => m.target);
-    await Promise.all(
-      [...byTarget].map(async ([target, group]) => {
-        try {
-          await this.ports.peer(target).applyReplication(group);
-        } catch (error) {
-          if (isAssertion(error)) throw error;
-          this.ports.warn(
-            `replica ${this.machine.region}: direct push to ${target} failed; the queue will deliver`,
-            error,
-          );
-        }
-      }),
-    );
+  /** Sends again, with the next drain, everything `peer` has not confirmed applying. */
+  resendTo(peer: RegionId): void {
+    const { storage } = this.machine;
+    const confirmed = confirmedBy(storage.peerReports.all().get(peer), this.machine.region);
+    if ((storage.peerSend.all().get(peer) ?? 0) <= confirmed) return;
+    storage.transaction(() => storage.peerSend.rewind(peer, confirmed));
+    storage.metrics.add("replication_resends_total", peer, 1);
+  }
+
+  /**
+   * The fast path: the rows not pushed yet straight to their targets, at once (the peer's stub
+   * supplies any crossing), in the background; failures are left to the queue.
+   */
+  private pushDirect(targets: readonly RegionId[], rows: readonly LogRow[], sentOf: (peer: RegionId) => number): void {
+    for (const target of targets) {
+      const from = Math.max(sentOf(target), this.pushed.get(target) ?? 0);
+      const messages = messagesFor(this.machine.region, target, rows, from, this.machine.firstWrittenMs);
+      const last = messages.at(-1);
+      if (last === undefined) continue;
+      this.pushed.set(target, last.message.to);
+      this.ports.background(
+        this.push(
+          target,
+          messages.map((m) => m.message),
+        ),
+      );
+    }
+  }
+
+  private async push(target: RegionId, messages: readonly EntriesMessage[]): Promise<void> {
+    try {
+      await this.ports.peer(target).applyReplication(messages);
+    } catch (error) {
+      if (isAssertion(error)) throw error;
+      this.ports.warn(`replica ${this.machine.region}: direct push to ${target} failed; the queue will deliver`, error);
+    }
   }
 }
 

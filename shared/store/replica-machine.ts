@@ -18,6 +18,7 @@ import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
 import { type KeySnapshot, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
 import { type TaggedState } from "./epochs.ts";
 import { type KeyOp, decodeKeyState } from "./key-state.ts";
+import { DelayWindows } from "./delays.ts";
 import { type PrimaryPrefix, prefixOf } from "./primaries.ts";
 import { progressLag } from "./progress.ts";
 import { type KeyView, type WriteConditions, checkConditions, keyView, planWrite } from "./replica-core.ts";
@@ -114,6 +115,8 @@ export const INCARNATION_SEQ_GAP = 1 << 20;
 export class ReplicaMachine {
   readonly storage: ReplicaStorage;
   readonly settings: ReplicaSettings;
+  /** How long each peer's recent writes took to become visible here (in memory). */
+  readonly delays = new DelayWindows();
   private clockStamp: HlcStamp;
   private seqNumber = 0;
   private firstMs = 0;
@@ -533,6 +536,12 @@ export class ReplicaMachine {
       deadLetters: this.storage.deadLetters.count(),
       keys: this.storage.kv.counts(),
       lag: this.lags(nowMs),
+      delays: Object.fromEntries(
+        this.peers.flatMap((peer) => {
+          const summary = this.delays.summary(peer);
+          return summary === undefined ? [] : [[peer, summary]];
+        }),
+      ),
       metrics: this.storage.metrics.all(),
     };
   }

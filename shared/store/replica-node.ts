@@ -474,9 +474,15 @@ export class ReplicaNode {
     return applyEntries(this.machine, message, states.value, this.ports.now(), stream);
   }
 
-  /** Takes the control object's view; held writes go out as soon as it says a peer is back. */
+  /**
+   * Takes the control object's view; held writes go out as soon as it says a peer is back, and
+   * so does what the peer has not confirmed (messages in flight when it went out wait in the
+   * queue's park, or its retries, for up to half a minute; a duplicate costs nothing).
+   */
   applyView(view: ClusterView): boolean {
+    const wasOut = this.machine.peers.filter((peer) => isTakenOut(this.machine.view, peer));
     const recorded = this.machine.applyView(view);
+    for (const peer of wasOut) if (!isTakenOut(this.machine.view, peer)) this.drain.resendTo(peer);
     this.ports.background(this.drain.flush());
     return recorded;
   }

@@ -55,18 +55,32 @@ describe("bad input loses nothing", () => {
 });
 
 describe("operations views", () => {
-  it("reports every region healthy with lag per peer, caught up when idle", async () => {
+  it("reports every region healthy with lag per peer, caught up when idle, and each peer's delay", async () => {
+    type Lag = { entries: number; ms: number; delay?: { p50Ms: number; p99Ms: number; samples: number } };
+    const regions = async (): Promise<Array<{ id: string; healthy: boolean; lag: Record<string, Lag> }>> =>
+      (
+        await json<{ regions: Array<{ id: string; healthy: boolean; lag: Record<string, Lag> }> }>("/v1/regions", {
+          token: READ_TOKEN,
+        })
+      ).regions;
+    // A write in every region, seen everywhere: every pair has a delay figure.
+    for (const origin of REGIONS)
+      expect(
+        (await call(`/v1/kv/${uniqueKey("delay")}?region=${origin}&ack=all`, { method: "PUT", body: "d" })).status,
+      ).toBe(200);
     await eventually(
       async () => {
-        const body: {
-          regions: Array<{ id: string; healthy: boolean; lag: Record<string, { entries: number; ms: number }> }>;
-          closest: string;
-        } = await json("/v1/regions", { token: READ_TOKEN });
-        expect(body.regions.map((r) => r.id)).toEqual([...REGIONS]);
-        for (const region of body.regions) {
+        const body = await regions();
+        expect(body.map((r) => r.id)).toEqual([...REGIONS]);
+        for (const region of body) {
           expect(region.healthy).toBe(true);
-          for (const peer of REGIONS.filter((r) => r !== region.id))
-            expect(region.lag[peer]).toEqual({ entries: 0, ms: 0 });
+          for (const peer of REGIONS.filter((r) => r !== region.id)) {
+            const { delay, ...now } = region.lag[peer] as Lag;
+            expect(now).toEqual({ entries: 0, ms: 0 });
+            expect(delay?.samples).toBeGreaterThan(0);
+            expect(delay?.p50Ms).toBeGreaterThanOrEqual(0);
+            expect(delay?.p99Ms).toBeGreaterThanOrEqual(delay?.p50Ms ?? Number.POSITIVE_INFINITY);
+          }
         }
       },
       20_000,
@@ -82,6 +96,9 @@ describe("operations views", () => {
       expect(text).toMatch(/replication_messages_total\{region="enam",peer="wnam"\} [1-9]/);
       expect(text).toMatch(/replication_bytes_total\{region="enam",peer="wnam",kind="stream"\} [1-9]/);
       expect(text).toContain("# TYPE replication_lag_seconds gauge");
+      expect(text).toContain("# TYPE replication_delay_seconds summary");
+      expect(text).toMatch(/replication_delay_seconds\{region="enam",peer="wnam",quantile="0\.99"\} \d/);
+      expect(text).toMatch(/replication_delay_seconds_count\{region="enam",peer="wnam"\} [1-9]/);
       expect(text).toContain("# TYPE replication_errors_total counter");
       expect(text).toContain("http_request_duration_seconds_bucket");
     });

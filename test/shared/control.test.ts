@@ -46,6 +46,7 @@ function status(
     deadLetters: 0,
     keys: { live: 0, tombstones: 0 },
     lag,
+    delays: {},
     metrics: [],
   };
 }

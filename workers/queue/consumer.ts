@@ -2,13 +2,15 @@
  * Queue consumers. The replication consumer hands each message to its target region's replica
  * and acks it only once the replica has durably merged it; anything else is retried with
  * backoff and, after `max_retries`, lands in the dead-letter queue. Under WAN emulation a
- * message reaches its target no earlier than its send time plus the one-way latency. The dead-letter consumer
+ * message has already crossed when it reaches the queue (the origin's outbox holds each write
+ * for the one-way latency, `ReplicationQueue.crossingMs`), so nothing here waits: a consumer
+ * invocation that slept would hold back every message behind it. The dead-letter consumer
  * records every message in its target replica, where operators can inspect and replay it.
  */
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
-import { hopMs, replicaOf } from "../stubs.ts";
+import { replicaOf } from "../stubs.ts";
 import { type Faults, partitioned } from "../../shared/faults.ts";
 import { currentFaults, faultRandom } from "../faults.ts";
 import { clusterView } from "../router/view.ts";
@@ -28,23 +30,6 @@ function regionField(body: unknown, field: "target" | "origin"): RegionId | unde
 
 function targetOf(body: unknown): RegionId | undefined {
   return regionField(body, "target");
-}
-
-/** When message `m` can have crossed from its origin to `target` (0 when it names no origin). */
-function dueMs(env: Env, target: RegionId, m: Message): number {
-  const origin = regionField(m.body, "origin");
-  return origin === undefined ? 0 : m.timestamp.getTime() + hopMs(env, origin, target);
-}
-
-/**
- * WAN emulation (and injected `delayMs`): waits until every message of a group could have
- * crossed from its origin to `target` (sent at `timestamp`, plus the hop). Retried messages are
- * long due.
- */
-async function crossed(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
-  const due = Math.max(0, ...messages.map((m) => dueMs(env, target, m)));
-  const waitMs = due - Date.now();
-  if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
 }
 
 /** Groups a batch's messages by target region; messages without a valid target go under `undefined`. */
@@ -160,16 +145,7 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return false;
       });
-      if (messages.length === 0) return;
-      // Under WAN emulation each origin's messages wait their own crossing, not the farthest one's.
-      const waits = [...Map.groupBy(messages, (m) => regionField(m.body, "origin")).values()];
-      const apart = waits.length > 1 && messages.some((m) => dueMs(env, target, m) > Date.now());
-      await Promise.all(
-        (apart ? waits : [messages]).map(async (fromOne) => {
-          await crossed(env, target, fromOne);
-          await deliverTo(env, target, fromOne);
-        }),
-      );
+      if (messages.length > 0) await deliverTo(env, target, messages);
     }),
   );
 }

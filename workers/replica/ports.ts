@@ -1,13 +1,15 @@
 /**
  * The replica's ports (`shared/store/ports.ts`) on the platform: other replicas and the control
- * object over RPC (through `stubs.ts`, so over emulated WAN when it is on), the replication queue binding, `ctx.waitUntil` for background work. The
+ * object over RPC (through `stubs.ts`, so over emulated WAN when it is on), the replication
+ * queue binding (and the emulated crossing a write waits before it leaves), `ctx.waitUntil` for
+ * background work. The
  * bindings are read at each call, so a test may swap `env` on a live instance.
  */
 import { type RegionId } from "../../shared/regions.ts";
 import { type PeerApi } from "../../shared/store/contract.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
-import { controlOf, replicaOf } from "../stubs.ts";
+import { controlOf, hopMs, replicaOf } from "../stubs.ts";
 import { skewOf } from "../../shared/faults.ts";
 import { faultsNow } from "../faults.ts";
 
@@ -30,6 +32,8 @@ export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: Regi
           delaySeconds > 0 ? { delaySeconds } : undefined,
         );
       },
+      // Under WAN emulation (and injected delay) a write is in flight this long before it leaves.
+      crossingMs: (target: RegionId) => hopMs(env(), self, target),
     },
     background: (work) => ctx.waitUntil(work),
     warn: (message, error) => (error === undefined ? console.warn(message) : console.warn(`${message}:`, error)),

@@ -5,6 +5,7 @@
  */
 import { type RegionId } from "../../shared/regions.ts";
 import { clockOffsets } from "../../shared/store/cluster.ts";
+import { DELAY_WINDOW } from "../../shared/store/delays.ts";
 import { type ReplicaStatus } from "../../shared/store/contract.ts";
 
 /** Latency bucket bounds in seconds. */
@@ -95,6 +96,20 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
     if (status === null) continue;
     for (const [peer, lag] of Object.entries(status.lag))
       if (lag.ms !== null) lines.push(`replication_lag_seconds{region="${region}",peer="${peer}"} ${lag.ms / 1000}`);
+  }
+  lines.push(
+    `# HELP replication_delay_seconds How long a peer's recent writes took from their commit there to becoming visible in a region (quantiles over the last ${DELAY_WINDOW} writes; count and sum since the replica started).`,
+  );
+  lines.push("# TYPE replication_delay_seconds summary");
+  for (const [region, status] of statuses) {
+    if (status === null) continue;
+    for (const [peer, d] of Object.entries(status.delays)) {
+      const labels = `region="${region}",peer="${peer}"`;
+      lines.push(`replication_delay_seconds{${labels},quantile="0.5"} ${d.p50Ms / 1000}`);
+      lines.push(`replication_delay_seconds{${labels},quantile="0.99"} ${d.p99Ms / 1000}`);
+      lines.push(`replication_delay_seconds_sum{${labels}} ${d.sumMs / 1000}`);
+      lines.push(`replication_delay_seconds_count{${labels}} ${d.count}`);
+    }
   }
   lines.push(
     "# HELP replication_lag_unknown 1 while a region has no honest lag figure for a peer (never heard from it, or the region is bootstrapping).",

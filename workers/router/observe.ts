@@ -39,6 +39,17 @@ function pageCursor(raw: string | undefined): number {
   return intParam("cursor", raw, 0, Number.MAX_SAFE_INTEGER, 0);
 }
 
+/**
+ * One pair's lag in `/v1/regions`: how far behind the peer the region may be now, and how long
+ * the peer's recent writes took to become visible in it (`delay`, once there were some).
+ */
+interface PairLag {
+  readonly entries: number;
+  readonly ms: number | null;
+  readonly reason?: string;
+  readonly delay?: { readonly p50Ms: number; readonly p99Ms: number; readonly samples: number };
+}
+
 /** Mounts the observation routes. */
 export function mountObserve(app: Hono<AppEnv>): void {
   app.get("/v1/regions", async (c) => {
@@ -47,9 +58,9 @@ export function mountObserve(app: Hono<AppEnv>): void {
     const offsets = clockOffsets(readingsOf(statuses), Date.now());
     const regions = config.regions.map((id) => {
       const status = statuses.get(id) ?? null;
-      const lag: Record<string, { entries: number; ms: number | null; reason?: string }> = {};
-      for (const [peer, l] of Object.entries(status?.lag ?? {}))
-        lag[peer] =
+      const lag: Record<string, PairLag> = {};
+      for (const [peer, l] of Object.entries(status?.lag ?? {})) {
+        const now =
           status?.bootstrapping === true
             ? {
                 entries: l.entries,
@@ -59,6 +70,12 @@ export function mountObserve(app: Hono<AppEnv>): void {
             : l.ms === null
               ? { entries: l.entries, ms: null, reason: l.unknown }
               : { entries: l.entries, ms: l.ms };
+        const delay = status?.delays[peer as RegionId];
+        lag[peer] =
+          delay === undefined
+            ? now
+            : { ...now, delay: { p50Ms: delay.p50Ms, p99Ms: delay.p99Ms, samples: delay.samples } };
+      }
       const health = view.health[id];
       const bootstrapping = status?.bootstrapping ?? false;
       const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);

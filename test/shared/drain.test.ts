@@ -1,0 +1,225 @@
+// When the outbox lets writes leave, on a hand-driven clock: a write after a quiet spell leaves at
+// once and later ones gather in each peer's batch window; under WAN emulation a write stays in
+// flight for its crossing to each peer, and never longer because a clock went back; a backlog
+// drains round after round; a peer back in service is sent again what it had not confirmed. And
+// the delay windows that say how long writes took to become visible.
+import { describe, expect, it } from "vitest";
+import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
+import { type RegionId } from "../../shared/regions.ts";
+import { DELAY_WINDOW, DelayWindows } from "../../shared/store/delays.ts";
+import { GC_DEFAULTS } from "../../shared/store/gc.ts";
+import { applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
+import { DRAIN_ROWS_MAX } from "../../shared/store/outbox.ts";
+import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
+import { ReplicaNode } from "../../shared/store/replica-node.ts";
+import { type ReplicationMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { MemoryStorage } from "../sim/memory-storage.ts";
+import { FakeClock, settle } from "./fake-clock.ts";
+
+const REGIONS: RegionId[] = ["wnam", "enam", "weur"];
+const START = 1_800_000_000_000;
+
+interface Harness {
+  node: ReplicaNode;
+  clock: FakeClock;
+  /** What reached the queue: target and last sequence number of each message. */
+  sent: Array<[string, number]>;
+}
+
+function harness(batchMs: number, crossing: Partial<Record<RegionId, number>> = {}): Harness {
+  const clock = new FakeClock(START);
+  const machine = new ReplicaMachine(
+    new MemoryStorage(),
+    { region: "wnam", regions: REGIONS, primaryPrefixes: [], silenceMsMax: 3000 },
+    START,
+  );
+  if (machine.phase === "probing") machine.identify(0, false);
+  const sent: Array<[string, number]> = [];
+  const node = new ReplicaNode(
+    machine,
+    {
+      now: () => clock.now(),
+      timer: (ms) => clock.timer(ms),
+      peer: () => {
+        throw new Error("no peer calls in these tests");
+      },
+      control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+      queue: {
+        sendBatch: async (messages: readonly ReplicationMessage[]) => {
+          for (const m of messages) if (m.kind === "entries") sent.push([m.target, m.to]);
+        },
+        crossingMs: (target) => crossing[target] ?? 0,
+      },
+      background: (work) => void work.catch(() => undefined),
+      warn: () => undefined,
+    },
+    {
+      heartbeatIntervalMs: 1000,
+      sessionWaitMs: 0,
+      batchMs,
+      delaySeconds: 0,
+      directPush: false,
+      antiEntropyIntervalMs: 30_000,
+      gc: GC_DEFAULTS,
+    },
+  );
+  return { node, clock, sent };
+}
+
+async function write(h: Harness, key: string): Promise<void> {
+  const result = await h.node.write(key, { type: "counter", delta: 1 });
+  expect(result.ok).toBe(true);
+  await settle();
+}
+
+describe("the outbox's timing", () => {
+  it("sends a write after a quiet spell at once and gathers later ones in each peer's batch window", async () => {
+    const h = harness(50);
+    await write(h, "a");
+    expect(h.sent).toEqual([
+      ["enam", 1],
+      ["weur", 1],
+    ]);
+    h.sent.length = 0;
+    await h.clock.advance(10);
+    await write(h, "b");
+    await h.clock.advance(10);
+    await write(h, "c");
+    expect(h.sent).toEqual([]);
+    await h.clock.advance(29);
+    expect(h.sent).toEqual([]);
+    // The window of the first send ends: both writes leave as one message per peer.
+    await h.clock.advance(1);
+    expect(h.sent).toEqual([
+      ["enam", 3],
+      ["weur", 3],
+    ]);
+    // Quiet again for a window: the next write leaves at once.
+    h.sent.length = 0;
+    await h.clock.advance(50);
+    await write(h, "d");
+    expect(h.sent).toEqual([
+      ["enam", 4],
+      ["weur", 4],
+    ]);
+  });
+
+  it("holds a write in flight for its crossing to each peer, and no longer", async () => {
+    const h = harness(0, { enam: 30, weur: 80 });
+    await write(h, "a");
+    expect(h.sent).toEqual([]);
+    await h.clock.advance(29);
+    expect(h.sent).toEqual([]);
+    await h.clock.advance(1);
+    expect(h.sent).toEqual([["enam", 1]]);
+    await h.clock.advance(49);
+    expect(h.sent).toEqual([["enam", 1]]);
+    await h.clock.advance(1);
+    expect(h.sent).toEqual([
+      ["enam", 1],
+      ["weur", 1],
+    ]);
+  });
+
+  it("does not hold a write from a clock that has since gone back", async () => {
+    const h = harness(0, { enam: 30, weur: 30 });
+    // Written under a clock 10 s ahead (an injected skew, since removed).
+    const written = h.node.machine.write("a", { type: "counter", delta: 1 }, {}, undefined, START + 10_000);
+    expect(written.ok).toBe(true);
+    await h.node.drain.flush();
+    expect(h.sent).toEqual([
+      ["enam", 1],
+      ["weur", 1],
+    ]);
+  });
+
+  it("drains a backlog round after round without waiting for the batch window", async () => {
+    const h = harness(50);
+    const rows = 2 * DRAIN_ROWS_MAX + 5;
+    for (let i = 0; i < rows; i += 1)
+      h.node.machine.write(`k${i % 100}`, { type: "counter", delta: 1 }, {}, undefined, START);
+    await h.node.drain.flush();
+    const last = (target: string): number => Math.max(...h.sent.filter(([t]) => t === target).map(([, to]) => to));
+    // Full reads leave back to back; the short rest waits for the window like any batch.
+    expect([last("enam"), last("weur")]).toEqual([2 * DRAIN_ROWS_MAX, 2 * DRAIN_ROWS_MAX]);
+    await h.clock.advance(50);
+    expect([last("enam"), last("weur")]).toEqual([rows, rows]);
+  });
+});
+
+describe("a peer back in service", () => {
+  it("is sent again at once what it had not confirmed when it went out", async () => {
+    const h = harness(0);
+    await write(h, "a");
+    await write(h, "b");
+    expect(h.sent).toEqual([
+      ["enam", 1],
+      ["weur", 1],
+      ["enam", 2],
+      ["weur", 2],
+    ]);
+    // weur confirmed the first write only, then an operator took it out (the second message
+    // may sit in the queue's park for half a minute).
+    h.node.machine.storage.peerReports.put("weur", {
+      seq: 0,
+      applied: { wnam: 1 },
+      heardMs: START,
+      baseSeq: 0,
+      priorSeq: 0,
+    });
+    h.node.applyView({ atMs: START + 1, health: { weur: { healthy: false, reason: "admin" } }, primaries: {} });
+    await settle();
+    h.sent.length = 0;
+    h.node.applyView({ atMs: START + 2, health: {}, primaries: {} });
+    await settle();
+    expect(h.sent).toEqual([["weur", 2]]);
+    // A view that changes nothing for it sends nothing again.
+    h.sent.length = 0;
+    h.node.applyView({ atMs: START + 3, health: {}, primaries: {} });
+    await settle();
+    expect(h.sent).toEqual([]);
+  });
+});
+
+describe("delay windows", () => {
+  it("give nearest-rank quantiles over the last writes of each origin, and totals since start", () => {
+    const delays = new DelayWindows();
+    expect(delays.summary("enam")).toBeUndefined();
+    for (let ms = 1; ms <= 100; ms += 1) delays.record("enam", ms);
+    delays.record("weur", -5);
+    expect(delays.summary("enam")).toEqual({ p50Ms: 50, p99Ms: 99, samples: 100, count: 100, sumMs: 5050 });
+    // A negative delay (the origin's clock ahead) counts as none.
+    expect(delays.summary("weur")).toMatchObject({ p50Ms: 0, p99Ms: 0, samples: 1 });
+    // The window keeps the last writes only; the totals keep counting.
+    for (let i = 0; i < DELAY_WINDOW; i += 1) delays.record("enam", 7);
+    expect(delays.summary("enam")).toMatchObject({
+      p50Ms: 7,
+      p99Ms: 7,
+      samples: DELAY_WINDOW,
+      count: 100 + DELAY_WINDOW,
+    });
+  });
+
+  it("count a replicated write once, when it becomes visible, from its commit at the origin", async () => {
+    const h = harness(0);
+    const writtenMs = START - 40;
+    const stamp = hlcNow(hlcZero("enam"), writtenMs);
+    const state = applyKeyOp(undefined, { type: "counter", delta: 1 }, "enam", stamp);
+    if (!state.ok) throw new Error(state.error.message);
+    const message: ReplicationMessage = {
+      v: WIRE_VERSION,
+      kind: "entries",
+      origin: "enam",
+      target: "wnam",
+      from: 1,
+      to: 1,
+      firstMs: START - 1000,
+      entries: [{ seq: 1, key: "r", stamp: formatHlc(stamp), writtenMs, state: encodeKeyState(state.value) }],
+    };
+    expect((await h.node.applyReplication([message])).every((r) => r.ok)).toBe(true);
+    expect(h.node.machine.delays.summary("enam")).toMatchObject({ p50Ms: 40, samples: 1 });
+    // The same write again (at least once) changes nothing and is not counted again.
+    expect((await h.node.applyReplication([message])).every((r) => r.ok)).toBe(true);
+    expect(h.node.machine.delays.summary("enam")).toMatchObject({ samples: 1 });
+  });
+});
