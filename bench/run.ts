@@ -5,8 +5,9 @@
  *    request) under the same wrangler, and the store as `npm start` does, once per DIRECT_PUSH
  *    variant, each with fresh state.
  * 2. Drives both with the same closed-loop load (fixed concurrency and value size, store pinned to
- *    one region): write and read latency (p50/p99) and throughput, in interleaved rounds, medians
- *    over rounds, store/floor ratios against their targets.
+ *    one region): write and read latency (p50/p99), throughput and the runtime's CPU per operation
+ *    (workerd's own counters; a store write's includes every region's share, until replication
+ *    drained), in interleaved rounds, medians over rounds, store/floor ratios against targets.
  * 3. Per consistency mode, at a modest fixed concurrency and in the same interleaved rounds:
  *    writes with ack=local|quorum|all and reads with consistency=eventual|session|quorum, as
  *    ratios to the floor (lib/modes.ts); a session read of a caught-up replica is also held
@@ -103,7 +104,12 @@ interface VariantResult {
 }
 
 /** Everything measured on one started store (`server`); stops it at the end. */
-async function runVariant(server: Server, floor: KvTarget, directPush: string): Promise<VariantResult> {
+async function runVariant(
+  server: Server,
+  floor: KvTarget,
+  floorCpu: () => number,
+  directPush: string,
+): Promise<VariantResult> {
   try {
     const regions = await storeRegions(server.baseUrl);
     const store = storeTarget(server.baseUrl, config.token, config.region);
@@ -112,7 +118,7 @@ async function runVariant(server: Server, floor: KvTarget, directPush: string): 
       settle(server.baseUrl, config.token, store, peers, config.settleTimeoutMs);
     const keys = keySpace("bench", config.keys);
     const values = valuePool(config.valueBytes);
-    const scenarios = baseScenarios(floor, store, keys, values);
+    const scenarios = baseScenarios(floor, store, keys, values, { floor: floorCpu, store: () => server.cpuSeconds() });
 
     log(`warm-up: ${keys.length} keys written once to each, then ${config.warmupMs} ms per scenario`);
     await populate(floor, keys, values);
@@ -242,11 +248,11 @@ async function main(): Promise<number> {
     const floor = floorTarget(floorServer.baseUrl);
     const variants: VariantResult[] = [];
     log(`\n== store with KV_VARS="${storeVars(first)}"`);
-    variants.push(await runVariant(firstStore, floor, first));
+    variants.push(await runVariant(firstStore, floor, () => floorServer.cpuSeconds(), first));
     for (const directPush of rest) {
       log(`\n== store with KV_VARS="${storeVars(directPush)}" (restarted with fresh state)`);
       const server = await startStore(source.root, dir, `push-${directPush}`, storeVars(directPush), config.keep);
-      variants.push(await runVariant(server, floor, directPush));
+      variants.push(await runVariant(server, floor, () => floorServer.cpuSeconds(), directPush));
     }
     const floorFindings = logFindings(floorServer.logPath);
     await floorServer.stop();

@@ -5,7 +5,7 @@
  * started group is killed on exit, error or Ctrl-C.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -26,6 +26,12 @@ export interface Server {
   readonly baseUrl: string;
   readonly logPath: string;
   readonly stateDir: string;
+  /**
+   * CPU seconds (user and system) its Workers runtime has used so far: the workerd process that
+   * runs its Worker and Durable Objects (wrangler's own proxy runtime, the same per request for
+   * every server, is left out). NaN where /proc is not available.
+   */
+  cpuSeconds(): number;
   /** Stops the process group and, unless `keepState`, removes its state (the log stays). */
   stop(): Promise<void>;
 }
@@ -120,6 +126,39 @@ async function stopGroup(child: ChildProcess): Promise<void> {
   }
 }
 
+/** Clock ticks per second of /proc's CPU counters (USER_HZ: 100 on Linux). */
+const CLOCK_TICKS_PER_SEC = 100;
+
+/**
+ * CPU seconds used by the workerd processes of process group `pgid` that run user code (wrangler
+ * starts them with an inspector; its proxy runtime has none). NaN when /proc cannot be read.
+ */
+export function runtimeCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  let found = false;
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      let stat: string;
+      let args: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        args = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      } catch {
+        continue; // Gone meanwhile.
+      }
+      // Fields after the command name (which may hold spaces): state, ppid, pgrp, ..., utime (14), stime (15).
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) !== pgid || !args.includes("workerd") || !args.includes("--inspector-addr")) continue;
+      ticks += Number(fields[11]) + Number(fields[12]);
+      found = true;
+    }
+  } catch {
+    return Number.NaN;
+  }
+  return found ? ticks / CLOCK_TICKS_PER_SEC : Number.NaN;
+}
+
 /** What to run for one start attempt, given its port. */
 interface Launch {
   readonly command: string;
@@ -163,6 +202,7 @@ async function startOnce(options: StartOptions, attempt: number): Promise<Server
     baseUrl,
     logPath,
     stateDir,
+    cpuSeconds: () => (child.pid === undefined ? Number.NaN : runtimeCpuSeconds(child.pid)),
     async stop() {
       running.delete(server);
       await stopGroup(child);

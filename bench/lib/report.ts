@@ -11,6 +11,8 @@ export const TARGETS = {
   writeP50RatioMax: 1.3,
   readP50RatioMax: 1.15,
   writeThroughputRatioMin: 0.7,
+  /** Runtime CPU per acknowledged write (every region's share of it) against the floor's. */
+  writeCpuRatioMax: 1.43,
   convergenceP99MsMax: 250,
   /** A session read of a caught-up replica against an eventual read, p50. */
   sessionToEventualP50RatioMax: 1.1,
@@ -63,6 +65,17 @@ function passVerdicts(pass: LatencyPass, official: boolean): Verdict[] {
       value: read.p50,
       target: `<= ${max}x`,
       met: read.p50 <= max,
+      official,
+    });
+  }
+  // CPU per write: what the platform bills, whatever the concurrency.
+  if (write !== undefined && Number.isFinite(write.cpu)) {
+    const max = TARGETS.writeCpuRatioMax;
+    out.push({
+      name: `write CPU store/floor${at}`,
+      value: write.cpu,
+      target: `<= ${max}x`,
+      met: write.cpu <= max,
       official,
     });
   }
@@ -168,19 +181,20 @@ export function formatVariant(
 ): string[] {
   const lines: string[] = [];
   const nameWidth = Math.max(14, ...passes.flatMap((p) => Object.keys(p.rounds.medians).map((n) => n.length)));
-  const widths = [nameWidth, 10, 10, 10, 11, 11];
+  const widths = [nameWidth, 10, 10, 10, 11, 11, 10, 10];
   lines.push(`DIRECT_PUSH=${directPush}`);
   for (const { concurrency, rounds, drainMs } of passes) {
     lines.push(
       `  concurrency ${concurrency}, median over ${rounds.rounds.length} rounds (ratios: median of per-round ratios)`,
     );
-    lines.push(`  ${cols(["scenario", "p50 ms", "p99 ms", "ops/s", "p50 ratio", "ops ratio"], widths)}`);
+    lines.push(
+      `  ${cols(["scenario", "p50 ms", "p99 ms", "ops/s", "p50 ratio", "ops ratio", "CPU ms/op", "CPU ratio"], widths)}`,
+    );
     for (const [name, m] of Object.entries(rounds.medians)) {
       const r = rounds.ratios[name];
-      const ratio = (x: number | undefined): string => (x === undefined ? "" : `${f(x)}x`);
-      lines.push(
-        `  ${cols([name, f(m.p50Ms), f(m.p99Ms), f(m.opsPerSec, 0), ratio(r?.p50), ratio(r?.throughput)], widths)}`,
-      );
+      const ratio = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? "" : `${f(x)}x`);
+      const cells = [name, f(m.p50Ms), f(m.p99Ms), f(m.opsPerSec, 0), ratio(r?.p50), ratio(r?.throughput)];
+      lines.push(`  ${cols([...cells, f(m.cpuMsPerOp, 3), ratio(r?.cpu)], widths)}`);
     }
     lines.push(`  replication drained ${f(drainMs, 0)} ms after a store write phase ended (median)`);
   }

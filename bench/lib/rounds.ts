@@ -35,6 +35,12 @@ export interface PhaseFigures {
   readonly load1m: number;
   /** Phases that wrote to the store: how long replication took to drain after the phase ended. */
   readonly drainMs?: number;
+  /**
+   * CPU milliseconds the system's runtime spent per successful operation: from the phase's start
+   * until its replication had drained (for a store write, every region's share of it, since they
+   * all run in the one process). Absent when the scenario cannot read its CPU.
+   */
+  readonly cpuMsPerOp?: number;
 }
 
 /** A store scenario compared with the floor scenario of its kind (store / floor). */
@@ -42,6 +48,8 @@ export interface Ratio {
   readonly p50: number;
   readonly p99: number;
   readonly throughput: number;
+  /** CPU per operation (NaN when either side could not read its CPU). */
+  readonly cpu: number;
 }
 
 /** A store scenario compared with its `baseline`, another store scenario (this / baseline). */
@@ -53,7 +61,7 @@ export interface RelativeRatio extends Ratio {
 export interface RoundsResult {
   readonly rounds: Array<Record<string, PhaseFigures>>;
   /** Median over rounds of each figure, per scenario. */
-  readonly medians: Record<string, { p50Ms: number; p99Ms: number; opsPerSec: number }>;
+  readonly medians: Record<string, { p50Ms: number; p99Ms: number; opsPerSec: number; cpuMsPerOp: number }>;
   /** Median over rounds of the per-round ratio to the floor, per store scenario. */
   readonly ratios: Record<string, Ratio>;
   /** Median over rounds of the per-round ratio to its baseline, per store scenario that has one. */
@@ -105,11 +113,17 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
     const figures: Record<string, PhaseFigures> = {};
     for (const kind of ["write", "read"] as const) {
       for (const scenario of ordered(scenarios, kind, round)) {
+        const cpuBefore = scenario.cpuSeconds?.();
         const run = await closedLoop(scenario.op, { concurrency, durationMs: phaseMs, errorsMax });
         mergeInto(merged.get(scenario.name) as Histogram, run.latency);
         errors += run.errors;
         const wroteStore = scenario.system === "store" && (scenario.kind === "write" || scenario.writesStore === true);
         const drainMs = wroteStore ? await settleAfterStoreWrite() : undefined;
+        const cpuAfter = scenario.cpuSeconds?.();
+        const cpuMsPerOp =
+          cpuBefore === undefined || cpuAfter === undefined || run.ok === 0
+            ? Number.NaN
+            : ((cpuAfter - cpuBefore) * 1000) / run.ok;
         const phase: PhaseFigures = {
           p50Ms: quantile(run.latency, 0.5),
           p99Ms: quantile(run.latency, 0.99),
@@ -119,13 +133,15 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
           firstError: run.firstError,
           load1m: os.loadavg()[0] ?? Number.NaN,
           ...(drainMs === undefined ? {} : { drainMs }),
+          ...(Number.isFinite(cpuMsPerOp) ? { cpuMsPerOp } : {}),
         };
         figures[scenario.name] = phase;
         const drained = drainMs === undefined ? "" : `, replication drained ${drainMs.toFixed(0)} ms after`;
+        const cpu = Number.isFinite(cpuMsPerOp) ? `, CPU ${cpuMsPerOp.toFixed(2)} ms/op` : "";
         const failed = run.errors === 0 ? "" : `, ${run.errors} errors (first: ${run.firstError})`;
         log(
           `  round ${round + 1}/${rounds} ${scenario.name.padEnd(nameWidth)} p50 ${phase.p50Ms.toFixed(2)} ms, ` +
-            `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s, load ${phase.load1m.toFixed(1)}${drained}${failed}`,
+            `p99 ${phase.p99Ms.toFixed(2)} ms, ${phase.opsPerSec.toFixed(0)}/s${cpu}, load ${phase.load1m.toFixed(1)}${drained}${failed}`,
         );
       }
     }
@@ -139,6 +155,7 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
       p50Ms: median(pick(s.name, (p) => p.p50Ms)),
       p99Ms: median(pick(s.name, (p) => p.p99Ms)),
       opsPerSec: median(pick(s.name, (p) => p.opsPerSec)),
+      cpuMsPerOp: median(pick(s.name, (p) => p.cpuMsPerOp ?? Number.NaN).filter(Number.isFinite)),
     };
   }
   /** Median over rounds of `name`'s per-round figures divided by `other`'s. */
@@ -148,10 +165,16 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
         results.flatMap((r) => {
           const a = r[name];
           const b = r[other];
-          return a === undefined || b === undefined ? [] : [f(a) / f(b)];
+          const value = a === undefined || b === undefined ? Number.NaN : f(a) / f(b);
+          return Number.isFinite(value) ? [value] : [];
         }),
       );
-    return { p50: per((p) => p.p50Ms), p99: per((p) => p.p99Ms), throughput: per((p) => p.opsPerSec) };
+    return {
+      p50: per((p) => p.p50Ms),
+      p99: per((p) => p.p99Ms),
+      throughput: per((p) => p.opsPerSec),
+      cpu: per((p) => p.cpuMsPerOp ?? Number.NaN),
+    };
   };
   const ratios: RoundsResult["ratios"] = {};
   const relative: RoundsResult["relative"] = {};

@@ -25,6 +25,8 @@ export interface Scenario {
   readonly writesStore?: boolean;
   /** Another store scenario, in the same rounds, that this one is also compared with (store/store). */
   readonly baseline?: string;
+  /** CPU seconds the system's runtime has used so far: a phase's CPU per operation is taken from it. */
+  readonly cpuSeconds?: () => number;
 }
 
 /** Distinct values cycled through by writes, so consecutive writes do not send identical bytes. */
@@ -74,12 +76,14 @@ export function baseScenarios(
   store: KvTarget,
   keys: readonly string[],
   values: readonly Uint8Array[],
+  cpu: { readonly floor?: () => number; readonly store?: () => number } = {},
 ): Scenario[] {
   const valueBytes = (values[0] as Uint8Array).length;
+  const withCpu = (system: "floor" | "store") => (cpu[system] === undefined ? {} : { cpuSeconds: cpu[system] });
   return [
-    { name: "floor write", kind: "write", system: "floor", op: writeOp(floor, keys, values) },
-    { name: "store write", kind: "write", system: "store", op: writeOp(store, keys, values) },
-    { name: "floor read", kind: "read", system: "floor", op: readOp(floor, keys, valueBytes) },
-    { name: "store read", kind: "read", system: "store", op: readOp(store, keys, valueBytes) },
+    { name: "floor write", kind: "write", system: "floor", op: writeOp(floor, keys, values), ...withCpu("floor") },
+    { name: "store write", kind: "write", system: "store", op: writeOp(store, keys, values), ...withCpu("store") },
+    { name: "floor read", kind: "read", system: "floor", op: readOp(floor, keys, valueBytes), ...withCpu("floor") },
+    { name: "store read", kind: "read", system: "store", op: readOp(store, keys, valueBytes), ...withCpu("store") },
   ];
 }
