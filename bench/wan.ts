@@ -53,6 +53,9 @@ async function call(at: RegionId, pathAndQuery: string, init: RequestInit = {}):
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A pause between parts, longer than the outbox's push grace. */
+const QUIET_MS = 3000;
+
 function quantile(values: readonly number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
@@ -237,6 +240,9 @@ async function main(): Promise<void> {
       console.log(
         `  ${pair.padEnd(15)} ${c.oneWayMs.toFixed(1).padStart(9)} ${c.p50.toFixed(2).padStart(6)} ${c.p99.toFixed(2).padStart(7)} ${String(c.samples).padStart(8)}`,
       );
+    // Each part starts from a quiet store: the convergence writes' last deliveries and the
+    // outbox's checks after them (up to the 2 s push grace) are over.
+    await sleep(QUIET_MS);
     const quorum = await quorumWrites();
     results.quorum = quorum;
     console.log("ack=quorum write p50 from a client at each region, against the round trip to the nearest majority");

@@ -51,6 +51,31 @@ export function rememberFaults(faults: Faults): void {
   cached = { faults, fetchedMs: Date.now() };
 }
 
+/**
+ * A peer stub whose stream deliveries (`applyReplication`, the direct push) are lost as the
+ * injected `drop` share (or `REPLICATION_DROP_PERCENT`) says, as the queue's consumer loses
+ * them: a lost push answers as if applied, so only the outbox's resend or anti-entropy brings it
+ * back. Other calls pass through. With neither set, the stub itself.
+ */
+export function lossyPushes<T extends object>(env: Env, stub: T): T {
+  const config = loadConfig(env);
+  if (!config.faults && config.replicationDropPercent === 0) return stub;
+  return new Proxy(stub, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== "function") return value;
+      const call = (...args: unknown[]): unknown => Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
+      if (property !== "applyReplication") return call;
+      return (bodies: readonly unknown[]) => {
+        const faults = faultsNow(env);
+        const share = Math.max(config.replicationDropPercent / 100, faults.drop);
+        if (share === 0 || faultRandom(faults).next() >= share) return call(bodies);
+        return Promise.resolve(bodies.map(() => ({ ok: true, value: { fenced: 0 } })));
+      };
+    },
+  });
+}
+
 /** The generator that decides drops and duplicates, seeded with the faults' seed. */
 export function faultRandom(faults: Faults): Random {
   if (random?.seed !== faults.seed) random = { seed: faults.seed, random: new Random(faults.seed) };

@@ -42,8 +42,12 @@ export class Drain {
   private wakeMs: number | undefined;
   /** When the first row the last round held back (in flight, or in a batch window) may leave. */
   private heldUntilMs: number | undefined;
-  /** Per peer, how far the direct push has gone (it does not wait for the crossing). */
+  /** Per peer, how far direct pushes have gone (they do not wait for the crossing). */
   private readonly pushed = new Map<RegionId, number>();
+  /** Per peer, its direct pushes in the order made: the send watermark moves over the done ones. */
+  private readonly pushes = new Map<RegionId, Array<{ to: number; done: boolean }>>();
+  /** Per peer, until when pushes are paused after one failed (the queue carries its writes meanwhile). */
+  private readonly pushPausedUntil = new Map<RegionId, number>();
   private readonly machine: ReplicaMachine;
   private readonly ports: ReplicaPorts;
   private readonly settings: DrainSettings;
@@ -141,7 +145,7 @@ export class Drain {
     const rows = storage.log.after(Math.min(...targets.map(sentOf)), DRAIN_ROWS_MAX, DRAIN_BYTES_MAX);
     if (rows.length === 0) return false;
     // A fault-injected delay stands for a slow link; a direct push would bypass it.
-    if (this.settings.directPush && this.settings.delaySeconds === 0) this.pushDirect(targets, rows, sentOf);
+    const pushing = this.settings.directPush && this.settings.delaySeconds === 0;
     const now = this.ports.now();
     // A full read means a backlog: it drains round after round, with no window between them.
     const backlog = rows.length >= DRAIN_ROWS_MAX;
@@ -155,13 +159,15 @@ export class Drain {
         holdUntil(this.windowEndMs(peer));
         return [];
       }
-      const crossingMs = this.ports.queue.crossingMs?.(peer) ?? 0;
+      const pushed = pushing && (this.pushPausedUntil.get(peer) ?? 0) <= now ? this.push(peer, pending, now) : false;
+      // What the queue carries: with pushes, only what no push delivered within the grace.
+      const holdMs = Math.max(this.ports.queue.crossingMs?.(peer) ?? 0, pushing ? PUSH_GRACE_MS : 0);
       // A write from a clock that has since gone back is not held for that long.
-      const cut = pending.findIndex((row) => row.writtenMs <= now && row.writtenMs + crossingMs > now);
+      const cut = pending.findIndex((row) => row.writtenMs <= now && row.writtenMs + holdMs > now);
       const held = pending[cut];
-      if (held !== undefined) holdUntil(held.writtenMs + crossingMs);
+      if (held !== undefined) holdUntil(held.writtenMs + holdMs);
       const leaving = cut === -1 ? pending : pending.slice(0, cut);
-      if (leaving.length > 0) this.lastSentMs.set(peer, now);
+      if (leaving.length > 0 || pushed) this.lastSentMs.set(peer, now);
       return messagesFor(machine.region, peer, leaving, sentOf(peer), machine.firstWrittenMs);
     });
     if (messages.length === 0) return false;
@@ -235,31 +241,53 @@ export class Drain {
   }
 
   /**
-   * The fast path: the rows not pushed yet straight to their targets, at once (the peer's stub
-   * supplies any crossing), in the background; failures are left to the queue.
+   * The fast path (`directPush`): the rows of `pending` not pushed yet go straight to `peer` at
+   * once (its stub supplies any crossing), in the background. A push the peer applied moves the
+   * send watermark, so the queue never carries those rows; one that failed pauses pushes to the
+   * peer for {@link PUSH_GRACE_MS}, and the queue carries what was not delivered. Several pushes
+   * may be in flight; the watermark moves over those done, in order. True when it pushed.
    */
-  private pushDirect(targets: readonly RegionId[], rows: readonly LogRow[], sentOf: (peer: RegionId) => number): void {
-    for (const target of targets) {
-      const from = Math.max(sentOf(target), this.pushed.get(target) ?? 0);
-      const messages = messagesFor(this.machine.region, target, rows, from, this.machine.firstWrittenMs);
-      const last = messages.at(-1);
-      if (last === undefined) continue;
-      this.pushed.set(target, last.message.to);
-      this.ports.background(
-        this.push(
-          target,
-          messages.map((m) => m.message),
-        ),
-      );
-    }
+  private push(peer: RegionId, pending: readonly LogRow[], now: number): boolean {
+    const { machine } = this;
+    const from = Math.max(pending[0]?.seq ?? 1, (this.pushed.get(peer) ?? 0) + 1) - 1;
+    const messages = messagesFor(machine.region, peer, pending, from, machine.firstWrittenMs).map((m) => m.message);
+    const last = messages.at(-1);
+    if (last === undefined) return false;
+    this.pushed.set(peer, last.to);
+    const record = { to: last.to, done: false };
+    const inFlight = this.pushes.get(peer) ?? [];
+    inFlight.push(record);
+    this.pushes.set(peer, inFlight);
+    this.ports.background(this.deliver(peer, messages, record, now));
+    return true;
   }
 
-  private async push(target: RegionId, messages: readonly EntriesMessage[]): Promise<void> {
+  private async deliver(
+    peer: RegionId,
+    messages: readonly EntriesMessage[],
+    record: { to: number; done: boolean },
+    sentMs: number,
+  ): Promise<void> {
+    const { storage } = this.machine;
     try {
-      await this.ports.peer(target).applyReplication(messages);
+      const results = await this.ports.peer(peer).applyReplication(messages);
+      const refused = results.find((r) => !r.ok);
+      if (refused !== undefined && !refused.ok) throw new Error(`${refused.error.code}: ${refused.error.message}`);
+      record.done = true;
+      const inFlight = this.pushes.get(peer) ?? [];
+      let upTo: number | undefined;
+      while (inFlight[0]?.done === true) upTo = (inFlight.shift() as { to: number }).to;
+      if (upTo !== undefined) {
+        const to = upTo;
+        storage.transaction(() => storage.peerSend.set(peer, to));
+      }
     } catch (error) {
       if (isAssertion(error)) throw error;
-      this.ports.warn(`replica ${this.machine.region}: direct push to ${target} failed; the queue will deliver`, error);
+      // What is in flight to it is left to the queue; pushes resume from what it has.
+      this.pushes.delete(peer);
+      this.pushed.delete(peer);
+      this.pushPausedUntil.set(peer, sentMs + PUSH_GRACE_MS);
+      this.ports.warn(`replica ${this.machine.region}: direct push to ${peer} failed; the queue will deliver`, error);
     }
   }
 }
@@ -268,6 +296,12 @@ export class Drain {
 function confirmedBy(report: PeerReport | undefined, origin: RegionId): number {
   return report?.applied[origin] ?? 0;
 }
+
+/**
+ * With direct pushes, how long a write waits for its push before the queue carries it: well
+ * beyond any round trip between regions, so a push that succeeds saves the queue's copy.
+ */
+export const PUSH_GRACE_MS = 2000;
 
 /** Unconfirmed rows kept at most: past this the oldest sent ones go, and anti-entropy covers. */
 export const OUTBOX_KEPT_MAX = 100_000;

@@ -13,6 +13,10 @@ import { DRAIN_ROWS_MAX } from "../../shared/store/outbox.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
 import { ReplicaNode } from "../../shared/store/replica-node.ts";
 import { type ReplicationMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { type Result, ok } from "../../shared/errors.ts";
+import { type Applied, type PeerApi } from "../../shared/store/contract.ts";
+import { PUSH_GRACE_MS } from "../../shared/store/drain.ts";
+import { type EntriesMessage } from "../../shared/store/wire.ts";
 import { MemoryStorage } from "../sim/memory-storage.ts";
 import { FakeClock, settle } from "./fake-clock.ts";
 
@@ -26,7 +30,14 @@ interface Harness {
   sent: Array<[string, number]>;
 }
 
-function harness(batchMs: number, crossing: Partial<Record<RegionId, number>> = {}): Harness {
+/** A peer's answer to a direct push: applied, or refused with an error. */
+type PushAnswer = (messages: readonly EntriesMessage[]) => Promise<Array<Result<Applied>>>;
+
+function harness(
+  batchMs: number,
+  crossing: Partial<Record<RegionId, number>> = {},
+  push?: Partial<Record<RegionId, PushAnswer>>,
+): Harness {
   const clock = new FakeClock(START);
   const machine = new ReplicaMachine(
     new MemoryStorage(),
@@ -40,8 +51,10 @@ function harness(batchMs: number, crossing: Partial<Record<RegionId, number>> = 
     {
       now: () => clock.now(),
       timer: (ms) => clock.timer(ms),
-      peer: () => {
-        throw new Error("no peer calls in these tests");
+      peer: (region) => {
+        const answer = push?.[region];
+        if (answer === undefined) throw new Error("no peer calls in these tests");
+        return { applyReplication: answer } as unknown as PeerApi;
       },
       control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
       queue: {
@@ -58,7 +71,7 @@ function harness(batchMs: number, crossing: Partial<Record<RegionId, number>> = 
       sessionWaitMs: 0,
       batchMs,
       delaySeconds: 0,
-      directPush: false,
+      directPush: push !== undefined,
       antiEntropyIntervalMs: 30_000,
       gc: GC_DEFAULTS,
     },
@@ -144,6 +157,72 @@ describe("the outbox's timing", () => {
     expect([last("enam"), last("weur")]).toEqual([2 * DRAIN_ROWS_MAX, 2 * DRAIN_ROWS_MAX]);
     await h.clock.advance(50);
     expect([last("enam"), last("weur")]).toEqual([rows, rows]);
+  });
+});
+
+/** Applies every message it is handed (and records the ranges). */
+const applying =
+  (seen: string[]): PushAnswer =>
+  async (messages) => {
+    for (const m of messages) seen.push(`${m.from}-${m.to}`);
+    return messages.map(() => ok({ fenced: 0 }));
+  };
+
+describe("direct pushes", () => {
+  it("deliver a write at once, and the queue carries none of what a push delivered", async () => {
+    const toEnam: string[] = [];
+    const toWeur: string[] = [];
+    const h = harness(0, {}, { enam: applying(toEnam), weur: applying(toWeur) });
+    await write(h, "a");
+    await write(h, "b");
+    expect([toEnam, toWeur]).toEqual([
+      ["1-1", "2-2"],
+      ["1-1", "2-2"],
+    ]);
+    await h.clock.advance(PUSH_GRACE_MS);
+    expect(h.sent).toEqual([]);
+    expect(h.node.machine.storage.peerSend.all()).toEqual(
+      new Map([
+        ["enam", 2],
+        ["weur", 2],
+      ]),
+    );
+  });
+
+  it("leave to the queue what a failed push did not deliver, after the grace, and pause", async () => {
+    const toEnam: string[] = [];
+    const h = harness(0, {}, { enam: applying(toEnam), weur: () => Promise.reject(new Error("weur is down")) });
+    await write(h, "a");
+    expect(toEnam).toEqual(["1-1"]);
+    expect(h.sent).toEqual([]);
+    await h.clock.advance(PUSH_GRACE_MS - 1);
+    expect(h.sent).toEqual([]);
+    await h.clock.advance(1);
+    expect(h.sent).toEqual([["weur", 1]]);
+    // Refused answers count as failures too; the paused peer is not pushed to meanwhile.
+    h.sent.length = 0;
+    await write(h, "b");
+    expect(toEnam).toEqual(["1-1", "2-2"]);
+    await h.clock.advance(PUSH_GRACE_MS);
+    expect(h.sent).toEqual([["weur", 2]]);
+  });
+
+  it("move the send watermark only over pushes done in order", async () => {
+    const answers: Array<(results: Array<Result<Applied>>) => void> = [];
+    const held: PushAnswer = (messages) =>
+      new Promise((resolve) => answers.push(() => resolve(messages.map(() => ok({ fenced: 0 })))));
+    const h = harness(0, {}, { enam: held, weur: held });
+    await write(h, "a");
+    await write(h, "b");
+    const sentTo = (peer: string): number | undefined => h.node.machine.storage.peerSend.all().get(peer);
+    // enam answers its second push first: nothing moves until the first is done too.
+    answers[2]?.([]);
+    await settle();
+    expect(sentTo("enam")).toBeUndefined();
+    answers[0]?.([]);
+    await settle();
+    expect(sentTo("enam")).toBe(2);
+    expect(sentTo("weur")).toBeUndefined();
   });
 });
 

@@ -34,6 +34,8 @@ export interface ClusterSettings {
   readonly heartbeatIntervalMs: number;
   readonly sessionWaitMs: number;
   readonly batchMs: number;
+  /** Whether replicas push writes to their peers first (DIRECT_PUSH), the queue carrying the rest. */
+  readonly directPush: boolean;
   /** The queue's retry limit before the dead-letter queue (wrangler.toml: max_retries). */
   readonly maxRetries: number;
   /** How often each replica runs anti-entropy rounds with its peers. */
@@ -107,7 +109,7 @@ export class SimRegion {
       sessionWaitMs: settings.sessionWaitMs,
       batchMs: settings.batchMs,
       delaySeconds: 0,
-      directPush: false,
+      directPush: settings.directPush,
       antiEntropyIntervalMs: settings.antiEntropyIntervalMs,
       gc: settings.gc,
     });

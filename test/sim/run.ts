@@ -94,6 +94,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       heartbeatIntervalMs: 1000,
       sessionWaitMs: 10,
       batchMs: random.pick([0, 50]),
+      // From the seed, not the generator, so that every other choice of a seed stays as it was.
+      directPush: seed % 2 === 1,
       maxRetries: 10,
       antiEntropyIntervalMs: options.repair === false ? Number.MAX_SAFE_INTEGER : 5000,
       gc: { tombstoneGraceMs: 3000, conflictRetentionMs: 7 * 86_400_000, conflictRowsMax: 100_000 },
@@ -105,7 +107,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     trace,
   );
   trace.note(
-    `seed ${seed}: regions ${regions.join(",")}, strong/ led by ${primaryPrefixes[0]?.region}, control in ${cluster.settings.controlRegion}`,
+    `seed ${seed}: regions ${regions.join(",")}, strong/ led by ${primaryPrefixes[0]?.region}, control in ${cluster.settings.controlRegion}, direct push ${cluster.settings.directPush ? "on" : "off"}`,
   );
 
   const writes: CommittedWrite[] = [];

@@ -1,6 +1,7 @@
 // Fault injection (`shared/faults.ts`, `workers/faults.ts`): refused (404) while FAULTS is off;
 // with it on, an admin sets and clears faults, malformed bodies change nothing, and the queue
-// consumer drops (for good), holds across a partition, and duplicates as told.
+// consumer drops (for good), holds across a partition, and duplicates as told; direct pushes are
+// dropped alike.
 import { env } from "cloudflare:workers";
 import { createExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
@@ -8,7 +9,7 @@ import { NO_FAULTS } from "../../shared/faults.ts";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
 import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
-import { rememberFaults } from "../../workers/faults.ts";
+import { lossyPushes, rememberFaults } from "../../workers/faults.ts";
 import worker from "../../workers/index.ts";
 import { ADMIN, READER, api, deliver, replica, uniqueKey } from "./helpers.ts";
 
@@ -122,6 +123,23 @@ describe("fault injection switched on", () => {
     expect(result.retryMessages).toEqual([]);
     expect(await held(key)).toBe(false);
     await call("/v1/admin/faults", { method: "DELETE" });
+  });
+
+  it("loses direct pushes as it loses queue deliveries, and passes every other call through", async () => {
+    rememberFaults({ ...NO_FAULTS, drop: 1 });
+    const key = uniqueKey("push-dropped");
+    const lossy = lossyPushes(faultsOn, replica("weur"));
+    const [answer] = await lossy.applyReplication([message(key, 1_000_010)]);
+    expect(answer?.ok).toBe(true);
+    expect(await held(key)).toBe(false);
+    expect((await lossy.snapshot(key)).ok).toBe(true);
+    rememberFaults(NO_FAULTS);
+    const [delivered] = await lossy.applyReplication([message(key, 1_000_011)]);
+    expect(delivered?.ok).toBe(true);
+    expect(await held(key)).toBe(true);
+    // With fault injection off, the stub is handed back untouched.
+    const plain = replica("weur");
+    expect(lossyPushes(env, plain)).toBe(plain);
   });
 
   it("holds what crosses a partition for a retry, and delivers once it is lifted", async () => {

@@ -11,7 +11,7 @@ import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
 import { controlOf, hopMs, replicaOf } from "../stubs.ts";
 import { skewOf } from "../../shared/faults.ts";
-import { faultsNow } from "../faults.ts";
+import { faultsNow, lossyPushes } from "../faults.ts";
 
 /** Ports for the replica of `self` whose current bindings `env()` returns. */
 export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: RegionId): ReplicaPorts {
@@ -20,7 +20,8 @@ export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: Regi
     // An injected clock skew (`FAULTS = "on"`) moves this replica's clock: everything the core
     // stamps or times goes through here.
     now: () => platformClock.now() + skewOf(faultsNow(env()), self),
-    peer: (region: RegionId): PeerApi => replicaOf(env(), region, self),
+    // An injected drop loses direct pushes too, as it loses queue deliveries.
+    peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, self)),
     control: {
       getView: () => controlOf(env(), self).getView(),
       confirmPrimary: (prefix, region, epoch) => controlOf(env(), self).confirmPrimary(prefix, region, epoch),
