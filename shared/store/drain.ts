@@ -249,6 +249,8 @@ export class Drain {
    */
   private push(peer: RegionId, pending: readonly LogRow[], now: number): boolean {
     const { machine } = this;
+    // A peer that answers none of them gets no more: the queue carries its writes.
+    if ((this.pushes.get(peer)?.length ?? 0) >= PUSHES_IN_FLIGHT_MAX) return false;
     const from = Math.max(pending[0]?.seq ?? 1, (this.pushed.get(peer) ?? 0) + 1) - 1;
     const messages = messagesFor(machine.region, peer, pending, from, machine.firstWrittenMs).map((m) => m.message);
     const last = messages.at(-1);
@@ -302,6 +304,9 @@ function confirmedBy(report: PeerReport | undefined, origin: RegionId): number {
  * beyond any round trip between regions, so a push that succeeds saves the queue's copy.
  */
 export const PUSH_GRACE_MS = 2000;
+
+/** Direct pushes to one peer that may be unanswered at once. */
+const PUSHES_IN_FLIGHT_MAX = 32;
 
 /** Unconfirmed rows kept at most: past this the oldest sent ones go, and anti-entropy covers. */
 export const OUTBOX_KEPT_MAX = 100_000;
