@@ -23,6 +23,11 @@ export default defineConfig({
                 SESSION_SECRET: "test-session-secret",
                 // Tests drive heartbeats and outbox re-drains explicitly with runDurableObjectAlarm.
                 HEARTBEAT_INTERVAL_MS: "3600000",
+                // These tests take replication through the queue by hand (the path that carries
+                // whatever a direct push did not deliver). Pushes are covered by the unit tests of
+                // the outbox, the simulator (half its seeds), the end-to-end suite and the campaign,
+                // which run with the default (on).
+                DIRECT_PUSH: "off",
                 // One prefix with automatic failover, one without.
                 PRIMARY_PREFIXES: "strong/=enam:failover,manual/=wnam",
               },

@@ -21,9 +21,8 @@ import { type Config, loadConfig } from "../config.ts";
 import { replicaOf } from "../stubs.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplica, intParam } from "./http.ts";
-import { edgeOf, parsePinnedRegion, regionPreference } from "./routing.ts";
+import { edgeOf, parsePinnedRegion, regionPreference, viewAtEdge } from "./routing.ts";
 import { sessionSecrets, signSession, verifySession } from "./session.ts";
-import { clusterView } from "./view.ts";
 
 /** Longest `timeout_ms` a client may ask for. */
 export const ACK_TIMEOUT_MS_MAX = 60_000;
@@ -84,7 +83,7 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") {
     throw new StoreError("invalid_body", 'If-None-Match supports only "*" (create only)');
   }
-  const view = await clusterView(c.env, edgeOf(c));
+  const view = await viewAtEdge(c);
   const strong = prefixOf(key, config.primaryPrefixes);
   const pinned = pinOf(config, c);
   const options: { -readonly [K in keyof WriteOptions]: WriteOptions[K] } = { acks, timeoutMs };
@@ -148,7 +147,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   }
   const secrets = sessionSecrets(c.env);
   const seen = await verifySession(secrets, c.req.header("x-session-token"));
-  const view = await clusterView(c.env, edgeOf(c));
+  const view = await viewAtEdge(c);
   const pinned = pinOf(config, c);
   const preference = regionPreference(config, c.req.raw);
   let answer: ReadOutcome;

@@ -18,8 +18,7 @@ import {
   readBodyCapped,
 } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
-import { edgeOf } from "./routing.ts";
-import { clusterView } from "./view.ts";
+import { edgeOf, viewAtEdge } from "./routing.ts";
 
 const KV_PREFIX = "/v1/kv/";
 /** Page size bounds for listing, as in Workers KV. */
@@ -39,7 +38,7 @@ export function registerOnly(view: KeyView, key: string): Extract<KeyView, { typ
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   app.get("/v1/kv", async (c) => {
-    const region = servingRegionOf(c, await clusterView(c.env, edgeOf(c)));
+    const region = servingRegionOf(c, await viewAtEdge(c));
     const prefix = c.req.query("prefix") ?? "";
     if (new TextEncoder().encode(prefix).length > 512) {
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");

@@ -7,7 +7,9 @@
  */
 import { StoreError } from "../../shared/errors.ts";
 import { LOCATION_HINTS, type LatLon, type RegionId, parseRegionId, regionsByDistance } from "../../shared/regions.ts";
+import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type Config, loadConfig } from "../config.ts";
+import { clusterView } from "./view.ts";
 
 /** Header a client names its coordinates with, honoured only under WAN emulation. */
 export const CLIENT_LOCATION_HEADER = "x-client-location";
@@ -78,4 +80,16 @@ export function servingRegion(config: Config, request: Request, pinned: string |
 /** {@link edgeRegion} of a request in a handler's context. */
 export function edgeOf(c: { env: Env; req: { raw: Request } }): RegionId {
   return edgeRegion(loadConfig(c.env), c.req.raw);
+}
+
+/**
+ * The cluster view for a data-path request: as seen from its edge, and without waiting for the
+ * control object when a recent view is at hand (`view.ts`).
+ */
+export function viewAtEdge(c: {
+  env: Env;
+  req: { raw: Request };
+  executionCtx: { waitUntil(work: Promise<unknown>): void };
+}): Promise<ClusterView> {
+  return clusterView(c.env, edgeOf(c), (work) => c.executionCtx.waitUntil(work));
 }

@@ -1,33 +1,58 @@
 /**
  * The router's cached copy of the control object's cluster view. It is refreshed when older
- * than {@link VIEW_CACHE_MS}, so every isolate sees a health change or failover within that
- * time; the isolate that made an admin change sees it at once.
+ * than {@link VIEW_CACHE_MS}, so every busy isolate sees a health change or failover within
+ * about that time plus a round trip to the control object; the isolate that made an admin change
+ * sees it at once. A request on the data path does not wait for that round trip (the control
+ * object lives in one region, up to a few hundred milliseconds away from an edge): it is served
+ * with the view it has while the refresh runs in the background, unless that view is older than
+ * {@link VIEW_STALE_MAX_MS} or there is none. Safety never rests on this view: the replicas fence
+ * writes by epoch, and a region taken out refuses what reaches it.
  */
 import { type ClusterView, EMPTY_VIEW } from "../../shared/store/cluster.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { controlOf } from "../stubs.ts";
 
-/** Longest a router isolate serves from a cached view. */
+/** Longest a router isolate serves from a cached view without asking for a fresh one. */
 export const VIEW_CACHE_MS = 500;
+/** Longest a data-path request is served a cached view while a fresh one is fetched. */
+export const VIEW_STALE_MAX_MS = 5000;
 
 let cached: { view: ClusterView; fetchedMs: number } | undefined;
+let refreshing: Promise<ClusterView> | undefined;
 
-/**
- * The current cluster view, from cache when fresh, else from the control object as called from
- * region `from` (the router's edge: over emulated WAN when it is on). If the control object
- * cannot be reached, the last view (or an all-healthy one) is used.
- */
-export async function clusterView(env: Env, from?: RegionId): Promise<ClusterView> {
-  const now = Date.now();
-  if (cached !== undefined && now - cached.fetchedMs < VIEW_CACHE_MS) return cached.view;
+async function fetchView(env: Env, from: RegionId | undefined): Promise<ClusterView> {
   try {
     const view = await controlOf(env, from).getView();
-    cached = { view, fetchedMs: now };
+    cached = { view, fetchedMs: Date.now() };
     return view;
   } catch (error) {
     console.error("control object unreachable; using the last known view:", error);
     return cached?.view ?? EMPTY_VIEW;
   }
+}
+
+/**
+ * The current cluster view, from cache when fresh, else from the control object as called from
+ * region `from` (the router's edge: over emulated WAN when it is on). With `background` (the
+ * request's `waitUntil`), a cached view younger than {@link VIEW_STALE_MAX_MS} is answered at
+ * once and the refresh runs beside the request. If the control object cannot be reached, the
+ * last view (or an all-healthy one) is used.
+ */
+export async function clusterView(
+  env: Env,
+  from?: RegionId,
+  background?: (work: Promise<unknown>) => void,
+): Promise<ClusterView> {
+  const ageMs = cached === undefined ? Number.POSITIVE_INFINITY : Date.now() - cached.fetchedMs;
+  if (cached !== undefined && ageMs < VIEW_CACHE_MS) return cached.view;
+  const refresh = (refreshing ??= fetchView(env, from).finally(() => {
+    refreshing = undefined;
+  }));
+  if (cached !== undefined && background !== undefined && ageMs < VIEW_STALE_MAX_MS) {
+    background(refresh);
+    return cached.view;
+  }
+  return refresh;
 }
 
 /** Replaces the cached view (after an admin change made through this isolate). */
