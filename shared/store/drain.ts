@@ -117,6 +117,8 @@ export class Drain {
         if (!sent && !this.flushAgain) break;
       }
     } catch (error) {
+      // A failed send waits for the next tick (or write), not for a window: no fast retry loop.
+      this.heldUntilMs = undefined;
       this.machine.storage.metrics.add("replication_send_errors_total", this.machine.region, 1);
       this.ports.warn(`replica ${this.machine.region}: outbox drain failed, will retry`, error);
     }

@@ -28,6 +28,8 @@ interface Harness {
   clock: FakeClock;
   /** What reached the queue: target and last sequence number of each message. */
   sent: Array<[string, number]>;
+  /** The queue: whether its sends fail now, and how many were tried. */
+  queue: { failing: boolean; attempts: number };
 }
 
 /** A peer's answer to a direct push: applied, or refused with an error. */
@@ -46,6 +48,7 @@ function harness(
   );
   if (machine.phase === "probing") machine.identify(0, false);
   const sent: Array<[string, number]> = [];
+  const queue = { failing: false, attempts: 0 };
   const node = new ReplicaNode(
     machine,
     {
@@ -59,6 +62,8 @@ function harness(
       control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
       queue: {
         sendBatch: async (messages: readonly ReplicationMessage[]) => {
+          queue.attempts += 1;
+          if (queue.failing) throw new Error("queue unavailable");
           for (const m of messages) if (m.kind === "entries") sent.push([m.target, m.to]);
         },
         crossingMs: (target) => crossing[target] ?? 0,
@@ -76,7 +81,7 @@ function harness(
       gc: GC_DEFAULTS,
     },
   );
-  return { node, clock, sent };
+  return { node, clock, sent, queue };
 }
 
 async function write(h: Harness, key: string): Promise<void> {
@@ -223,6 +228,24 @@ describe("direct pushes", () => {
     await settle();
     expect(sentTo("enam")).toBe(2);
     expect(sentTo("weur")).toBeUndefined();
+  });
+});
+
+describe("a failed queue send", () => {
+  it("waits for the next tick or write, not for a batch window or a crossing", async () => {
+    // weur's copy is held for its crossing while enam's leaves: the failed round holds one back.
+    const h = harness(50, { weur: 30 });
+    h.queue.failing = true;
+    await write(h, "a");
+    expect(h.queue.attempts).toBe(1);
+    for (let i = 0; i < 20; i += 1) await h.clock.advance(50);
+    expect(h.queue.attempts).toBe(1);
+    h.queue.failing = false;
+    await h.node.drain.flush();
+    expect(h.sent).toEqual([
+      ["enam", 1],
+      ["weur", 1],
+    ]);
   });
 });
 
