@@ -7,11 +7,11 @@ import { createExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { NO_FAULTS } from "../../shared/faults.ts";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
-import { applyKeyOp, encodeKeyState } from "../../shared/store/key-state.ts";
-import { type EntriesMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
+import { applyKeyOp } from "../../shared/store/key-state.ts";
+import { type EntriesMessage } from "../../shared/store/wire.ts";
 import { lossyPushes, rememberFaults } from "../../workers/faults.ts";
 import worker from "../../workers/index.ts";
-import { ADMIN, READER, api, deliver, replica, uniqueKey } from "./helpers.ts";
+import { ADMIN, READER, api, deliver, entries, replica, uniqueKey } from "./helpers.ts";
 
 /** The bindings with fault injection on (the tests' wrangler vars leave it off). */
 const faultsOn = { ...env, FAULTS: "on" } as Env;
@@ -38,24 +38,7 @@ function message(key: string, seq: number): EntriesMessage {
     stamp,
   );
   if (!written.ok) throw new Error(written.error.message);
-  return {
-    v: WIRE_VERSION,
-    kind: "entries",
-    origin: "wnam",
-    target: "weur",
-    from: seq,
-    to: seq,
-    firstMs: 1,
-    entries: [
-      {
-        seq,
-        key,
-        stamp: `${stamp.wallMs.toString(16).padStart(12, "0")}0000.wnam`,
-        writtenMs: stamp.wallMs,
-        state: encodeKeyState(written.value),
-      },
-    ],
-  };
+  return entries("wnam", "weur", seq, [{ key, state: written.value, stamp }]);
 }
 
 /** One replication batch through the consumer with fault injection on (ids m0, m1, ...). */
