@@ -196,7 +196,7 @@ async function seedThree(source: string, dir: string): Promise<{ stateDir: strin
 
 /** The sum of a metric's samples for `region` in a Prometheus exposition. */
 function metricOf(text: string, name: string, region: string, extra = ""): number {
-  const pattern = new RegExp(`^${name}\\{region="${region}",peer="\\w+"${extra}\\} ([0-9.e+-]+)$`, "gm");
+  const pattern = new RegExp(`^${name}\\{region="${region}",shard="\\d+",peer="\\w+"${extra}\\} ([0-9.e+-]+)$`, "gm");
   return [...text.matchAll(pattern)].map((m) => Number(m[1])).reduce((a, b) => a + b, 0);
 }
 

@@ -4,6 +4,7 @@
  */
 import { assert } from "../shared/assert.ts";
 import { type RegionId, parseRegionId, parseRegionList } from "../shared/regions.ts";
+import { SHARDS_MAX } from "../shared/shards.ts";
 import { GC_DEFAULTS, type GcSettings } from "../shared/store/gc.ts";
 import { type PrimaryPrefix, parsePrimaryPrefixes } from "../shared/store/primaries.ts";
 
@@ -13,6 +14,8 @@ export interface Config {
   readonly regions: readonly RegionId[];
   /** Served when a request carries no coordinates (local development). */
   readonly defaultRegion: RegionId;
+  /** Replica objects per region (`shared/shards.ts`): a key lives in shard `hash(key) mod shards`. */
+  readonly shards: number;
   /** How often each replica heartbeats its peers and re-drains its outbox. */
   readonly heartbeatIntervalMs: number;
   /** Whether replicas also push writes straight to their peers over RPC (the queue stays the durable path). */
@@ -87,6 +90,13 @@ function flag(name: string, raw: string | undefined): boolean {
   return value === "on";
 }
 
+/** `SHARDS`: 1 to {@link SHARDS_MAX}, default 1. */
+function shardCount(raw: string | undefined): number {
+  const shards = positiveInt("SHARDS", raw, 1);
+  assert(shards <= SHARDS_MAX, `SHARDS must be at most ${SHARDS_MAX}, got "${raw}"`);
+  return shards;
+}
+
 let cached: { key: string; config: Config } | undefined;
 
 /** The settings for `env`, parsed once per distinct set of values. */
@@ -94,6 +104,7 @@ export function loadConfig(env: Env): Config {
   const key = [
     env.REGIONS,
     env.DEFAULT_REGION,
+    env.SHARDS,
     env.HEARTBEAT_INTERVAL_MS,
     env.DIRECT_PUSH,
     env.PRIMARY_PREFIXES,
@@ -127,6 +138,7 @@ export function loadConfig(env: Env): Config {
   const config: Config = {
     regions: list.regions,
     defaultRegion,
+    shards: shardCount(env.SHARDS),
     heartbeatIntervalMs,
     directPush: flag("DIRECT_PUSH", env.DIRECT_PUSH),
     primaryPrefixes: primaries.prefixes,

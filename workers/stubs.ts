@@ -11,6 +11,7 @@
 import { partitioned } from "../shared/faults.ts";
 import { Random } from "../shared/random.ts";
 import { type RegionId } from "../shared/regions.ts";
+import { type ShardIndex, replicaName, shardOf } from "../shared/shards.ts";
 import { hopDelayMs } from "../shared/wan-rtt.ts";
 import { type WanSettings, loadConfig } from "./config.ts";
 import { faultsNow } from "./faults.ts";
@@ -89,12 +90,20 @@ function overWan<T extends object>(env: Env, stub: T, from: RegionId | undefined
 }
 
 /**
- * The replica stub of a region, created with its location hint on first use; called from
- * `from` (a replica's region, or the router's edge), over emulated WAN when it is on.
+ * The stub of a region's replica of `shard` (`<region>:<shard>`), created with the region's
+ * location hint on first use; called from `from` (a replica's region, or the router's edge),
+ * over emulated WAN when it is on.
  */
-export function replicaOf(env: Env, region: RegionId, from?: RegionId): DurableObjectStub<Replica> {
-  const stub = env.REPLICA.getByName(region, { locationHint: region as DurableObjectLocationHint });
+export function replicaOf(env: Env, region: RegionId, shard: ShardIndex, from?: RegionId): DurableObjectStub<Replica> {
+  const stub = env.REPLICA.getByName(replicaName(region, shard), {
+    locationHint: region as DurableObjectLocationHint,
+  });
   return overWan(env, stub, from, region);
+}
+
+/** The stub of the replica that holds `key` in `region` ({@link replicaOf} of the key's shard). */
+export function replicaFor(env: Env, region: RegionId, key: string, from?: RegionId): DurableObjectStub<Replica> {
+  return replicaOf(env, region, shardOf(key, loadConfig(env).shards), from);
 }
 
 /** The control object's stub, called from `from` (over emulated WAN when it is on). */

@@ -153,10 +153,14 @@ export function parseMessage(machine: ReplicaMachine, body: unknown): Result<Rep
   const message = parsed.data;
   if (
     message.target !== machine.region ||
+    message.shard !== machine.shard ||
     message.origin === machine.region ||
     !machine.settings.regions.includes(message.origin)
   )
-    return fail("invalid_body", `message from ${message.origin} for ${message.target} reached ${machine.region}`);
+    return fail(
+      "invalid_body",
+      `message from ${message.origin} for ${message.target}:${message.shard} reached ${machine.region}:${machine.shard}`,
+    );
   return ok(message);
 }
 

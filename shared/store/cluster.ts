@@ -22,10 +22,11 @@ export interface PrimaryState {
   readonly ready: boolean;
   readonly failover: boolean;
   /**
-   * The primary's sequence number at the end of its recovery's re-log (0 for the configured
-   * first epoch): a replica that has applied its stream this far holds the recovered prefix.
+   * Per shard (index = shard), the primary's sequence number at the end of its recovery's
+   * re-log (empty for the configured first epoch): a replica of that shard that has applied
+   * the primary's stream this far holds the recovered prefix. {@link recoveredSeqOf} reads it.
    */
-  readonly recoveredSeq: number;
+  readonly recoveredSeqs: readonly number[];
 }
 
 /** What the control object publishes. */
@@ -33,6 +34,11 @@ export interface ClusterView {
   readonly atMs: number;
   readonly health: Readonly<Partial<Record<RegionId, RegionHealth>>>;
   readonly primaries: Readonly<Record<string, PrimaryState>>;
+}
+
+/** Where shard `shard` of a strong prefix's primary ended its recovery's re-log (0: none needed). */
+export function recoveredSeqOf(primary: PrimaryState, shard: number): number {
+  return primary.recoveredSeqs[shard] ?? 0;
 }
 
 /** The view before the control object has said anything: every region healthy, no primaries. */

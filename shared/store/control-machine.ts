@@ -26,10 +26,11 @@ export interface ControlPrimaryRow {
   readonly epoch: number;
   readonly ready: boolean;
   /**
-   * While a new primary is not ready: null until its recovery is done, then its sequence
-   * number at the end of its re-log (it becomes ready once a majority has applied that far).
+   * While a new primary is not ready: null until its recovery is done in every shard, then
+   * each shard's sequence number at the end of its re-log (index = shard; it becomes ready once
+   * a majority has applied that far in every shard).
    */
-  readonly recoveredSeq: number | null;
+  readonly recoveredSeqs: readonly number[] | null;
   /** The latest epoch of this prefix that became ready and served. */
   readonly servedEpoch: number;
   readonly changedMs: number;
@@ -74,10 +75,36 @@ export interface ControlSettings {
   readonly primaryPrefixes: readonly PrimaryPrefix[];
   /** A region no peer has heard from for this long is unhealthy. */
   readonly silenceMs: number;
+  /** Replica objects per region (`shared/shards.ts`; default 1). */
+  readonly shards?: number;
 }
 
-/** The replica statuses of one round: null for a region that did not answer in time. */
-export type Statuses = ReadonlyMap<RegionId, ReplicaStatus | null>;
+/**
+ * The replica statuses of one round, per region and shard (index = shard): null for a replica
+ * that did not answer in time.
+ */
+export type Statuses = ReadonlyMap<RegionId, readonly (ReplicaStatus | null)[]>;
+
+/** Whether every shard of a region answered this round. */
+export function allAnswered(shards: readonly (ReplicaStatus | null)[] | undefined): shards is readonly ReplicaStatus[] {
+  return shards !== undefined && shards.length > 0 && shards.every((s) => s !== null);
+}
+
+/** The shards of a region that answered this round. */
+function answering(shards: readonly (ReplicaStatus | null)[] | undefined): ReplicaStatus[] {
+  return (shards ?? []).filter((s) => s !== null);
+}
+
+/**
+ * How long ago a peer last heard `region`, judged from the shards of the peer that answered:
+ * the longest of their silences (a region is alive only when every shard of it is heard), or
+ * null when none answered or one never heard it.
+ */
+function silenceReported(shards: readonly (ReplicaStatus | null)[], region: RegionId): number | null {
+  const reports = answering(shards).map((s) => s.lag[region]?.silentMs ?? null);
+  if (reports.length === 0 || reports.some((ms) => ms === null)) return null;
+  return Math.max(...(reports as number[]));
+}
 
 /** The control object's state machine. */
 export class ControlMachine {
@@ -97,7 +124,7 @@ export class ControlMachine {
           region: p.region,
           epoch: 1,
           ready: true,
-          recoveredSeq: 0,
+          recoveredSeqs: [],
           servedEpoch: 1,
           changedMs: startedMs,
         });
@@ -120,22 +147,25 @@ export class ControlMachine {
     const overrides = storage.health.all();
     const heard = storage.evidence.all();
     const readings = new Map<RegionId, number>();
-    for (const [region, status] of statuses ?? []) if (status !== null) readings.set(region, status.nowMs);
+    for (const [region, shards] of statuses ?? []) {
+      const first = answering(shards)[0];
+      if (first !== undefined) readings.set(region, first.nowMs);
+    }
     const skewed = skewedRegions(readings, nowMs, HLC_SKEW_MS_MAX_DEFAULT);
     const health: Partial<Record<RegionId, RegionHealth>> = {};
     for (const region of settings.regions) {
       const override = overrides.get(region);
       const fresh =
         statuses !== undefined &&
-        settings.regions.some((peer) => peer !== region && (statuses.get(peer) ?? null) !== null);
+        settings.regions.some((peer) => peer !== region && answering(statuses.get(peer)).length > 0);
       health[region] = regionHealth({
         override: override?.healthy,
-        answered: (statuses?.get(region) ?? null) !== null,
+        answered: allAnswered(statuses?.get(region)),
         // Known only from this round's answer; without a round, the last verdict stands.
         bootstrapping:
           statuses === undefined
             ? this.current.health[region]?.reason === "bootstrapping"
-            : (statuses.get(region)?.bootstrapping ?? false),
+            : answering(statuses.get(region)).some((s) => s.bootstrapping),
         heardMs: heard.get(region) ?? 0,
         fresh,
         // Heartbeats take a moment to resume after a start or a return to service.
@@ -157,7 +187,7 @@ export class ControlMachine {
         epoch: row.epoch,
         ready: row.ready,
         failover: config.failover,
-        recoveredSeq: row.recoveredSeq ?? 0,
+        recoveredSeqs: row.recoveredSeqs ?? [],
       };
     }
     this.current = { atMs: nowMs, health, primaries };
@@ -174,8 +204,8 @@ export class ControlMachine {
     storage.transaction(() => {
       for (const region of settings.regions) {
         let heardMs = known.get(region) ?? 0;
-        for (const [peer, status] of statuses) {
-          const silentMs = peer === region ? null : (status?.lag[region]?.silentMs ?? null);
+        for (const [peer, shards] of statuses) {
+          const silentMs = peer === region ? null : silenceReported(shards, region);
           if (silentMs !== null) heardMs = Math.max(heardMs, nowMs - silentMs);
         }
         if (heardMs > (known.get(region) ?? 0)) storage.evidence.put(region, heardMs);
@@ -202,16 +232,17 @@ export class ControlMachine {
   }
 
   /**
-   * The successor of `old`: among healthy regions that answered this round, the one that has
-   * applied the most of `old`'s stream (ties go to configuration order). Only fresh statuses
-   * count: a remembered figure may be from before a restart.
+   * The successor of `old`: among healthy regions whose every shard answered this round, the
+   * one that has applied the most of `old`'s streams (summed over shards; ties go to
+   * configuration order). Only fresh statuses count: a remembered figure may be from before a
+   * restart.
    */
   successor(old: RegionId, statuses: Statuses): RegionId | undefined {
     let best: { region: RegionId; applied: number } | undefined;
     for (const region of this.settings.regions) {
-      const status = statuses.get(region) ?? null;
-      if (region === old || status === null || !isHealthy(this.current, region)) continue;
-      const applied = status.lag[old]?.appliedSeq ?? 0;
+      const shards = statuses.get(region);
+      if (region === old || !allAnswered(shards) || !isHealthy(this.current, region)) continue;
+      const applied = shards.reduce((sum, s) => sum + (s.lag[old]?.appliedSeq ?? 0), 0);
       if (best === undefined || applied > best.applied) best = { region, applied };
     }
     return best?.region;
@@ -227,7 +258,7 @@ export class ControlMachine {
         region: successor,
         epoch: row.epoch + 1,
         ready: false,
-        recoveredSeq: null,
+        recoveredSeqs: null,
         servedEpoch: row.servedEpoch,
         changedMs: nowMs,
       });
@@ -268,25 +299,32 @@ export class ControlMachine {
     return this.storage.primaries.all().find((r) => r.prefix === prefix);
   }
 
-  /** Records that the new primary of `prefix` finished recovering, re-logging up to `recoveredSeq`. */
-  recovered(prefix: string, epoch: number, recoveredSeq: number, nowMs: number): void {
+  /**
+   * Records that the new primary of `prefix` finished recovering in every shard, re-logging up
+   * to `recoveredSeqs` (index = shard).
+   */
+  recovered(prefix: string, epoch: number, recoveredSeqs: readonly number[], nowMs: number): void {
     const row = this.row(prefix);
-    if (row === undefined || row.epoch !== epoch || row.ready || row.recoveredSeq !== null) return;
-    this.storage.transaction(() => this.storage.primaries.put({ ...row, recoveredSeq, changedMs: nowMs }));
+    if (row === undefined || row.epoch !== epoch || row.ready || row.recoveredSeqs !== null) return;
+    this.storage.transaction(() =>
+      this.storage.primaries.put({ ...row, recoveredSeqs: [...recoveredSeqs], changedMs: nowMs }),
+    );
   }
 
   /**
    * Marks the new primary of `prefix` ready once a majority (itself included) has applied its
-   * re-log: whatever the next failover's donors are, one of them then holds every key as this
-   * epoch recovered it, so what this epoch dropped can never come back.
+   * re-log in every shard: whatever the next failover's donors are, one of them then holds
+   * every key as this epoch recovered it, so what this epoch dropped can never come back.
    */
   readyIfReplicated(prefix: string, statuses: Statuses, nowMs: number): boolean {
     const row = this.row(prefix);
-    if (row === undefined || row.ready || row.recoveredSeq === null) return false;
-    const seq = row.recoveredSeq;
-    const holders = this.settings.regions.filter(
-      (r) => r === row.region || (statuses.get(r)?.lag[row.region]?.appliedSeq ?? -1) >= seq,
-    );
+    if (row === undefined || row.ready || row.recoveredSeqs === null) return false;
+    const seqs = row.recoveredSeqs;
+    const holders = this.settings.regions.filter((r) => {
+      if (r === row.region) return true;
+      const shards = statuses.get(r) ?? [];
+      return seqs.every((seq, shard) => (shards[shard]?.lag[row.region]?.appliedSeq ?? -1) >= seq);
+    });
     if (holders.length < majority(this.settings.regions.length)) return false;
     this.storage.transaction(() =>
       this.storage.primaries.put({ ...row, ready: true, servedEpoch: row.epoch, changedMs: nowMs }),

@@ -5,6 +5,7 @@
  * simulator both drive this same code.
  */
 import { type RegionId } from "../regions.ts";
+import { shardIndices } from "../shards.ts";
 import { type ClusterView, isHealthy } from "./cluster.ts";
 import { type ReplicaAdminApi } from "./contract.ts";
 import { type ControlMachine, type Statuses } from "./control-machine.ts";
@@ -15,7 +16,8 @@ export const CONTROL_CALL_TIMEOUT_MS = 1500;
 
 /** What the control object reaches outside itself. */
 export interface ControlPorts extends Clock {
-  replica(region: RegionId): ReplicaAdminApi;
+  /** A region's replica of one shard. */
+  replica(region: RegionId, shard: number): ReplicaAdminApi;
   warn(message: string, error?: unknown): void;
 }
 
@@ -53,12 +55,21 @@ export class ControlNode {
     return { view, pending: missed.filter((r) => isHealthy(view, r)) };
   }
 
+  /** Every shard index (one fan-out per region and shard, bounded by `SHARDS_MAX`). */
+  private get shards(): number[] {
+    return shardIndices(this.machine.settings.shards ?? 1);
+  }
+
   private async gather(): Promise<Statuses> {
     const regions = this.machine.settings.regions;
     const results = await Promise.all(
-      regions.map((r) => bounded(this.ports, () => this.ports.replica(r).status(), CONTROL_CALL_TIMEOUT_MS)),
+      regions.map((r) =>
+        Promise.all(
+          this.shards.map((s) => bounded(this.ports, () => this.ports.replica(r, s).status(), CONTROL_CALL_TIMEOUT_MS)),
+        ),
+      ),
     );
-    return new Map(regions.map((r, i) => [r, results[i] ?? null]));
+    return new Map(regions.map((r, i) => [r, results[i] ?? []]));
   }
 
   private async round(): Promise<RegionId[]> {
@@ -84,19 +95,22 @@ export class ControlNode {
         ports.warn(`failover of "${prefix}" to ${p.region} waits: too few regions recorded epoch ${p.epoch}`);
         continue;
       }
-      const progress = await bounded(
-        ports,
-        () => ports.replica(p.region).recoverPrefix(prefix, p.epoch, donors, machine.floorEpoch(prefix)),
-        CONTROL_CALL_TIMEOUT_MS * 10,
-        (error) => ports.warn(`recovery of "${prefix}" in ${p.region} failed; retrying next round`, error),
+      // Every shard of the new primary recovers its part of the prefix from the same shard of the donors.
+      const progress = await Promise.all(
+        this.shards.map(async (shard) => {
+          const step = await bounded(
+            ports,
+            () => ports.replica(p.region, shard).recoverPrefix(prefix, p.epoch, donors, machine.floorEpoch(prefix)),
+            CONTROL_CALL_TIMEOUT_MS * 10,
+            (error) => ports.warn(`recovery of "${prefix}" in ${p.region}:${shard} failed; retrying next round`, error),
+          );
+          if (step !== null && !step.ok)
+            ports.warn(`recovery of "${prefix}" in ${p.region}:${shard}: ${step.error.message}; retrying next round`);
+          return step !== null && step.ok && step.value.done ? step.value.recoveredSeq : null;
+        }),
       );
-      if (progress === null) continue;
-      if (!progress.ok) {
-        ports.warn(`recovery of "${prefix}" in ${p.region}: ${progress.error.message}; retrying next round`);
-        continue;
-      }
-      // Ready once a majority has applied the re-log (checked from statuses in later rounds).
-      if (progress.value.done) machine.recovered(prefix, p.epoch, progress.value.recoveredSeq, ports.now());
+      // Ready once a majority has applied the re-log in every shard (checked from statuses in later rounds).
+      if (progress.every((seq) => seq !== null)) machine.recovered(prefix, p.epoch, progress, ports.now());
     }
     const text = JSON.stringify({ ...machine.view, atMs: 0 });
     if (text !== this.lastPublished) {
@@ -108,18 +122,26 @@ export class ControlNode {
     return [...missed];
   }
 
-  /** Pushes the view to every replica (taken-out ones too, so they know); the regions that recorded it. */
+  /**
+   * Pushes the view to every replica (taken-out ones too, so they know); the regions every
+   * shard of which recorded it.
+   */
   private async publish(view: ClusterView): Promise<Set<RegionId>> {
     const regions = this.machine.settings.regions;
     const results = await Promise.all(
-      regions.map((r) =>
-        bounded(
-          this.ports,
-          () => this.ports.replica(r).applyView(view),
-          CONTROL_CALL_TIMEOUT_MS,
-          (error) => this.ports.warn(`could not publish the view to ${r}`, error),
-        ),
-      ),
+      regions.map(async (r) => {
+        const shards = await Promise.all(
+          this.shards.map((s) =>
+            bounded(
+              this.ports,
+              () => this.ports.replica(r, s).applyView(view),
+              CONTROL_CALL_TIMEOUT_MS,
+              (error) => this.ports.warn(`could not publish the view to ${r}:${s}`, error),
+            ),
+          ),
+        );
+        return shards.every((recorded) => recorded === true);
+      }),
     );
     return new Set(regions.filter((_, i) => results[i] === true));
   }

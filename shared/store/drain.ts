@@ -170,7 +170,7 @@ export class Drain {
       if (held !== undefined) holdUntil(held.writtenMs + holdMs);
       const leaving = cut === -1 ? pending : pending.slice(0, cut);
       if (leaving.length > 0 || pushed) this.lastSentMs.set(peer, now);
-      return messagesFor(machine.region, peer, leaving, sentOf(peer), machine.firstWrittenMs);
+      return messagesFor(machine.region, peer, machine.shard, leaving, sentOf(peer), machine.firstWrittenMs);
     });
     if (messages.length === 0) return false;
     for (const batch of sendBatches(messages)) {
@@ -254,7 +254,9 @@ export class Drain {
     // A peer that answers none of them gets no more: the queue carries its writes.
     if ((this.pushes.get(peer)?.length ?? 0) >= PUSHES_IN_FLIGHT_MAX) return false;
     const from = Math.max(pending[0]?.seq ?? 1, (this.pushed.get(peer) ?? 0) + 1) - 1;
-    const messages = messagesFor(machine.region, peer, pending, from, machine.firstWrittenMs).map((m) => m.message);
+    const messages = messagesFor(machine.region, peer, machine.shard, pending, from, machine.firstWrittenMs).map(
+      (m) => m.message,
+    );
     const last = messages.at(-1);
     if (last === undefined) return false;
     this.pushed.set(peer, last.to);

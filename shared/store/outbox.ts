@@ -46,6 +46,7 @@ function entryBytes(row: LogRow): number {
 export function messagesFor(
   origin: RegionId,
   target: RegionId,
+  shard: number,
   rows: readonly LogRow[],
   sentSeq: number,
   firstMs: number,
@@ -63,6 +64,7 @@ export function messagesFor(
         kind: "entries",
         origin,
         target,
+        shard,
         from: first.seq,
         to: last.seq,
         firstMs,

@@ -30,6 +30,11 @@ import { type ReplicationEntry } from "./wire.ts";
 /** What a replica is configured with. */
 export interface ReplicaSettings {
   readonly region: RegionId;
+  /**
+   * The shard this replica holds (`shared/shards.ts`; default 0): it replicates with the same
+   * shard of every other region, and refuses messages meant for another shard.
+   */
+  readonly shard?: number;
   /** Every region that holds a replica, this one included, in configured order. */
   readonly regions: readonly RegionId[];
   readonly primaryPrefixes: readonly PrimaryPrefix[];
@@ -179,6 +184,11 @@ export class ReplicaMachine {
 
   get region(): RegionId {
     return this.settings.region;
+  }
+
+  /** The shard this replica holds. */
+  get shard(): number {
+    return this.settings.shard ?? 0;
   }
   get seq(): number {
     return this.seqNumber;

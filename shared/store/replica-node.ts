@@ -17,7 +17,7 @@ import {
   mergeSnapshot,
   parseMessage,
 } from "./apply.ts";
-import { type ClusterView, isHealthy, isTakenOut, majority } from "./cluster.ts";
+import { type ClusterView, isHealthy, isTakenOut, majority, recoveredSeqOf } from "./cluster.ts";
 import {
   type AeBegin,
   type AeReport,
@@ -159,6 +159,7 @@ export class ReplicaNode {
         kind: "entries",
         origin: this.region,
         target,
+        shard: this.machine.shard,
         from: seq,
         to: seq,
         firstMs: this.machine.firstWrittenMs,
@@ -252,6 +253,7 @@ export class ReplicaNode {
           kind: "entries",
           origin: this.region,
           target,
+          shard: machine.shard,
           from: entry.seq,
           to: entry.seq,
           firstMs: machine.firstWrittenMs,
@@ -515,6 +517,7 @@ export class ReplicaNode {
           kind: "heartbeat",
           origin: this.region,
           target,
+          shard: machine.shard,
           seq: machine.seq,
           atMs: now,
           firstMs: machine.firstWrittenMs,
@@ -558,7 +561,7 @@ export class ReplicaNode {
           machine.storage.transaction(() => machine.storage.primaries.put(prefix, { ...known, settledEpoch: p.epoch }));
         continue;
       }
-      if (machine.storage.peerRecv.get(p.region).appliedSeq < p.recoveredSeq) continue;
+      if (machine.storage.peerRecv.get(p.region).appliedSeq < recoveredSeqOf(p, machine.shard)) continue;
       for (let step = 0; step < SETTLE_STEPS_PER_TICK; step += 1)
         if (settleStep(machine, prefix, p.epoch, this.ports.now())) break;
     }

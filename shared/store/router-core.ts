@@ -64,7 +64,7 @@ export function primaryFor(view: ClusterView, strong: PrimaryPrefix): Result<Pri
     epoch: 1,
     ready: true,
     failover: strong.failover,
-    recoveredSeq: 0,
+    recoveredSeqs: [],
   };
   const details = { prefix: strong.prefix, region: primary.region };
   if (!isHealthy(view, primary.region)) {

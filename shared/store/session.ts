@@ -1,18 +1,39 @@
 /**
  * Session tokens: the causal context a client has seen, as a vector of per-region write
- * sequence numbers ("I have seen region r's writes up to n"). A replica that covers the vector
- * for the key it serves can serve that client without going back in time. The token is opaque
+ * sequence numbers for each shard ("in shard s I have seen region r's writes up to n"; each
+ * shard is its own replica group with its own numbering, `shared/shards.ts`). A replica that
+ * covers its shard's vector for the key it serves can serve that client without going back in
+ * time. The token is opaque
  * to clients and signed by the router (HMAC), so it cannot be forged to make a replica wait for
  * writes that never happened. This module is the pure half: the token's shape, and which of
  * the router's secrets a token may be checked against. Hashing and MACs stay in the router.
  */
 import { assert } from "../assert.ts";
-import { toBase64Url } from "../bytes.ts";
+import { ByteReader, ByteWriter, DecodeError, fromBase64Url, toBase64Url } from "../bytes.ts";
 import { type RegionId } from "../regions.ts";
-import { type VersionVector, formatVv, parseVv, vvEntries, vvGet } from "../version-vector.ts";
+import { SHARDS_MAX, type ShardIndex } from "../shards.ts";
+import {
+  EMPTY_VV,
+  type VersionVector,
+  parseVv,
+  readVv,
+  vvEntries,
+  vvGet,
+  vvMerge,
+  writeVv,
+} from "../version-vector.ts";
 
-/** Token format version of every token the router issues: `s2.<kid>.<payload>.<mac>`. */
-export const SESSION_TOKEN_VERSION = "s2";
+/**
+ * Token format version of every token the router issues: `s3.<kid>.<payload>.<mac>`, whose
+ * payload holds one vector per shard.
+ */
+export const SESSION_TOKEN_VERSION = "s3";
+
+/**
+ * The format before shards, `s2.<kid>.<payload>.<mac>`, whose payload is one vector: still
+ * accepted, as shard 0's.
+ */
+export const SESSION_TOKEN_VERSION_V2 = "s2";
 
 /**
  * The first format, `s1.<payload>.<mac>`, which names no key. The router still accepts it, so
@@ -34,7 +55,7 @@ const KID_PATTERN = new RegExp(`^[A-Za-z0-9_-]{${SESSION_KID_LENGTH}}$`);
 /** A token split into its fields; `signed` is the exact text its MAC covers. */
 export type SessionTokenParts =
   | {
-      readonly version: typeof SESSION_TOKEN_VERSION;
+      readonly version: typeof SESSION_TOKEN_VERSION | typeof SESSION_TOKEN_VERSION_V2;
       readonly kid: string;
       readonly payload: string;
       readonly mac: string;
@@ -48,14 +69,73 @@ export type SessionTokenParts =
       readonly signed: string;
     };
 
-/** The signed payload of a token: the seen vector in its compact text form. */
-export function encodeSessionPayload(seen: VersionVector): string {
-  return formatVv(seen);
+/**
+ * What a session has seen: per shard (a replica group, named by its index in every layout),
+ * the vector of writes seen there. Shards it never touched are absent.
+ */
+export type SessionSeen = ReadonlyMap<ShardIndex, VersionVector>;
+
+/** A session that has seen nothing. */
+export const EMPTY_SEEN: SessionSeen = new Map();
+
+/** What `seen` has seen in `shard`. */
+export function seenIn(seen: SessionSeen, shard: ShardIndex): VersionVector {
+  return seen.get(shard) ?? EMPTY_VV;
 }
 
-/** Decodes a payload; `undefined` when malformed. */
-export function decodeSessionPayload(text: string): VersionVector | undefined {
-  return parseVv(text);
+/** `seen` having also seen `vv` in `shard`. */
+export function seeAlso(seen: SessionSeen, shard: ShardIndex, vv: VersionVector): SessionSeen {
+  const out = new Map(seen);
+  out.set(shard, vvMerge(seenIn(seen, shard), vv));
+  return out;
+}
+
+/**
+ * The signed payload of an `s3` token: base64url of the number of shards seen, then per shard
+ * (ascending) its index and its vector in binary form.
+ */
+export function encodeSessionPayload(seen: SessionSeen): string {
+  const shards = [...seen].filter(([, vv]) => vvEntries(vv).length > 0).sort(([a], [b]) => a - b);
+  const writer = new ByteWriter().varint(shards.length);
+  for (const [shard, vv] of shards) {
+    writer.varint(shard);
+    writeVv(writer, vv);
+  }
+  return toBase64Url(writer.finish());
+}
+
+/**
+ * Decodes a payload of `version`; `undefined` when malformed. An `s1` or `s2` payload is one
+ * vector, from before shards: it counts as shard 0's.
+ */
+export function decodeSessionPayload(
+  text: string,
+  version: SessionTokenParts["version"] = SESSION_TOKEN_VERSION,
+): SessionSeen | undefined {
+  if (version !== SESSION_TOKEN_VERSION) {
+    const vv = parseVv(text);
+    return vv === undefined ? undefined : new Map([[0, vv]]);
+  }
+  try {
+    const reader = new ByteReader(fromBase64Url(text));
+    const n = reader.varint();
+    if (n > SHARDS_MAX) return undefined;
+    const seen = new Map<ShardIndex, VersionVector>();
+    let previous = -1;
+    for (let i = 0; i < n; i += 1) {
+      const shard = reader.varint();
+      const vv = readVv(reader);
+      // Canonical form only: ascending shards, no empty vector.
+      if (shard <= previous || shard >= SHARDS_MAX || vvEntries(vv).length === 0) return undefined;
+      seen.set(shard, vv);
+      previous = shard;
+    }
+    reader.end();
+    return seen;
+  } catch (error) {
+    if (error instanceof DecodeError) return undefined;
+    throw error;
+  }
 }
 
 /** The text to hash (SHA-256) for the key id of `secret`. */
@@ -74,9 +154,13 @@ export function sessionKidOf(digest: Uint8Array): string {
  * The text an `s2` MAC covers: version, key id and payload together, so a MAC cannot be moved
  * to another key id or format version.
  */
-export function sessionSignedText(kid: string, payload: string): string {
+export function sessionSignedText(
+  kid: string,
+  payload: string,
+  version: typeof SESSION_TOKEN_VERSION | typeof SESSION_TOKEN_VERSION_V2 = SESSION_TOKEN_VERSION,
+): string {
   assert(KID_PATTERN.test(kid), "a key id is SESSION_KID_LENGTH base64url characters");
-  return `${SESSION_TOKEN_VERSION}.${kid}.${payload}`;
+  return `${version}.${kid}.${payload}`;
 }
 
 /** Joins a key id, a payload and the MAC of their {@link sessionSignedText} into a token. */
@@ -85,17 +169,18 @@ export function joinSessionToken(kid: string, payload: string, mac: string): str
 }
 
 /**
- * Splits `s2.<kid>.<payload>.<mac>` or the older `s1.<payload>.<mac>`; `undefined` when the
- * shape is wrong or a field is empty. An `s1` MAC covers the payload alone, which cannot be
- * confused with an `s2` signed text: a payload is base64url and never contains the dots that
+ * Splits `s3.<kid>.<payload>.<mac>`, the older `s2.<kid>.<payload>.<mac>` or the oldest
+ * `s1.<payload>.<mac>`; `undefined` when the shape is wrong or a field is empty. An `s1` MAC
+ * covers the payload alone, which cannot be confused with an `s2` or `s3` signed text: a payload is base64url and never contains the dots that
  * one has.
  */
 export function splitSessionToken(token: string): SessionTokenParts | undefined {
   const parts = token.split(".");
-  if (parts.length === 4 && parts[0] === SESSION_TOKEN_VERSION) {
+  const version = parts[0];
+  if (parts.length === 4 && (version === SESSION_TOKEN_VERSION || version === SESSION_TOKEN_VERSION_V2)) {
     const [, kid, payload, mac] = parts as [string, string, string, string];
     if (!KID_PATTERN.test(kid) || payload === "" || mac === "") return undefined;
-    return { version: SESSION_TOKEN_VERSION, kid, payload, mac, signed: sessionSignedText(kid, payload) };
+    return { version, kid, payload, mac, signed: sessionSignedText(kid, payload, version) };
   }
   if (parts.length === 3 && parts[0] === SESSION_TOKEN_VERSION_V1) {
     const [, payload, mac] = parts as [string, string, string];

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { fromBase64Url, toBase64Url, utf8 } from "../bytes.ts";
 import { LOCATION_HINTS } from "../regions.ts";
+import { SHARDS_MAX } from "../shards.ts";
 import { KEY_BYTES_MAX, wellFormedKey } from "./keys.ts";
 
 /** Version of the replication message format; a consumer refuses versions it does not know. */
@@ -14,6 +15,13 @@ export const WIRE_VERSION = 1;
 const region = z.enum(LOCATION_HINTS);
 const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const ms = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** The shard of origin and target (`shared/shards.ts`); absent from builds before shards: 0. */
+const shard = z
+  .number()
+  .int()
+  .min(0)
+  .max(SHARDS_MAX - 1)
+  .default(0);
 
 /** One replicated write: the key's state right after the write, or null to pull it (too large to inline). */
 export const replicationEntrySchema = z.object({
@@ -39,6 +47,7 @@ export const entriesMessageSchema = z
     kind: z.literal("entries"),
     origin: region,
     target: region,
+    shard,
     from: seq,
     to: seq,
     /** Origin wall time of its first write ever, so a target that has applied none of them knows how stale it is. */
@@ -55,6 +64,7 @@ export const heartbeatMessageSchema = z.object({
   kind: z.literal("heartbeat"),
   origin: region,
   target: region,
+  shard,
   seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   atMs: ms,
   /** Origin wall time of its first write ever (0: none yet). */

@@ -24,7 +24,7 @@ import { type HistoryOp, checkHistory } from "../../shared/check/history.ts";
 import { type RegisterOp, checkLinearizable } from "../../shared/check/linearizability.ts";
 import { Random } from "../../shared/random.ts";
 import { parseVv, vvDescends } from "../../shared/version-vector.ts";
-import { type RunningStore, replicaFile, startStore } from "../e2e/store.ts";
+import { type RunningStore, replicaFiles, startStore } from "../e2e/store.ts";
 
 export const REGIONS = ["wnam", "enam", "weur", "apac"] as const;
 type Region = (typeof REGIONS)[number];
@@ -78,14 +78,6 @@ interface WriteRecord {
   readonly version: string | null;
   readonly endMs: number;
   readonly deleted: boolean;
-}
-
-function replicaFileIfAny(stateDir: string, region: Region): string | undefined {
-  try {
-    return replicaFile(stateDir, region);
-  } catch {
-    return undefined;
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -400,10 +392,10 @@ async function schedule(
         await store.crash(() => {
           rec.wipes.push({ region, atMs: rec.now() });
           // A replica never used yet has no file: then there is nothing to lose.
-          const file = replicaFileIfAny(store.stateDir, region);
-          if (file === undefined) rec.note(`${region} had no storage yet`);
-          for (const suffix of ["", "-wal", "-shm"])
-            if (file !== undefined) rmSync(`${file}${suffix}`, { force: true });
+          const files = replicaFiles(store.stateDir, region);
+          if (files.length === 0) rec.note(`${region} had no storage yet`);
+          for (const file of files)
+            for (const suffix of ["", "-wal", "-shm"]) rmSync(`${file}${suffix}`, { force: true });
         });
         rec.note("store restarted");
         continue;

@@ -93,12 +93,12 @@ describe("operations views", () => {
     await call(`/v1/kv/${encodeURIComponent(key)}?region=wnam`, { method: "PUT", body: "x" });
     await eventually(async () => {
       const text = await (await call("/metrics", { token: READ_TOKEN })).text();
-      expect(text).toMatch(/replication_messages_total\{region="enam",peer="wnam"\} [1-9]/);
-      expect(text).toMatch(/replication_bytes_total\{region="enam",peer="wnam",kind="stream"\} [1-9]/);
+      expect(text).toMatch(/replication_messages_total\{region="enam",shard="\d+",peer="wnam"\} [1-9]/);
+      expect(text).toMatch(/replication_bytes_total\{region="enam",shard="\d+",peer="wnam",kind="stream"\} [1-9]/);
       expect(text).toContain("# TYPE replication_lag_seconds gauge");
       expect(text).toContain("# TYPE replication_delay_seconds summary");
-      expect(text).toMatch(/replication_delay_seconds\{region="enam",peer="wnam",quantile="0\.99"\} \d/);
-      expect(text).toMatch(/replication_delay_seconds_count\{region="enam",peer="wnam"\} [1-9]/);
+      expect(text).toMatch(/replication_delay_seconds\{region="enam",shard="\d+",peer="wnam",quantile="0\.99"\} \d/);
+      expect(text).toMatch(/replication_delay_seconds_count\{region="enam",shard="\d+",peer="wnam"\} [1-9]/);
       expect(text).toContain("# TYPE replication_errors_total counter");
       expect(text).toContain("http_request_duration_seconds_bucket");
     });

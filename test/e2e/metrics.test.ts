@@ -24,9 +24,9 @@ describe("metrics", () => {
       "replication_lag_unknown",
     ])
       expect(text).toContain(`# HELP ${name} `);
-    expect(text).toMatch(/replication_bytes_total\{region="\w+",peer="\w+",kind="anti_entropy"\} \d+/);
-    expect(text).toMatch(/store_keys\{region="enam",state="live"\} [1-9]\d*/);
-    expect(text).toMatch(/store_keys\{region="enam",state="tombstone"\} \d+/);
-    expect(text).toMatch(/anti_entropy_rounds_total\{region="wnam",peer="enam"\} [1-9]/);
+    expect(text).toMatch(/replication_bytes_total\{region="\w+",shard="\d+",peer="\w+",kind="anti_entropy"\} \d+/);
+    expect(text).toMatch(/store_keys\{region="enam",shard="\d+",state="live"\} [1-9]\d*/);
+    expect(text).toMatch(/store_keys\{region="enam",shard="\d+",state="tombstone"\} \d+/);
+    expect(text).toMatch(/anti_entropy_rounds_total\{region="wnam",shard="\d+",peer="enam"\} [1-9]/);
   });
 });

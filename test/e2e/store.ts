@@ -1,7 +1,7 @@
 // Starts the store exactly as `npm start` does (scripts/start.mjs -> wrangler dev) on a free
 // port with fresh local state, and waits until it answers /healthz.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -104,8 +104,15 @@ export async function startStore(vars: Record<string, string> = {}, stateDir?: s
   return { baseUrl, stop, kill };
 }
 
-/** The SQLite file of `region`'s replica under a store's state directory (found by its clock's region). */
-export function replicaFile(stateDir: string, region: string): string {
+/** Replica objects per region in the store `npm start` starts (wrangler.toml's `SHARDS`). */
+export const SHARDS = Number(/^SHARDS = "(\d+)"$/m.exec(readFileSync("wrangler.toml", "utf8"))?.[1]);
+
+/**
+ * The SQLite files of `region`'s replicas (one per shard) under a store's state directory,
+ * found by their clocks' region; when `shards` is given, exactly that many must exist (a replica
+ * never used has none).
+ */
+export function replicaFiles(stateDir: string, region: string, shards?: number): string[] {
   const files = readdirSync(stateDir, { recursive: true, encoding: "utf8" })
     .filter((f) => f.endsWith(".sqlite"))
     .map((f) => path.join(stateDir, f));
@@ -120,6 +127,7 @@ export function replicaFile(stateDir: string, region: string): string {
       db.close();
     }
   });
-  if (found.length !== 1) throw new Error(`expected one SQLite file for ${region}, found ${found.length}`);
-  return found[0] as string;
+  if (shards !== undefined && found.length !== shards)
+    throw new Error(`expected ${shards} SQLite files for ${region} (one per shard), found ${found.length}`);
+  return found;
 }

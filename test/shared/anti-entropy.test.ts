@@ -89,7 +89,7 @@ function write(node: ReplicaNode, key: string, op: KeyOp): EntriesMessage[] {
   const seq = committed.value.seq;
   const rows = machine.storage.log.after(seq - 1, 1, Number.MAX_SAFE_INTEGER);
   return machine.peers.flatMap((peer) =>
-    messagesFor(machine.region, peer, rows, seq - 1, machine.firstWrittenMs).map((m) => m.message),
+    messagesFor(machine.region, peer, machine.shard, rows, seq - 1, machine.firstWrittenMs).map((m) => m.message),
   );
 }
 

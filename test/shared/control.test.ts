@@ -51,8 +51,9 @@ function status(
   };
 }
 
+/** One round's statuses, one shard per region. */
 function all(make: (region: RegionId) => ReplicaStatus | null): Statuses {
-  return new Map(REGIONS.map((r) => [r, make(r)]));
+  return new Map(REGIONS.map((r) => [r, [make(r)]]));
 }
 
 describe("health", () => {
@@ -140,7 +141,7 @@ describe("failover decisions", () => {
     m.setOverride("enam", false, START + 10_000);
     m.compose(START + 10_000, undefined);
     m.beginFailover("strong/", "weur", START + 10_000);
-    m.recovered("strong/", 2, 40, START + 11_000);
+    m.recovered("strong/", 2, [40], START + 11_000);
     expect(
       m.readyIfReplicated(
         "strong/",
@@ -156,7 +157,7 @@ describe("failover decisions", () => {
         START + 13_000,
       ),
     ).toBe(true);
-    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", epoch: 2, ready: true, recoveredSeq: 40 });
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", epoch: 2, ready: true, recoveredSeqs: [40] });
     // The next failover keeps nothing older than the epoch that served.
     expect(m.floorEpoch("strong/")).toBe(2);
   });
@@ -210,5 +211,110 @@ describe("rounds", () => {
     reachable = true;
     await n.tick();
     expect(calls.filter((c) => c.startsWith("recover")).length).toBe(1);
+  });
+});
+
+/** A control machine over two shards per region. */
+function sharded(): ControlMachine {
+  return new ControlMachine(
+    new MemoryControlStorage(),
+    {
+      regions: REGIONS,
+      primaryPrefixes: [{ prefix: "strong/", region: "enam", failover: true }],
+      silenceMs: SILENCE,
+      shards: 2,
+    },
+    START,
+  );
+}
+
+/** One round's statuses with two shards per region. */
+function shards(make: (region: RegionId, shard: number) => ReplicaStatus | null): Statuses {
+  return new Map(REGIONS.map((r) => [r, [make(r, 0), make(r, 1)]]));
+}
+
+describe("with shards", () => {
+  it("marks a region silent when its peers have not heard one of its shards", () => {
+    const m = sharded();
+    // Shard 0 of every peer hears apac; shard 1 of every peer has not for 10 s.
+    const view = m.compose(
+      START + 60_000,
+      shards((r, shard) => status(r, { apac: shard === 1 ? 10_000 : 100 })),
+    );
+    expect(view.health.apac).toEqual({ healthy: false, reason: "silent" });
+    expect(view.health.wnam).toEqual({ healthy: true, reason: null });
+  });
+
+  it("counts a region as answering only when every shard did, and bootstrapping when any shard is", () => {
+    const m = sharded();
+    const view = m.compose(
+      START + 60_000,
+      shards((r, shard) =>
+        r === "weur" && shard === 1
+          ? null
+          : { ...status(r, { weur: 10_000 }), bootstrapping: r === "wnam" && shard === 1 },
+      ),
+    );
+    expect(view.health.weur).toEqual({ healthy: false, reason: "unreachable" });
+    expect(view.health.wnam).toEqual({ healthy: false, reason: "bootstrapping" });
+  });
+
+  it("chooses the successor by its applied writes summed over shards, among regions whose every shard answered", () => {
+    const m = sharded();
+    m.setOverride("enam", false, START + 10_000);
+    m.compose(START + 10_000, undefined);
+    const applied = { wnam: [10, 10], weur: [15, 0], apac: [0, 18] } as const;
+    const round = shards((r, shard) =>
+      r === "enam" ? null : status(r, {}, { enam: applied[r as "wnam" | "weur" | "apac"][shard] }),
+    );
+    expect(m.successor("enam", round)).toBe("wnam");
+    // wnam's shard 1 did not answer: its sum is unknown, so it is not chosen.
+    const partial = new Map(round);
+    partial.set("wnam", [round.get("wnam")?.[0] ?? null, null]);
+    expect(m.successor("enam", partial)).toBe("apac");
+  });
+
+  it("serves a new primary only once a majority has applied its re-log in every shard", () => {
+    const m = sharded();
+    m.setOverride("enam", false, START + 10_000);
+    m.compose(START + 10_000, undefined);
+    m.beginFailover("strong/", "weur", START + 10_000);
+    m.recovered("strong/", 2, [40, 7], START + 11_000);
+    // Every region has shard 0's re-log; only apac has shard 1's: not a majority.
+    const first = shards((r, shard) => status(r, {}, { weur: shard === 0 ? 40 : r === "apac" ? 7 : 6 }));
+    expect(m.readyIfReplicated("strong/", first, START + 12_000)).toBe(false);
+    const second = shards((r, shard) => status(r, {}, { weur: shard === 0 ? 40 : r === "wnam" ? 6 : 7 }));
+    expect(m.readyIfReplicated("strong/", second, START + 13_000)).toBe(true);
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", ready: true, recoveredSeqs: [40, 7] });
+  });
+
+  it("recovers every shard of the new primary, and records each shard's re-log once all are done", async () => {
+    const never: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
+    const calls: string[] = [];
+    let shard1Done = false;
+    let now = START;
+    const n = new ControlNode(sharded(), {
+      now: () => now,
+      timer: () => never,
+      replica: (region, shard) => ({
+        status: async () => status(region, {}),
+        applyView: async () => true,
+        recoverPrefix: async () => {
+          calls.push(`recover ${region}:${shard}`);
+          return ok({ done: shard === 0 || shard1Done, merged: 0, recoveredSeq: shard === 0 ? 11 : 22 });
+        },
+      }),
+      warn: () => undefined,
+    });
+    now += 10_000;
+    await n.setHealth("enam", false);
+    const successor = n.machine.view.primaries["strong/"]?.region;
+    expect(calls.sort()).toEqual([`recover ${successor}:0`, `recover ${successor}:1`]);
+    expect(n.machine.view.primaries["strong/"]).toMatchObject({ ready: false, recoveredSeqs: [] });
+    shard1Done = true;
+    await n.tick();
+    n.machine.compose(now, undefined);
+    // Recorded per shard; ready only once a majority applied both (no status here applied any).
+    expect(n.machine.view.primaries["strong/"]).toMatchObject({ ready: false, recoveredSeqs: [11, 22] });
   });
 });

@@ -311,6 +311,7 @@ describe("delay windows", () => {
     const message: ReplicationMessage = {
       v: WIRE_VERSION,
       kind: "entries",
+      shard: 0,
       origin: "enam",
       target: "wnam",
       from: 1,

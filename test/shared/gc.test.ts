@@ -249,6 +249,7 @@ function streamCopy(seq: number, key: string, state: Uint8Array): EntriesMessage
   return {
     v: WIRE_VERSION,
     kind: "entries",
+    shard: 0,
     origin: "enam",
     target: "wnam",
     from: seq,
@@ -535,7 +536,14 @@ class Trio {
     this.produced.set(key, [...(this.produced.get(key) ?? []), decodeKeyState(committed.entry.state!)]);
     const rows = machine.storage.log.after(committed.seq - 1, 1, Number.MAX_SAFE_INTEGER);
     for (const peer of machine.peers)
-      for (const { message } of messagesFor(machine.region, peer, rows, committed.seq - 1, machine.firstWrittenMs))
+      for (const { message } of messagesFor(
+        machine.region,
+        peer,
+        machine.shard,
+        rows,
+        committed.seq - 1,
+        machine.firstWrittenMs,
+      ))
         this.bag.push({ message, delivered: false });
   }
 
@@ -552,6 +560,7 @@ class Trio {
     const body: HeartbeatMessage = {
       v: WIRE_VERSION,
       kind: "heartbeat",
+      shard: 0,
       origin: machine.region,
       target: REGIONS[to] as RegionId,
       seq: machine.seq,

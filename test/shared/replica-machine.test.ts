@@ -62,6 +62,7 @@ function message(
   return {
     v: WIRE_VERSION,
     kind: "entries",
+    shard: 0,
     origin,
     target,
     from: seq,
@@ -82,7 +83,11 @@ function message(
 
 /** A view in which `region` leads strong/ at `epoch`, ready. */
 function view(region: RegionId, epoch: number, recoveredSeq: number, atMs: number): ClusterView {
-  return { atMs, health: {}, primaries: { "strong/": { region, epoch, ready: true, failover: true, recoveredSeq } } };
+  return {
+    atMs,
+    health: {},
+    primaries: { "strong/": { region, epoch, ready: true, failover: true, recoveredSeqs: [recoveredSeq] } },
+  };
 }
 
 describe("positions and rolled-back transactions", () => {

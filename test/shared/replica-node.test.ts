@@ -102,6 +102,7 @@ function entry(seq: number, key: string, inline: boolean): EntriesMessage {
   return {
     v: WIRE_VERSION,
     kind: "entries",
+    shard: 0,
     origin: "enam",
     target: "weur",
     from: seq,
@@ -165,7 +166,7 @@ function recovering(keys: number): { h: Harness; pages: { count: number }; gate:
   const view: ClusterView = {
     atMs: NOW,
     health: {},
-    primaries: { "strong/": { region: "wnam", epoch: 2, ready: false, failover: true, recoveredSeq: 0 } },
+    primaries: { "strong/": { region: "wnam", epoch: 2, ready: false, failover: true, recoveredSeqs: [0] } },
   };
   h.node.applyView(view);
   const rows: KeyRow[] = Array.from({ length: keys }, (_, i) => {
@@ -350,7 +351,7 @@ describe("session reads of a strong key while its prefix is unsettled here", () 
     h.node.applyView({
       atMs: NOW,
       health: {},
-      primaries: { "strong/": { region: "wnam", epoch: 2, ready: true, failover: true, recoveredSeq: 9 } },
+      primaries: { "strong/": { region: "wnam", epoch: 2, ready: true, failover: true, recoveredSeqs: [9] } },
     });
     const late: EntriesMessage = {
       ...entry(1, "strong/k", true),

@@ -113,12 +113,12 @@ describe("primaryFor", () => {
 
   it("takes the configured primary at epoch 1 when the view names none", () => {
     expect(primaryFor(EMPTY_VIEW, strong)).toEqual(
-      ok({ region: "enam", epoch: 1, ready: true, failover: true, recoveredSeq: 0 }),
+      ok({ region: "enam", epoch: 1, ready: true, failover: true, recoveredSeqs: [] }),
     );
   });
 
   it("takes the view's primary after a failover", () => {
-    const promoted: PrimaryState = { region: "weur", epoch: 2, ready: true, failover: true, recoveredSeq: 17 };
+    const promoted: PrimaryState = { region: "weur", epoch: 2, ready: true, failover: true, recoveredSeqs: [17] };
     expect(primaryFor(view({ enam: UNHEALTHY }, { "strong/": promoted }), strong)).toEqual(ok(promoted));
   });
 
@@ -143,7 +143,7 @@ describe("primaryFor", () => {
   });
 
   it("fails while a new primary is still recovering the prefix", () => {
-    const recovering: PrimaryState = { region: "weur", epoch: 3, ready: false, failover: true, recoveredSeq: 0 };
+    const recovering: PrimaryState = { region: "weur", epoch: 3, ready: false, failover: true, recoveredSeqs: [0] };
     expect(primaryFor(view({}, { "strong/": recovering }), strong)).toEqual(
       fail("primary_unavailable", '"strong/" has a new primary (weur) still recovering; retry shortly', {
         prefix: "strong/",

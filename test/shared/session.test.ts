@@ -10,7 +10,10 @@ import {
   SESSION_KID_LENGTH,
   SESSION_TOKEN_VERSION,
   SESSION_TOKEN_VERSION_V1,
+  type SessionSeen,
   decodeSessionPayload,
+  seeAlso,
+  seenIn,
   encodeSessionPayload,
   joinSessionToken,
   sessionCandidates,
@@ -20,7 +23,8 @@ import {
   sessionSignedText,
   splitSessionToken,
 } from "../../shared/store/session.ts";
-import { type VersionVector, vvFrom } from "../../shared/version-vector.ts";
+import { SHARDS_MAX } from "../../shared/shards.ts";
+import { type VersionVector, formatVv, vvFrom } from "../../shared/version-vector.ts";
 
 // A fixed seed makes every property run reproducible; fast-check prints it with any counterexample.
 const SEED = 0x5e_5510;
@@ -33,6 +37,12 @@ const vvArb: fc.Arbitrary<VersionVector> = fc
     maxLength: 8,
   })
   .map(vvFrom);
+/** What a session has seen: a vector per shard, empty ones left out (as the encoding does). */
+const seenArb: fc.Arbitrary<SessionSeen> = fc
+  .array(fc.tuple(fc.integer({ min: 0, max: SHARDS_MAX - 1 }), vvArb), { maxLength: 6 })
+  .map((pairs) => new Map(pairs.filter(([, vv]) => Object.keys(vv).length > 0)));
+/** `vv` seen in shard 0. */
+const inShard0 = (vv: VersionVector): SessionSeen => new Map([[0, vv]]);
 const base64UrlArb = (length: number) =>
   fc.string({
     unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
@@ -61,14 +71,22 @@ describe("key ids", () => {
 
 describe("token shape", () => {
   it("signs version, key id and payload together, and joins the MAC after them", () => {
-    const payload = encodeSessionPayload({ wnam: 3 });
-    expect(sessionSignedText(KID, payload)).toBe(`s2.${KID}.${payload}`);
-    expect(joinSessionToken(KID, payload, MAC)).toBe(`s2.${KID}.${payload}.${MAC}`);
-    expect(SESSION_TOKEN_VERSION).toBe("s2");
+    const payload = encodeSessionPayload(inShard0({ wnam: 3 }));
+    expect(sessionSignedText(KID, payload)).toBe(`s3.${KID}.${payload}`);
+    expect(joinSessionToken(KID, payload, MAC)).toBe(`s3.${KID}.${payload}.${MAC}`);
+    expect(SESSION_TOKEN_VERSION).toBe("s3");
   });
 
-  it("splits an s2 token into its fields and the text its MAC covers", () => {
-    const payload = encodeSessionPayload({ apac: 7 });
+  it("splits an s3 token, and an s2 one from before shards, into its fields and the text its MAC covers", () => {
+    const current = encodeSessionPayload(inShard0({ apac: 7 }));
+    expect(splitSessionToken(`s3.${KID}.${current}.${MAC}`)).toEqual({
+      version: "s3",
+      kid: KID,
+      payload: current,
+      mac: MAC,
+      signed: `s3.${KID}.${current}`,
+    });
+    const payload = encodeSessionPayload(inShard0({ apac: 7 }));
     expect(splitSessionToken(`s2.${KID}.${payload}.${MAC}`)).toEqual({
       version: "s2",
       kid: KID,
@@ -79,7 +97,7 @@ describe("token shape", () => {
   });
 
   it("splits an s1 token, whose MAC covers the payload alone and which names no key", () => {
-    const payload = encodeSessionPayload({ apac: 7 });
+    const payload = encodeSessionPayload(inShard0({ apac: 7 }));
     expect(splitSessionToken(`s1.${payload}.${MAC}`)).toEqual({
       version: SESSION_TOKEN_VERSION_V1,
       kid: undefined,
@@ -90,7 +108,7 @@ describe("token shape", () => {
   });
 
   it("refuses every other shape", () => {
-    const payload = encodeSessionPayload({ enam: 1 });
+    const payload = encodeSessionPayload(inShard0({ enam: 1 }));
     const malformed = [
       "",
       "garbage",
@@ -99,7 +117,7 @@ describe("token shape", () => {
       `s1.${KID}.${payload}.${MAC}`,
       `s2.${payload}.${MAC}`,
       `s2.${KID}.${payload}.${MAC}.extra`,
-      `s3.${KID}.${payload}.${MAC}`,
+      `s4.${KID}.${payload}.${MAC}`,
       `S2.${KID}.${payload}.${MAC}`,
       `s2.${KID.slice(1)}.${payload}.${MAC}`,
       `s2.${KID}A.${payload}.${MAC}`,
@@ -118,21 +136,54 @@ describe("token shape", () => {
     expect(() => joinSessionToken("Fxc7b6f.", "AA", MAC)).toThrow(AssertionError);
   });
 
-  it("round-trips every vector through join, split and decode", () => {
+  it("round-trips every session through join, split and decode", () => {
     fc.assert(
-      fc.property(vvArb, base64UrlArb(SESSION_KID_LENGTH), base64UrlArb(43), (seen, kid, mac) => {
+      fc.property(seenArb, base64UrlArb(SESSION_KID_LENGTH), base64UrlArb(43), (seen, kid, mac) => {
         const payload = encodeSessionPayload(seen);
         const parts = splitSessionToken(joinSessionToken(kid, payload, mac));
-        expect(parts).toEqual({ version: "s2", kid, payload, mac, signed: sessionSignedText(kid, payload) });
-        expect(decodeSessionPayload(parts!.payload)).toEqual(seen);
+        expect(parts).toEqual({ version: "s3", kid, payload, mac, signed: sessionSignedText(kid, payload) });
+        expect(decodeSessionPayload(parts!.payload, parts!.version)).toEqual(seen);
       }),
       { seed: SEED, numRuns: 300 },
     );
   });
 
+  it("reads the one vector of an s1 or s2 payload as shard 0's", () => {
+    fc.assert(
+      fc.property(vvArb, (vv) => {
+        const expected = new Map([[0, vv]]);
+        expect(decodeSessionPayload(formatVv(vv), "s2")).toEqual(expected);
+        expect(decodeSessionPayload(formatVv(vv), "s1")).toEqual(expected);
+      }),
+      { seed: SEED, numRuns: 100 },
+    );
+  });
+
   it("decodes no malformed payload", () => {
     expect(decodeSessionPayload("not base64!")).toBeUndefined();
-    expect(decodeSessionPayload(`${encodeSessionPayload({ wnam: 1 })}AA`)).toBeUndefined();
+    expect(decodeSessionPayload(`${encodeSessionPayload(inShard0({ wnam: 1 }))}AA`)).toBeUndefined();
+    // Not canonical: shards out of order, a shard past SHARDS_MAX, an empty vector.
+    const twoShards = encodeSessionPayload(
+      new Map([
+        [0, { wnam: 1 }],
+        [1, { enam: 1 }],
+      ]),
+    );
+    const bytes = Buffer.from(twoShards, "base64url");
+    // [n=2, shard 0, vv(1 entry), shard 1, vv(1 entry)]: swap the shard numbers.
+    const swapped = Uint8Array.from(bytes);
+    swapped[1] = 1;
+    swapped[5] = 0;
+    expect(decodeSessionPayload(Buffer.from(swapped).toString("base64url"))).toBeUndefined();
+    expect(decodeSessionPayload(Buffer.from([1, SHARDS_MAX, 1, 0, 1]).toString("base64url"))).toBeUndefined();
+    expect(decodeSessionPayload(Buffer.from([1, 0, 0]).toString("base64url"))).toBeUndefined();
+  });
+
+  it("keeps what a session saw in each shard apart", () => {
+    const seen = seeAlso(seeAlso(new Map(), 1, { wnam: 4 }), 0, { enam: 2 });
+    expect(seenIn(seeAlso(seen, 1, { wnam: 2, apac: 1 }), 1)).toEqual({ wnam: 4, apac: 1 });
+    expect(seenIn(seen, 0)).toEqual({ enam: 2 });
+    expect(seenIn(seen, 5)).toEqual({});
   });
 });
 
@@ -140,7 +191,7 @@ describe("candidate keys", () => {
   const current = { kid: KID, name: "current" };
   const previous = { kid: "VK3BkZyp", name: "previous" };
   const keys = [current, previous];
-  const payload = encodeSessionPayload({});
+  const payload = encodeSessionPayload(new Map());
 
   it("are the keys whose id an s2 token names", () => {
     expect(sessionCandidates(splitSessionToken(`s2.${KID}.${payload}.${MAC}`)!, keys)).toEqual([current]);

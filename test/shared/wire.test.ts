@@ -4,6 +4,7 @@
 import * as fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../../shared/bytes.ts";
+import { SHARDS_MAX } from "../../shared/shards.ts";
 import { KEY_BYTES_MAX, checkKey } from "../../shared/store/keys.ts";
 import {
   SET_ELEMENT_BYTES_MAX,
@@ -41,6 +42,7 @@ function entries(from: number, to: number, seqs?: readonly number[], overrides: 
     kind: "entries",
     origin: "wnam",
     target: "weur",
+    shard: 0,
     from,
     to,
     firstMs: 900,
@@ -55,6 +57,7 @@ function heartbeat(overrides: Record<string, unknown> = {}) {
     kind: "heartbeat",
     origin: "apac",
     target: "oc",
+    shard: 0,
     seq: 12,
     atMs: 5_000,
     firstMs: 40,
@@ -196,8 +199,20 @@ describe("replicationMessageSchema", () => {
       ["missing version", without(heartbeat(), "v")],
       ["origin", heartbeat({ origin: "mars" })],
       ["target", entries(1, 1, undefined, { target: "WNAM" })],
+      ["shard past SHARDS_MAX", heartbeat({ shard: SHARDS_MAX })],
+      ["negative shard", entries(1, 1, undefined, { shard: -1 })],
+      ["fractional shard", heartbeat({ shard: 0.5 })],
     ];
     expect(accepted(replicationMessageSchema, bad)).toEqual([]);
+  });
+
+  it("reads a message without a shard, from a build before shards, as shard 0's", () => {
+    for (const message of [without(heartbeat(), "shard"), without(entries(1, 2), "shard")]) {
+      const parsed = replicationMessageSchema.safeParse(message);
+      expect(parsed.success && parsed.data.shard).toBe(0);
+    }
+    const parsed = replicationMessageSchema.safeParse(heartbeat({ shard: SHARDS_MAX - 1 }));
+    expect(parsed.success && parsed.data.shard).toBe(SHARDS_MAX - 1);
   });
 });
 

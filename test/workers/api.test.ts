@@ -56,7 +56,7 @@ describe("key-value", () => {
     expect(body).toMatchObject({ key, region: "weur", acked: ["weur"] });
     expect(put.headers.get("etag")).toBe(`"${body.version}"`);
     expect(put.headers.get("x-served-by")).toBe("weur");
-    expect(put.headers.get("x-session-token")).toMatch(/^s2\./);
+    expect(put.headers.get("x-session-token")).toMatch(/^s3\./);
     // Once every region has heard every other, each has a lag figure.
     await heartbeatAll();
     const get = await api(`/v1/kv/${key}?region=weur`);
@@ -288,7 +288,9 @@ describe("observability", () => {
     ]) {
       expect(text).toContain(`# TYPE ${name.replace(/_bucket$/, "")}`);
     }
-    expect(text).toMatch(/replication_lag_seconds\{region="wnam",peer="enam"\} \d/);
+    // Every shard of every region has its series.
+    for (const shard of ["0", "1"])
+      expect(text).toMatch(new RegExp(`replication_lag_seconds\\{region="wnam",shard="${shard}",peer="enam"\\} \\d`));
     expect(text).toMatch(/http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/\*",status="200"\} \d+/);
   });
 
@@ -306,7 +308,7 @@ describe("observability", () => {
       if (!state.ok) throw new Error(state.error.message);
       return entries(origin, "enam", 1_000_000 + i, [{ key, state: state.value, stamp }]);
     });
-    expect((await replica("enam").applyReplication(writes)).every((r) => r.ok)).toBe(true);
+    expect((await replica("enam", key).applyReplication(writes)).every((r) => r.ok)).toBe(true);
     const seen: Array<{ key: string; kind: string; rule: string; loser: { region: string } }> = [];
     let cursor: string | null = null;
     for (let page = 0; page < 1000; page += 1) {

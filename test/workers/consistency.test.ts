@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { signSession } from "../../workers/router/session.ts";
-import { api, okValue, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
+import { api, okValue, registerText, replica, shardOfKey, uniqueKey, writeHeldBack } from "./helpers.ts";
 
 const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
 
@@ -39,7 +39,7 @@ describe("write acks", () => {
       await api(`/v1/kv/${key}?region=apac&ack=all`, { method: "PUT", body: "everywhere" })
     ).json()) as { acked: RegionId[] };
     expect([...body.acked].sort()).toEqual([...REGIONS].sort());
-    for (const region of body.acked) expect(registerText(await replica(region).read(key))).toBe("everywhere");
+    for (const region of body.acked) expect(registerText(await replica(region, key).read(key))).toBe("everywhere");
   });
 
   it("refuses unknown ack values and timeouts", async () => {
@@ -68,10 +68,10 @@ describe("write acks", () => {
     expect(body.error.message).toContain("weur is out of service");
     expect(body.error.message).not.toContain("within");
     // Not rolled back: the other regions have it; nothing is routed to weur meanwhile.
-    expect(registerText(await replica("apac").read(key))).toBe("eventually");
+    expect(registerText(await replica("apac", key).read(key))).toBe("eventually");
     expect((await api(`/v1/kv/${key}?region=weur`)).status).toBe(503);
     await setHealth("weur", true);
-    await vi.waitFor(async () => expect(registerText(await replica("weur").read(key))).toBe("eventually"), {
+    await vi.waitFor(async () => expect(registerText(await replica("weur", key).read(key))).toBe("eventually"), {
       timeout: 15_000,
       interval: 100,
     });
@@ -91,7 +91,7 @@ describe("session reads", () => {
       const key = uniqueKey("ryw");
       const write = await api(`/v1/kv/${key}?region=wnam`, { method: "PUT", body: `v${i}` });
       const token = write.headers.get("x-session-token");
-      expect(token).toMatch(/^s2\./);
+      expect(token).toMatch(/^s3\./);
       const read = await api(`/v1/kv/${key}?region=apac&consistency=session`, {
         headers: { "X-Session-Token": token! },
       });
@@ -105,7 +105,10 @@ describe("session reads", () => {
     const key = uniqueKey("fetch");
     await writeHeldBack("wnam", key, "only in wnam");
     // The token a client of that write holds: it has seen wnam's newest write.
-    const seen = await signSession({ current: "test-session-secret" }, { wnam: (await replica("wnam").status()).seq });
+    const seen = await signSession(
+      { current: "test-session-secret" },
+      new Map([[shardOfKey(key), { wnam: (await replica("wnam", key).status()).seq }]]),
+    );
     // Without the session, weur answers its own (older) state: it does not have the write.
     expect((await api(`/v1/kv/${key}?region=weur`)).status).toBe(404);
     const read = await api(`/v1/kv/${key}?region=weur&consistency=session`, { headers: { "X-Session-Token": seen } });
@@ -113,15 +116,15 @@ describe("session reads", () => {
     expect(read.headers.get("x-served-by")).toBe("weur");
     expect(await read.text()).toBe("only in wnam");
     // It fetched the state from wnam and merged it: weur holds it now.
-    expect(registerText(await replica("weur").read(key))).toBe("only in wnam");
+    expect(registerText(await replica("weur", key).read(key))).toBe("only in wnam");
   });
 
   it("never goes back in time after reading a state that arrived outside the ordered stream", async () => {
     const key = uniqueKey("monotonic");
     await writeHeldBack("wnam", key, "repaired into apac only");
     // apac gets the state by read repair, not through wnam's stream.
-    const snapshot = await replica("wnam").snapshot(key);
-    await replica("apac").repair(key, okValue(snapshot));
+    const snapshot = await replica("wnam", key).snapshot(key);
+    await replica("apac", key).repair(key, okValue(snapshot));
     const first = await api(`/v1/kv/${key}?region=apac&consistency=session`);
     expect(await first.text()).toBe("repaired into apac only");
     const token = first.headers.get("x-session-token")!;
@@ -169,12 +172,13 @@ describe("quorum reads", () => {
     await writeHeldBack("apac", key, "from apac");
     // With wnam out, the healthy regions are exactly a majority, so all three must answer.
     await setHealth("wnam", false);
-    for (const region of ["enam", "weur"] as const) expect(okValue(await replica(region).read(key)).view).toBeNull();
+    for (const region of ["enam", "weur"] as const)
+      expect(okValue(await replica(region, key).read(key)).view).toBeNull();
     const read = await api(`/v1/kv/${key}?region=enam&consistency=quorum`);
     expect(read.status).toBe(200);
     expect(await read.text()).toBe("from apac");
     for (const region of ["enam", "weur"] as const) {
-      await vi.waitFor(async () => expect(registerText(await replica(region).read(key))).toBe("from apac"), {
+      await vi.waitFor(async () => expect(registerText(await replica(region, key).read(key))).toBe("from apac"), {
         timeout: 5000,
         interval: 20,
       });

@@ -47,7 +47,7 @@ function deliverFaulty(bodies: unknown[], bindings: Env = faultsOn) {
 }
 
 async function held(key: string): Promise<boolean> {
-  const snapshot = await replica("weur").snapshot(key);
+  const snapshot = await replica("weur", key).snapshot(key);
   return snapshot.ok && snapshot.value.state !== null;
 }
 
@@ -111,7 +111,7 @@ describe("fault injection switched on", () => {
   it("loses direct pushes as it loses queue deliveries, and passes every other call through", async () => {
     rememberFaults({ ...NO_FAULTS, drop: 1 });
     const key = uniqueKey("push-dropped");
-    const lossy = lossyPushes(faultsOn, replica("weur"));
+    const lossy = lossyPushes(faultsOn, replica("weur", key));
     const [answer] = await lossy.applyReplication([message(key, 1_000_010)]);
     expect(answer?.ok).toBe(true);
     expect(await held(key)).toBe(false);
@@ -121,7 +121,7 @@ describe("fault injection switched on", () => {
     expect(delivered?.ok).toBe(true);
     expect(await held(key)).toBe(true);
     // With fault injection off, the stub is handed back untouched.
-    const plain = replica("weur");
+    const plain = replica("weur", key);
     expect(lossyPushes(env, plain)).toBe(plain);
   });
 

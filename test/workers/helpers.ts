@@ -9,6 +9,7 @@ import {
 } from "cloudflare:test";
 import { vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
+import { replicaName, shardOf } from "../../shared/shards.ts";
 import { encodeKeyState, type KeyState } from "../../shared/store/key-state.ts";
 import { type EntriesMessage, type HeartbeatMessage, WIRE_VERSION } from "../../shared/store/wire.ts";
 import { formatHlc, type HlcStamp } from "../../shared/hlc.ts";
@@ -33,12 +34,21 @@ export function api(path: string, init: RequestInit & { token?: string | null } 
  * never heard a peer reports its lag behind it as unknown).
  */
 export async function heartbeatAll(regions: readonly RegionId[] = ["wnam", "enam", "weur", "apac"]): Promise<void> {
-  for (const region of regions) await runDurableObjectAlarm(replica(region));
+  for (const region of regions)
+    for (let shard = 0; shard < SHARDS; shard += 1) await runDurableObjectAlarm(replica(region, shard));
 }
 
-/** A replica stub. */
-export function replica(region: RegionId) {
-  return env.REPLICA.getByName(region);
+/** Replica objects per region in these tests (wrangler.toml's `SHARDS`). */
+export const SHARDS = Number(env.SHARDS);
+
+/** The shard `key` lives in. */
+export function shardOfKey(key: string): number {
+  return shardOf(key, SHARDS);
+}
+
+/** A region's replica stub: of the shard that holds key `at`, or of shard `at` (default 0). */
+export function replica(region: RegionId, at: string | number = 0) {
+  return env.REPLICA.getByName(replicaName(region, typeof at === "number" ? at : shardOfKey(at)));
 }
 
 /** A unique key per call, since storage is shared by the tests of one file. */
@@ -48,7 +58,19 @@ export function uniqueKey(label: string): string {
   return `${label}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** An entries message carrying the given states as consecutive writes from `origin`. */
+/** A unique key (as {@link uniqueKey}) that lives in `shard`. */
+export function keyInShard(label: string, shard: number): string {
+  for (let i = 0; i < 1000; i += 1) {
+    const key = uniqueKey(label);
+    if (shardOfKey(key) === shard) return key;
+  }
+  throw new Error(`no key found in shard ${shard}`);
+}
+
+/**
+ * An entries message carrying the given states as consecutive writes from `origin`, in the
+ * shard of the first key (send it to `replica(target, key)`).
+ */
 export function entries(
   origin: RegionId,
   target: RegionId,
@@ -58,6 +80,7 @@ export function entries(
   return {
     v: WIRE_VERSION,
     kind: "entries",
+    shard: shardOfKey(writes[0]?.key ?? ""),
     origin,
     target,
     from,
@@ -73,17 +96,19 @@ export function entries(
   };
 }
 
-/** A heartbeat from `origin`, whose first write was at `firstMs` (default: long ago). */
+/** A heartbeat from `origin` in `shard`, whose first write was at `firstMs` (default: long ago). */
 export function heartbeat(
   origin: RegionId,
   target: RegionId,
   seq: number,
   atMs: number,
   firstMs = 1,
+  shard = 0,
 ): HeartbeatMessage {
   return {
     v: WIRE_VERSION,
     kind: "heartbeat",
+    shard,
     origin,
     target,
     seq,
@@ -97,7 +122,7 @@ export function heartbeat(
 
 /** The key's stored state in `region` (null when never written there). */
 export async function stateOf(region: RegionId, key: string): Promise<Uint8Array | null> {
-  return okValue(await replica(region).snapshot(key)).state;
+  return okValue(await replica(region, key).snapshot(key)).state;
 }
 
 /** The value of an ok result; fails the test with the error otherwise. */
@@ -124,7 +149,7 @@ export function registerText(result: Result<ReadOutcome>): string | null {
  * outbox until a later drain).
  */
 export async function writeHeldBack(region: RegionId, key: string, value: string | Uint8Array): Promise<void> {
-  await runInDurableObject(replica(region), async (instance) => {
+  await runInDurableObject(replica(region, key), async (instance) => {
     const failures = async (): Promise<number> =>
       (await instance.status()).metrics
         .filter((m) => m.name === "replication_send_errors_total")

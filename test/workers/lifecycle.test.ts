@@ -7,7 +7,18 @@ import { describe, expect, it, vi } from "vitest";
 import { type RegionId } from "../../shared/regions.ts";
 import { INCARNATION_SEQ_GAP } from "../../shared/store/replica-machine.ts";
 import { type Replica } from "../../workers/replica/replica.ts";
-import { api, heartbeatAll, okValue, registerText, replica, uniqueKey, writeHeldBack } from "./helpers.ts";
+import {
+  SHARDS,
+  api,
+  heartbeatAll,
+  keyInShard,
+  okValue,
+  registerText,
+  replica,
+  shardOfKey,
+  uniqueKey,
+  writeHeldBack,
+} from "./helpers.ts";
 
 const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
 const WAIT = { timeout: 10_000, interval: 50 };
@@ -25,9 +36,9 @@ interface Digest {
 }
 
 /** The peers `region`'s bootstrap has finished with, as its `meta` row holds them. */
-function bootstrapDone(region: RegionId): Promise<string | undefined> {
+function bootstrapDone(region: RegionId, key: string): Promise<string | undefined> {
   return runInDurableObject(
-    replica(region),
+    replica(region, key),
     (_i, state) =>
       state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE name = 'bootstrap'").toArray()[0]?.value,
   );
@@ -48,17 +59,19 @@ async function counterAt(region: RegionId, key: string): Promise<number> {
 describe("the outbox", () => {
   it("keeps a write until every peer confirms it through its heartbeats, then drops it", async () => {
     const key = uniqueKey("confirm");
-    const written = okValue(await replica("wnam").write(key, { type: "counter", delta: 1 }, { acks: 1, timeoutMs: 0 }));
+    const written = okValue(
+      await replica("wnam", key).write(key, { type: "counter", delta: 1 }, { acks: 1, timeoutMs: 0 }),
+    );
     for (const region of ["enam", "weur", "apac"] as const)
       await vi.waitFor(async () => expect(await counterAt(region, key)).toBe(1), WAIT);
     // Delivered everywhere, but no peer has said so yet.
     const rows = () =>
-      runInDurableObject(replica("wnam"), (_i, state) =>
+      runInDurableObject(replica("wnam", key), (_i, state) =>
         count(state, "SELECT count(*) AS n FROM log WHERE seq = ?", written.seq),
       );
     expect(await rows()).toBe(1);
     await heartbeatAll(["enam", "weur", "apac"]);
-    await runDurableObjectAlarm(replica("wnam"));
+    await runDurableObjectAlarm(replica("wnam", key));
     expect(await rows()).toBe(0);
   });
 });
@@ -69,7 +82,7 @@ describe("anti-entropy", () => {
     await writeHeldBack("enam", key, "only here");
     // The message is gone: its outbox row dropped and every watermark past it, as after a
     // dead letter nobody replays. Nothing in the stream will ever bring it.
-    await runInDurableObject(replica("enam"), (_i, state) => {
+    await runInDurableObject(replica("enam", key), (_i, state) => {
       const seq = state.storage.sql.exec<{ seq: number }>("SELECT seq FROM log WHERE key = ?", key).one().seq;
       state.storage.sql.exec("DELETE FROM log WHERE seq <= ?", seq);
       for (const target of ["wnam", "weur", "apac"])
@@ -79,9 +92,9 @@ describe("anti-entropy", () => {
           seq,
         );
     });
-    await evictDurableObject(replica("enam"));
+    await evictDurableObject(replica("enam", key));
     for (const region of ["wnam", "weur", "apac"] as const)
-      expect(registerText(await replica(region).read(key))).toBe(null);
+      expect(registerText(await replica(region, key).read(key))).toBe(null);
     const res = await api("/v1/admin/anti-entropy", { method: "POST" });
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
@@ -93,7 +106,7 @@ describe("anti-entropy", () => {
     );
     expect(body.pairs.every((p) => p.complete && p.bytes > 0)).toBe(true);
     expect(body.pairs.filter((p) => p.a === "enam" || p.b === "enam").some((p) => p.keysRepaired > 0)).toBe(true);
-    for (const region of REGIONS) expect(registerText(await replica(region).read(key))).toBe("only here");
+    for (const region of REGIONS) expect(registerText(await replica(region, key).read(key))).toBe("only here");
     const roots = new Set((await Promise.all(REGIONS.map(digest))).map((d) => d.root));
     expect(roots.size).toBe(1);
     // A second round finds nothing left to repair.
@@ -127,12 +140,14 @@ describe("a replica whose storage is deleted", () => {
     expect((await api(`/v1/kv/${kept}?region=weur&ack=all`, { method: "PUT", body: "kept" })).status).toBe(200);
     expect((await api(`/v1/kv/${gone}?region=weur&ack=all`, { method: "PUT", body: "x" })).status).toBe(200);
     expect((await api(`/v1/kv/${gone}?region=weur&ack=all`, { method: "DELETE" })).status).toBe(200);
-    const before = (await replica("weur").status()).seq;
+    const before = (await replica("weur", counter).status()).seq;
     await heartbeatAll();
 
-    // The region's SQLite database is wiped and the object restarts: a region restored empty.
-    await runInDurableObject(replica("weur"), (_i, state) => state.storage.deleteAll());
-    await evictDurableObject(replica("weur"));
+    // Every shard's SQLite database is wiped and the objects restart: a region restored empty.
+    for (let shard = 0; shard < SHARDS; shard += 1) {
+      await runInDurableObject(replica("weur", shard), (_i, state) => state.storage.deleteAll());
+      await evictDurableObject(replica("weur", shard));
+    }
 
     // Pinned reads never answer 404 for a key another region holds, bootstrapping or not.
     const read = await api(`/v1/kv/${kept}?region=weur`);
@@ -145,12 +160,12 @@ describe("a replica whose storage is deleted", () => {
     expect(inc.status).toBe(200);
     for (const region of REGIONS) expect(await counterAt(region, counter)).toBe(6);
     // Its new life numbers writes above anything its peers knew of the old one.
-    const status = await replica("weur").status();
+    const status = await replica("weur", counter).status();
     expect(status.seq).toBeGreaterThan(before + INCARNATION_SEQ_GAP);
 
     // Bootstrapped, it holds exactly what every other region holds.
     await vi.waitFor(async () => {
-      await runDurableObjectAlarm(replica("weur"));
+      for (let shard = 0; shard < SHARDS; shard += 1) await runDurableObjectAlarm(replica("weur", shard));
       expect((await digest("weur")).bootstrapping).toBe(false);
     }, WAIT);
     await heartbeatAll();
@@ -165,23 +180,23 @@ describe("bootstrap", () => {
     const key = uniqueKey("resume");
     expect((await api(`/v1/kv/${key}?region=apac&ack=all`, { method: "PUT", body: "v" })).status).toBe(200);
     // A key only apac holds, so that wnam's round with apac has something to descend into.
-    const only = uniqueKey("resume-only");
+    const only = keyInShard("resume-only", shardOfKey(key));
     await writeHeldBack("apac", only, "apac's");
     // apac cannot serve the tree for now: a round with it fails half-way.
-    await runInDurableObject(replica("apac"), (instance: Replica) => {
+    await runInDurableObject(replica("apac", key), (instance: Replica) => {
       (instance as unknown as { merkleChildren: () => never }).merkleChildren = () => {
         throw new Error("apac's tree is unavailable");
       };
     });
-    await runInDurableObject(replica("wnam"), (_i, state) => state.storage.deleteAll());
-    await evictDurableObject(replica("wnam"));
+    await runInDurableObject(replica("wnam", key), (_i, state) => state.storage.deleteAll());
+    await evictDurableObject(replica("wnam", key));
     // The first request probes; the bootstrap then completes with every peer but apac.
     expect((await api(`/v1/kv/${key}?region=wnam`)).status).toBe(200);
     await vi.waitFor(
-      async () => expect(JSON.parse((await bootstrapDone("wnam")) ?? "[]")).toEqual(["enam", "weur"]),
+      async () => expect(JSON.parse((await bootstrapDone("wnam", key)) ?? "[]")).toEqual(["enam", "weur"]),
       WAIT,
     );
-    expect((await replica("wnam").status()).bootstrapping).toBe(true);
+    expect((await replica("wnam", key).status()).bootstrapping).toBe(true);
     const regions = (await (await api("/v1/regions")).json()) as {
       regions: Array<{
         id: string;
@@ -197,12 +212,12 @@ describe("bootstrap", () => {
     expect(Object.values(wnam?.lag ?? {}).every((l) => l.ms === null)).toBe(true);
 
     // Evicted mid-way, and apac serves again: the next alarm finishes with apac alone.
-    await evictDurableObject(replica("wnam"));
-    await evictDurableObject(replica("apac"));
-    await runDurableObjectAlarm(replica("wnam"));
+    await evictDurableObject(replica("wnam", key));
+    await evictDurableObject(replica("apac", key));
+    await runDurableObjectAlarm(replica("wnam", key));
     // The alarm starts the next bootstrap stretch beside its heartbeats.
     const status = await vi.waitFor(async () => {
-      const s = await replica("wnam").status();
+      const s = await replica("wnam", key).status();
       expect(s.bootstrapping).toBe(false);
       return s;
     }, WAIT);
@@ -210,7 +225,7 @@ describe("bootstrap", () => {
       status.metrics.filter((m) => m.name === "anti_entropy_rounds_total").map((m) => [m.peer, m.value]),
     );
     expect(rounds).toEqual({ enam: 1, weur: 1, apac: 1 });
-    expect(registerText(await replica("wnam").read(key))).toBe("v");
-    expect(registerText(await replica("wnam").read(only))).toBe("apac's");
+    expect(registerText(await replica("wnam", key).read(key))).toBe("v");
+    expect(registerText(await replica("wnam", only).read(only))).toBe("apac's");
   });
 });

@@ -16,6 +16,7 @@ import {
   heartbeat,
   registerText,
   replica,
+  shardOfKey,
   uniqueKey,
   writeHeldBack,
 } from "./helpers.ts";
@@ -26,6 +27,7 @@ function pullMessage(key: string, seq: number): EntriesMessage {
   return {
     v: WIRE_VERSION,
     kind: "entries",
+    shard: shardOfKey(key),
     origin: "wnam",
     target: "weur",
     from: seq,
@@ -64,7 +66,7 @@ describe("replication consumer", () => {
     expect(result.explicitAcks.sort()).toEqual(["m0", "m1"]);
     expect(result.retryMessages).toEqual([]);
     // Acked only because weur merged it durably: it is there now.
-    expect(registerText(await replica("weur").read(key))).toBe("delivered");
+    expect(registerText(await replica("weur", key).read(key))).toBe("delivered");
   });
 
   it("retries with growing backoff what the target refuses, and retries malformed messages toward the dead-letter queue", async () => {
@@ -139,9 +141,9 @@ describe("dead letters", () => {
     // The replayed message travels the real queue and is applied: its range shows in weur's progress.
     await vi.waitFor(
       async () => {
-        expect(registerText(await replica("weur").read(key))).toBe("recovered");
+        expect(registerText(await replica("weur", key).read(key))).toBe("recovered");
         const pending = await runInDurableObject(
-          replica("weur"),
+          replica("weur", key),
           (_i, state) =>
             state.storage.sql.exec<{ pending: string }>("SELECT pending FROM peer_recv WHERE origin = 'wnam'").one()
               .pending,
@@ -162,7 +164,7 @@ describe("dead letters that their region cannot record", () => {
     };
     const original = proto.recordDeadLetters;
     proto.recordDeadLetters = async function (this: { ctx: DurableObjectState }, ...args: unknown[]) {
-      if (this.ctx.id.name === "weur") throw new Error("weur cannot record");
+      if (this.ctx.id.name?.startsWith("weur:") === true) throw new Error("weur cannot record");
       return original.apply(this, args);
     };
     try {

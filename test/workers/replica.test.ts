@@ -17,6 +17,7 @@ import {
   stateOf,
   uniqueKey,
   writeHeldBack,
+  shardOfKey,
 } from "./helpers.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -64,7 +65,7 @@ describe("replica writes", () => {
 
   it("keeps a committed write in the outbox when the queue send fails, and drains it on the alarm", async () => {
     const key = uniqueKey("outbox");
-    const stub = replica("wnam");
+    const stub = replica("wnam", key);
     await runInDurableObject(stub, async (instance: Replica, state) => {
       const real = env.REPLICATION_QUEUE;
       const failing = {
@@ -97,7 +98,7 @@ describe("replica writes", () => {
     for (const region of ["enam", "weur", "apac"] as const) {
       await vi.waitFor(
         async () => {
-          expect(registerText(await replica(region).read(key))).toBe("v1");
+          expect(registerText(await replica(region, key).read(key))).toBe("v1");
         },
         { timeout: 10_000, interval: 50 },
       );
@@ -129,7 +130,7 @@ describe("applying replication", () => {
     // enam originates no writes in this file, so its stream to weur starts here, at 1.
     const key = uniqueKey("reorder");
     const writes = history("enam", ["a", "b", "c"], 1_700_000_000_000).map((w) => ({ key, ...w }));
-    const stub = replica("weur");
+    const stub = replica("weur", key);
     const [m1, m2, m3] = writes.map((w, i) => entries("enam", "weur", i + 1, [w]));
     const progress = async () => (await stub.status()).lag.enam!.appliedSeq;
     const pending = () =>
@@ -157,7 +158,7 @@ describe("applying replication", () => {
     const key = uniqueKey("conflict");
     const [fromWnam] = history("wnam", ["west"], 1_700_000_000_000);
     const [fromApac] = history("apac", ["east"], 1_700_000_000_005);
-    const stub = replica("enam");
+    const stub = replica("enam", key);
     const a = entries("wnam", "enam", 1, [{ key, ...fromWnam! }]);
     const b = entries("apac", "enam", 1, [{ key, ...fromApac! }]);
     expect((await stub.applyReplication([b, a, a, b])).every((r) => r.ok)).toBe(true);
@@ -178,7 +179,7 @@ describe("applying replication", () => {
   it("refuses stamps beyond the skew bound without applying anything", async () => {
     const key = uniqueKey("skew");
     const [future] = history("wnam", ["from the future"], Date.now() + 3_600_000);
-    const stub = replica("apac");
+    const stub = replica("apac", key);
     const [result] = await stub.applyReplication([entries("wnam", "apac", 1, [{ key, ...future! }])]);
     expect(codeOf(result)).toBe("clock_skew");
     expect(okValue(await stub.read(key)).view).toBeNull();
@@ -191,8 +192,11 @@ describe("applying replication", () => {
       heartbeat("wnam", "weur", 1, 1),
       heartbeat("apac", "apac", 1, 1),
       { ...heartbeat("wnam", "apac", 1, 1), v: 2 },
+      // For this region, but another shard: its numbering is another stream.
+      heartbeat("wnam", "apac", 1, 1, 1, 1),
     ]);
     expect(results.map((r) => (r.ok ? "ok" : r.error.code))).toEqual([
+      "invalid_body",
       "invalid_body",
       "invalid_body",
       "invalid_body",
@@ -200,8 +204,9 @@ describe("applying replication", () => {
     ]);
     const messages = results.map((r) => (r.ok ? "" : r.error.message));
     expect(messages[0]).toMatch(/malformed replication message/);
-    expect(messages[1]).toBe("message from wnam for weur reached apac");
-    expect(messages[2]).toBe("message from apac for apac reached apac");
+    expect(messages[1]).toBe("message from wnam for weur:0 reached apac:0");
+    expect(messages[2]).toBe("message from apac for apac:0 reached apac:0");
+    expect(messages[4]).toBe("message from wnam for apac:1 reached apac:0");
   });
 
   it("pulls a state too large for a queue message from its origin", async () => {
@@ -209,7 +214,7 @@ describe("applying replication", () => {
     const big = new Uint8Array(300 * 1024).fill(7);
     // Held back from the queue, so the outbox row is still there to look at.
     await writeHeldBack("wnam", key, big);
-    const logged = await runInDurableObject(replica("wnam"), (_i, state) =>
+    const logged = await runInDurableObject(replica("wnam", key), (_i, state) =>
       state.storage.sql
         .exec<{ seq: number; state: ArrayBuffer | null }>("SELECT seq, state FROM log WHERE key = ?", key)
         .toArray(),
@@ -221,37 +226,37 @@ describe("applying replication", () => {
       { key, state: decodeKeyState((await stateOf("wnam", key))!), stamp: hlcNow(hlcZero("wnam"), Date.now()) },
     ]);
     message.entries[0]!.state = null;
-    const [result] = await replica("weur").applyReplication([message]);
+    const [result] = await replica("weur", key).applyReplication([message]);
     expect(codeOf(result)).toBe("ok");
-    const view = okValue(await replica("weur").read(key)).view;
+    const view = okValue(await replica("weur", key).read(key)).view;
     expect(view?.type === "register" ? view.value?.length : -1).toBe(big.length);
   });
 });
 
 describe("lag", () => {
   it("reports writes known but not applied, stale since the first of them, and zero once caught up", async () => {
-    const stub = replica("enam");
+    const key = uniqueKey("lag");
+    const stub = replica("enam", key);
     const now = Date.now();
     // weur says it has issued 5 writes, the first 2 s ago; none applied here yet (no other test
     // in this file replicates weur's writes to enam).
-    await stub.applyReplication([heartbeat("weur", "enam", 5, now - 1000, now - 2000)]);
+    await stub.applyReplication([heartbeat("weur", "enam", 5, now - 1000, now - 2000, shardOfKey(key))]);
     let status = await stub.status();
     expect(status.lag.weur?.entries).toBe(5);
     // Stale since weur's first write: about 2 s, never measured from the Unix epoch.
     expect(status.lag.weur?.ms).toBeGreaterThanOrEqual(2000);
     expect(status.lag.weur?.ms).toBeLessThan(60_000);
-    const key = uniqueKey("lag");
     const writes = history("weur", ["1", "2", "3", "4", "5"], now - 2000).map((w) => ({ key, ...w }));
     await stub.applyReplication([entries("weur", "enam", 1, writes)]);
-    await stub.applyReplication([heartbeat("weur", "enam", 5, Date.now(), now - 2000)]);
+    await stub.applyReplication([heartbeat("weur", "enam", 5, Date.now(), now - 2000, shardOfKey(key))]);
     status = await stub.status();
     expect(status.lag.weur).toMatchObject({ entries: 0, ms: 0 });
     expect(registerText(await stub.read(key))).toBe("5");
   });
 
   it("decodes every stored state it wrote", async () => {
-    const stub = replica("wnam");
     const key = uniqueKey("decode");
+    const stub = replica("wnam", key);
     await stub.write(key, { type: "set", add: ["x", "y"], remove: [] });
     const bytes = await stateOf("wnam", key);
     expect(bytes).not.toBeNull();

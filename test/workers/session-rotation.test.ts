@@ -6,8 +6,8 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { toBase64Url, utf8 } from "../../shared/bytes.ts";
 import { StoreError } from "../../shared/errors.ts";
-import { encodeSessionPayload } from "../../shared/store/session.ts";
-import { type VersionVector } from "../../shared/version-vector.ts";
+import { type SessionSeen, encodeSessionPayload } from "../../shared/store/session.ts";
+import { type VersionVector, formatVv } from "../../shared/version-vector.ts";
 import { createApp } from "../../workers/router/app.ts";
 import { type SessionSecrets, sessionSecrets, signSession, verifySession } from "../../workers/router/session.ts";
 import { ADMIN, api, uniqueKey } from "./helpers.ts";
@@ -22,7 +22,13 @@ const KID_OLD = "VK3BkZyp";
 const KID_NEW = "Fxc7b6fl";
 const KID_TEST = "yk8jj2Yv";
 
-const SEEN: VersionVector = { wnam: 3, apac: 7 };
+/** What a session has seen: writes of wnam and apac in shard 1, and of enam in shard 0. */
+const SEEN: SessionSeen = new Map([
+  [0, { enam: 2 }],
+  [1, { wnam: 3, apac: 7 }],
+]);
+/** The one vector an `s1` token carries: it reads as shard 0's. */
+const SEEN_V1: VersionVector = { wnam: 3, apac: 7 };
 
 const BEFORE: SessionSecrets = { current: OLD };
 const DURING: SessionSecrets = { current: NEW, previous: OLD };
@@ -31,7 +37,7 @@ const AFTER: SessionSecrets = { current: NEW };
 /** The error a verification failed with, or "ok" with the vector it returned. */
 async function outcome(secrets: SessionSecrets, token: string): Promise<string> {
   try {
-    return `ok ${JSON.stringify(await verifySession(secrets, token))}`;
+    return `ok ${JSON.stringify([...(await verifySession(secrets, token))])}`;
   } catch (error) {
     if (error instanceof StoreError) return error.code;
     throw error;
@@ -41,7 +47,7 @@ async function outcome(secrets: SessionSecrets, token: string): Promise<string> 
 /** A token in the first format, `s1.<payload>.<mac>`, whose MAC covers the payload alone. */
 async function legacyToken(secret: string, seen: VersionVector): Promise<string> {
   const key = await crypto.subtle.importKey("raw", utf8(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const payload = encodeSessionPayload(seen);
+  const payload = formatVv(seen);
   const mac = await crypto.subtle.sign("HMAC", key, utf8(payload));
   return `s1.${payload}.${toBase64Url(new Uint8Array(mac))}`;
 }
@@ -78,17 +84,17 @@ describe("session secrets from the environment", () => {
 });
 
 describe("signing", () => {
-  it("issues s2 tokens naming the current secret's key id", async () => {
-    expect((await signSession(BEFORE, SEEN)).split(".").slice(0, 2)).toEqual(["s2", KID_OLD]);
-    expect((await signSession(DURING, SEEN)).split(".").slice(0, 2)).toEqual(["s2", KID_NEW]);
-    expect((await signSession(AFTER, SEEN)).split(".").slice(0, 2)).toEqual(["s2", KID_NEW]);
+  it("issues s3 tokens naming the current secret's key id", async () => {
+    expect((await signSession(BEFORE, SEEN)).split(".").slice(0, 2)).toEqual(["s3", KID_OLD]);
+    expect((await signSession(DURING, SEEN)).split(".").slice(0, 2)).toEqual(["s3", KID_NEW]);
+    expect((await signSession(AFTER, SEEN)).split(".").slice(0, 2)).toEqual(["s3", KID_NEW]);
   });
 
   it("signs router answers with SESSION_SECRET", async () => {
     const res = await api(`/v1/kv/${uniqueKey("kid")}?region=enam`, { method: "PUT", body: "v" });
     expect(res.status).toBe(200);
     expect(res.headers.get("x-session-token")).toMatch(
-      new RegExp(`^s2\\.${KID_TEST}\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$`),
+      new RegExp(`^s3\\.${KID_TEST}\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$`),
     );
   });
 });
@@ -96,8 +102,8 @@ describe("signing", () => {
 describe("rotation", () => {
   it("accepts a token signed with the old secret while it is the previous secret, and refuses it after", async () => {
     const token = await signSession(BEFORE, SEEN);
-    expect(await outcome(BEFORE, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
-    expect(await outcome(DURING, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
+    expect(await outcome(BEFORE, token)).toBe(`ok ${JSON.stringify([...SEEN])}`);
+    expect(await outcome(DURING, token)).toBe(`ok ${JSON.stringify([...SEEN])}`);
     expect(await outcome(AFTER, token)).toBe("invalid_session_token");
   });
 
@@ -111,25 +117,26 @@ describe("rotation", () => {
 
   it("accepts tokens signed with the new secret before, during and after the grace period", async () => {
     const token = await signSession(DURING, SEEN);
-    expect(await outcome(DURING, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
-    expect(await outcome(AFTER, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
+    expect(await outcome(DURING, token)).toBe(`ok ${JSON.stringify([...SEEN])}`);
+    expect(await outcome(AFTER, token)).toBe(`ok ${JSON.stringify([...SEEN])}`);
     expect(await outcome(BEFORE, token)).toBe("invalid_session_token");
   });
 
   it("keeps s1 tokens valid under either secret of the rotation", async () => {
-    const token = await legacyToken(OLD, SEEN);
-    expect(await outcome(BEFORE, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
-    expect(await outcome(DURING, token)).toBe(`ok ${JSON.stringify(SEEN)}`);
+    const token = await legacyToken(OLD, SEEN_V1);
+    const asShard0 = `ok ${JSON.stringify([[0, SEEN_V1]])}`;
+    expect(await outcome(BEFORE, token)).toBe(asShard0);
+    expect(await outcome(DURING, token)).toBe(asShard0);
     expect(await outcome(AFTER, token)).toBe("invalid_session_token");
-    const signedWithNew = await legacyToken(NEW, SEEN);
-    expect(await outcome(DURING, signedWithNew)).toBe(`ok ${JSON.stringify(SEEN)}`);
+    const signedWithNew = await legacyToken(NEW, SEEN_V1);
+    expect(await outcome(DURING, signedWithNew)).toBe(asShard0);
     expect(await outcome(BEFORE, signedWithNew)).toBe("invalid_session_token");
   });
 
   it("refuses a token from a secret the router does not hold, even during a rotation", async () => {
     const token = await signSession({ current: OTHER }, SEEN);
     expect(await outcome(DURING, token)).toBe("invalid_session_token");
-    expect(await outcome(DURING, await legacyToken(OTHER, SEEN))).toBe("invalid_session_token");
+    expect(await outcome(DURING, await legacyToken(OTHER, SEEN_V1))).toBe("invalid_session_token");
   });
 });
 
@@ -140,7 +147,7 @@ describe("tampering", () => {
     // The MAC is genuine under OLD but covers KID_OLD, so naming NEW (or nothing) must not pass.
     expect(await outcome(DURING, `${version}.${KID_NEW}.${payload}.${mac}`)).toBe("invalid_session_token");
     expect(await outcome(DURING, `s1.${payload}.${mac}`)).toBe("invalid_session_token");
-    expect(await outcome(DURING, `${version}.${kid}.${payload}.${mac}`)).toBe(`ok ${JSON.stringify(SEEN)}`);
+    expect(await outcome(DURING, `${version}.${kid}.${payload}.${mac}`)).toBe(`ok ${JSON.stringify([...SEEN])}`);
   });
 
   it("refuses a token whose key id is unknown or malformed", async () => {
@@ -152,7 +159,7 @@ describe("tampering", () => {
 
   it("refuses a token whose payload or MAC changed", async () => {
     const [version, kid, payload, mac] = (await signSession(DURING, SEEN)).split(".");
-    const other = encodeSessionPayload({ wnam: 4, apac: 7 });
+    const other = encodeSessionPayload(new Map([[1, { wnam: 4, apac: 7 }]]));
     expect(await outcome(DURING, `${version}.${kid}.${other}.${mac}`)).toBe("invalid_session_token");
     const flipped = `${mac!.slice(0, -2)}${mac!.endsWith("AA") ? "BA" : "AA"}`;
     expect(await outcome(DURING, `${version}.${kid}.${payload}.${flipped}`)).toBe("invalid_session_token");
@@ -165,7 +172,7 @@ describe("through the router", () => {
     const write = await routed({ SESSION_SECRET: OLD }, `/v1/kv/${key}?region=wnam`, { method: "PUT", body: "before" });
     expect(write.status).toBe(200);
     const token = write.headers.get("x-session-token")!;
-    expect(token.split(".").slice(0, 2)).toEqual(["s2", KID_OLD]);
+    expect(token.split(".").slice(0, 2)).toEqual(["s3", KID_OLD]);
     const session = { headers: { "X-Session-Token": token } };
 
     const during = await routed(
@@ -176,7 +183,7 @@ describe("through the router", () => {
     expect(during.status).toBe(200);
     expect(await during.text()).toBe("before");
     // The answer carries a token under the new secret, so the client moves off the old one.
-    expect(during.headers.get("x-session-token")!.split(".").slice(0, 2)).toEqual(["s2", KID_NEW]);
+    expect(during.headers.get("x-session-token")!.split(".").slice(0, 2)).toEqual(["s3", KID_NEW]);
 
     const after = await routed({ SESSION_SECRET: NEW }, `/v1/kv/${key}?region=apac&consistency=session`, session);
     expect(after.status).toBe(400);
@@ -193,7 +200,7 @@ describe("through the router", () => {
     const rotating = { SESSION_SECRET: NEW, SESSION_SECRET_PREVIOUS: OLD };
     const write = await routed(rotating, `/v1/kv/${key}?region=enam`, { method: "PUT", body: "v", ...session });
     expect(write.status).toBe(200);
-    expect(write.headers.get("x-session-token")!.split(".").slice(0, 2)).toEqual(["s2", KID_NEW]);
+    expect(write.headers.get("x-session-token")!.split(".").slice(0, 2)).toEqual(["s3", KID_NEW]);
     expect((await routed(rotating, `/v1/kv/${key}?region=enam&consistency=session`, session)).status).toBe(200);
     const refused = await routed({ SESSION_SECRET: NEW }, `/v1/kv/${key}?region=enam`, {
       method: "PUT",

@@ -7,14 +7,14 @@ import { describe, expect, it, vi } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { applyKeyOp, decodeKeyState } from "../../shared/store/key-state.ts";
-import { api, codeOf, entries, okValue, replica, stateOf, uniqueKey } from "./helpers.ts";
+import { SHARDS, api, codeOf, entries, okValue, replica, shardOfKey, stateOf, uniqueKey } from "./helpers.ts";
 
 async function errorCode(res: Response): Promise<string> {
   return ((await res.json()) as { error: { code: string } }).error.code;
 }
 
 interface Primaries {
-  primaries: Record<string, { region: RegionId; epoch: number; ready: boolean; recoveredSeq: number }>;
+  primaries: Record<string, { region: RegionId; epoch: number; ready: boolean; recoveredSeqs: number[] }>;
 }
 
 async function regions(): Promise<Primaries> {
@@ -95,14 +95,17 @@ describe("strong prefixes", () => {
     await vi.waitFor(async () => {
       for (const key of keys) expect(await stateOf("apac", key)).not.toBeNull();
     });
-    await runInDurableObject(replica("apac"), (_i, state) => {
-      state.storage.sql.exec(
-        "INSERT INTO peer_recv (origin, applied_seq, known_seq, fresh_ms, heard_ms, pending) VALUES ('enam', 1000000, 1000000, 1, 1, '[]') ON CONFLICT (origin) DO UPDATE SET applied_seq = applied_seq + 1000000, known_seq = known_seq + 1000000",
-      );
-      for (const key of keys.slice(0, 3)) state.storage.sql.exec("DELETE FROM kv WHERE key = ?", key);
-    });
-    // The replica keeps its progress in memory too; a restart makes it read the edited rows.
-    await evictDurableObject(replica("apac"));
+    for (let shard = 0; shard < SHARDS; shard += 1) {
+      await runInDurableObject(replica("apac", shard), (_i, state) => {
+        state.storage.sql.exec(
+          "INSERT INTO peer_recv (origin, applied_seq, known_seq, fresh_ms, heard_ms, pending) VALUES ('enam', 1000000, 1000000, 1, 1, '[]') ON CONFLICT (origin) DO UPDATE SET applied_seq = applied_seq + 1000000, known_seq = known_seq + 1000000",
+        );
+        for (const key of keys.slice(0, 3))
+          if (shardOfKey(key) === shard) state.storage.sql.exec("DELETE FROM kv WHERE key = ?", key);
+      });
+      // The replica keeps its progress in memory too; a restart makes it read the edited rows.
+      await evictDurableObject(replica("apac", shard));
+    }
     const taken = await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":false}' });
     expect(taken.status).toBe(200);
     expect((await regions()).primaries["strong/"]).toMatchObject({ region: "apac", epoch: 2 });
@@ -128,7 +131,7 @@ describe("strong prefixes", () => {
 
     // The old primary comes back as a follower: its writes under the old epoch are refused...
     await api(`/v1/admin/regions/enam/health`, { method: "POST", body: '{"healthy":true}' });
-    const late = await replica("enam").write(
+    const late = await replica("enam", keys[1]!).write(
       keys[1]!,
       { type: "register", op: { kind: "put", value: new Uint8Array([1]), contentType: "x" } },
       {
@@ -152,23 +155,24 @@ describe("strong prefixes", () => {
     message.entries[0] = { ...message.entries[0]!, epoch: 1 };
     // Until weur has taken in the new primary's recovered prefix it cannot tell a late write
     // from one the new primary kept: it keeps the write aside, and its stream moves on.
-    const [early] = await replica("weur").applyReplication([message]);
+    const weur = replica("weur", keys[2]!);
+    const [early] = await weur.applyReplication([message]);
     expect(okValue(early!).fenced).toBe(0);
-    const recoveredSeq = (await regions()).primaries["strong/"]!.recoveredSeq;
+    const recoveredSeq = (await regions()).primaries["strong/"]!.recoveredSeqs[shardOfKey(keys[2]!)] ?? 0;
     await vi.waitFor(
-      async () => expect((await replica("weur").status()).lag.apac!.appliedSeq).toBeGreaterThanOrEqual(recoveredSeq),
+      async () => expect((await weur.status()).lag.apac!.appliedSeq).toBeGreaterThanOrEqual(recoveredSeq),
       {
         timeout: 10_000,
         interval: 50,
       },
     );
     // Settling judges it: the new primary did not keep it, so it is refused and logged.
-    await runDurableObjectAlarm(replica("weur"));
-    const [applied] = await replica("weur").applyReplication([message]);
+    await runDurableObjectAlarm(weur);
+    const [applied] = await weur.applyReplication([message]);
     // Arriving again, it is refused at once: acked to the queue (it must not be retried), but
     // reported as fenced, so it never counts as an ack.
     expect(okValue(applied!).fenced).toBe(1);
-    const weurRead = okValue(await replica("weur").read(keys[2]!));
+    const weurRead = okValue(await weur.read(keys[2]!));
     expect(weurRead.view?.type === "register" ? new TextDecoder().decode(weurRead.view.value!) : null).toBe("value 2");
     const log = (await (await api("/v1/conflicts?region=weur&limit=1000")).json()) as {
       conflicts: Array<{ key: string; kind: string; rule: string }>;
@@ -190,7 +194,7 @@ describe("strong prefixes", () => {
     const a = await api(`/v1/kv/${key}?ack=quorum`, { method: "PUT", body: "A" });
     expect(a.status).toBe(200);
     const stateA = decodeKeyState((await stateOf(old, key))!);
-    const seqA = (await replica(old).status()).seq;
+    const seqA = (await replica(old, key).status()).seq;
     // The primary goes out at once; its successor serves, and B overwrites A knowingly.
     expect((await api(`/v1/admin/regions/${old}/health`, { method: "POST", body: '{"healthy":false}' })).status).toBe(
       200,
@@ -215,14 +219,14 @@ describe("strong prefixes", () => {
       // Once the region holds the new primary's recovered prefix, it can judge old-epoch writes.
       await vi.waitFor(
         async () => {
-          expect((await replica(region).status()).lag[now!.region]?.appliedSeq ?? Infinity).toBeGreaterThanOrEqual(
-            now!.recoveredSeq,
+          expect((await replica(region, key).status()).lag[now!.region]?.appliedSeq ?? Infinity).toBeGreaterThanOrEqual(
+            now!.recoveredSeqs[shardOfKey(key)] ?? 0,
           );
         },
         { timeout: 10_000, interval: 50 },
       );
-      await runDurableObjectAlarm(replica(region));
-      const [applied] = await replica(region).applyReplication([{ ...late, target: region }]);
+      await runDurableObjectAlarm(replica(region, key));
+      const [applied] = await replica(region, key).applyReplication([{ ...late, target: region }]);
       expect(okValue(applied!).fenced).toBe(0);
       const log = (await (await api(`/v1/conflicts?region=${region}&limit=1000`)).json()) as {
         conflicts: Array<{ key: string; kind: string }>;

@@ -29,12 +29,17 @@ export class Control extends DurableObject<Env> {
     const config = this.config;
     const machine = new ControlMachine(
       controlStore(ctx.storage),
-      { regions: config.regions, primaryPrefixes: config.primaryPrefixes, silenceMs: config.healthSilenceMs },
+      {
+        regions: config.regions,
+        primaryPrefixes: config.primaryPrefixes,
+        silenceMs: config.healthSilenceMs,
+        shards: config.shards,
+      },
       now,
     );
     this.node = new ControlNode(machine, {
       ...platformClock,
-      replica: (region) => replicaOf(this.env, region, controlRegion(this.env)),
+      replica: (region, shard) => replicaOf(this.env, region, shard, controlRegion(this.env)),
       warn: (message, error) => (error === undefined ? console.warn(message) : console.warn(`${message}:`, error)),
     });
     void ctx.blockConcurrencyWhile(async () => {

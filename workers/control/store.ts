@@ -2,8 +2,19 @@
  * The control object's storage (`shared/store/control-machine.ts`) over Durable Object SQLite:
  * every SQL statement of the control object, one group per table.
  */
+import { assert } from "../../shared/assert.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ControlPrimaryRow, type ControlStorage } from "../../shared/store/control-machine.ts";
+
+/** A stored `recovered_seqs` array; a garbled one is a broken invariant, not input. */
+function parseSeqs(text: string): number[] {
+  const value: unknown = JSON.parse(text);
+  assert(
+    Array.isArray(value) && value.every((n) => Number.isSafeInteger(n) && n >= 0),
+    "recovered_seqs is an array of sequence numbers",
+  );
+  return value as number[];
+}
 
 /** The control object's storage over `storage`'s SQLite database (migrated by the caller). */
 export function controlStore(storage: DurableObjectStorage): ControlStorage {
@@ -38,11 +49,11 @@ export function controlStore(storage: DurableObjectStorage): ControlStorage {
             region: RegionId;
             epoch: number;
             ready: number;
-            recovered_seq: number | null;
+            recovered_seqs: string | null;
             served_epoch: number;
             changed_ms: number;
           }>(
-            "SELECT prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms FROM primaries ORDER BY prefix",
+            "SELECT prefix, region, epoch, ready, recovered_seqs, served_epoch, changed_ms FROM primaries ORDER BY prefix",
           )
           .toArray()
           .map((r) => ({
@@ -50,31 +61,31 @@ export function controlStore(storage: DurableObjectStorage): ControlStorage {
             region: r.region,
             epoch: r.epoch,
             ready: r.ready === 1,
-            recoveredSeq: r.recovered_seq,
+            recoveredSeqs: r.recovered_seqs === null ? null : parseSeqs(r.recovered_seqs),
             servedEpoch: r.served_epoch,
             changedMs: r.changed_ms,
           }));
       },
       seed(row) {
         sql.exec(
-          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prefix) DO NOTHING",
+          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seqs, served_epoch, changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prefix) DO NOTHING",
           row.prefix,
           row.region,
           row.epoch,
           row.ready ? 1 : 0,
-          row.recoveredSeq,
+          row.recoveredSeqs === null ? null : JSON.stringify(row.recoveredSeqs),
           row.servedEpoch,
           row.changedMs,
         );
       },
       put(row) {
         sql.exec(
-          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seq, served_epoch, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3, ready = ?4, recovered_seq = ?5, served_epoch = ?6, changed_ms = ?7",
+          "INSERT INTO primaries (prefix, region, epoch, ready, recovered_seqs, served_epoch, changed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (prefix) DO UPDATE SET region = ?2, epoch = ?3, ready = ?4, recovered_seqs = ?5, served_epoch = ?6, changed_ms = ?7",
           row.prefix,
           row.region,
           row.epoch,
           row.ready ? 1 : 0,
-          row.recoveredSeq,
+          row.recoveredSeqs === null ? null : JSON.stringify(row.recoveredSeqs),
           row.servedEpoch,
           row.changedMs,
         );

@@ -8,6 +8,7 @@
  * records every message in its target replica, where operators can inspect and replay it.
  */
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
+import { type ShardIndex } from "../../shared/shards.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
@@ -28,20 +29,36 @@ function regionField(body: unknown, field: "target" | "origin"): RegionId | unde
   return typeof value === "string" ? parseRegionId(value) : undefined;
 }
 
-function targetOf(body: unknown): RegionId | undefined {
-  return regionField(body, "target");
+/**
+ * A message body's shard: its `shard` field, or 0 when it has none (builds before shards);
+ * `undefined` when that is not a shard of this deployment.
+ */
+function shardField(body: unknown, shards: number): ShardIndex | undefined {
+  const value = typeof body === "object" && body !== null && "shard" in body ? body.shard : 0;
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 && value < shards ? value : undefined;
 }
 
-/** Groups a batch's messages by target region; messages without a valid target go under `undefined`. */
-function byTarget(messages: readonly Message[]): Map<RegionId | undefined, Message[]> {
-  const groups = new Map<RegionId | undefined, Message[]>();
+/** Where a message goes: its target region's replica of its shard. */
+interface Destination {
+  readonly target: RegionId | undefined;
+  readonly shard: ShardIndex | undefined;
+}
+
+/**
+ * Groups a batch's messages by target region and shard; a message without a valid target or
+ * shard goes under `undefined` for it.
+ */
+function byTarget(messages: readonly Message[], shards: number): Array<[Destination, Message[]]> {
+  const groups = new Map<string, [Destination, Message[]]>();
   for (const message of messages) {
-    const target = targetOf(message.body);
-    const group = groups.get(target) ?? [];
-    group.push(message);
-    groups.set(target, group);
+    const target = regionField(message.body, "target");
+    const shard = shardField(message.body, shards);
+    const id = `${target}:${shard}`;
+    const group = groups.get(id) ?? [{ target, shard }, []];
+    group[1].push(message);
+    groups.set(id, group);
   }
-  return groups;
+  return [...groups.values()];
 }
 
 /**
@@ -97,10 +114,10 @@ async function duplicateSome(env: Env, messages: readonly Message[], faults: Fau
 /** How much later an injected duplicate arrives. */
 const DUPLICATE_DELAY_SECONDS = 1;
 
-/** Hands `messages` to `target`'s replica in one call; acks what it merged, retries the rest. */
-async function deliverTo(env: Env, target: RegionId, messages: readonly Message[]): Promise<void> {
+/** Hands `messages` to `target`'s replica of `shard` in one call; acks what it merged, retries the rest. */
+async function deliverTo(env: Env, target: RegionId, shard: ShardIndex, messages: readonly Message[]): Promise<void> {
   try {
-    const results = await replicaOf(env, target).applyReplication(messages.map((m) => m.body));
+    const results = await replicaOf(env, target, shard).applyReplication(messages.map((m) => m.body));
     messages.forEach((m, i) => {
       const result = results[i];
       const delivery = deliveryOf(result ?? "unreachable", false, m.attempts);
@@ -127,14 +144,14 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
   const delivered = dropSome(batch.messages, config.replicationDropPercent, faults);
   await duplicateSome(env, delivered, faults);
   await Promise.all(
-    [...byTarget(delivered)].map(async ([target, group]) => {
+    byTarget(delivered, config.shards).map(async ([{ target, shard }, group]) => {
       if (target !== undefined && isTakenOut(view, target)) {
         await park(env, group);
         return;
       }
-      if (target === undefined || !config.regions.includes(target)) {
+      if (target === undefined || !config.regions.includes(target) || shard === undefined) {
         // Cannot be delivered anywhere: let it exhaust its retries into the dead-letter queue.
-        console.error(`replication message without a configured target region; ${group.length} to retry`);
+        console.error(`replication message without a configured target region and shard; ${group.length} to retry`);
         for (const m of group) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return;
       }
@@ -145,7 +162,7 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return false;
       });
-      if (messages.length > 0) await deliverTo(env, target, messages);
+      if (messages.length > 0) await deliverTo(env, target, shard, messages);
     }),
   );
 }
@@ -155,7 +172,8 @@ const DEAD_LETTER_RECHECK_SECONDS = 60;
 
 /**
  * Records dead letters in their target replica, or, when that one cannot take them (or the
- * target is unknown), in the first other region that can. When no region can, the letters are
+ * target is unknown), in the first other region that can (the same shard, or shard 0 when the
+ * shard is unknown: dead letters are listed across every shard). When no region can, the letters are
  * sent back to the dead-letter queue with a delay and acked, so they never run out of retries
  * and vanish; only when that send fails too are they retried (and `max_retries` is the last
  * bound, documented in the README).
@@ -163,18 +181,18 @@ const DEAD_LETTER_RECHECK_SECONDS = 60;
 export async function consumeDeadLetters(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
   await Promise.all(
-    [...byTarget(batch.messages)].map(async ([target, messages]) => {
-      const known = target !== undefined && config.regions.includes(target) ? target : undefined;
+    byTarget(batch.messages, config.shards).map(async ([{ target, shard }, messages]) => {
+      const known = target !== undefined && config.regions.includes(target) && shard !== undefined ? target : undefined;
       const candidates = [...(known === undefined ? [] : [known]), ...config.regions.filter((r) => r !== known)];
       for (const region of candidates) {
         try {
-          await replicaOf(env, region).recordDeadLetters(
+          await replicaOf(env, region, shard ?? 0).recordDeadLetters(
             messages.map((m) => ({
               body: m.body,
               attempts: m.attempts,
               reason:
                 known === undefined
-                  ? "no configured target region"
+                  ? "no configured target region and shard"
                   : region === known
                     ? "retries exhausted"
                     : `retries exhausted; recorded in ${region} because ${known} could not record it`,

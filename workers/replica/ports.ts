@@ -6,6 +6,7 @@
  * bindings are read at each call, so a test may swap `env` on a live instance.
  */
 import { type RegionId } from "../../shared/regions.ts";
+import { type ShardIndex } from "../../shared/shards.ts";
 import { type PeerApi } from "../../shared/store/contract.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
@@ -13,15 +14,18 @@ import { controlOf, hopMs, replicaOf } from "../stubs.ts";
 import { skewOf } from "../../shared/faults.ts";
 import { faultsNow, lossyPushes } from "../faults.ts";
 
-/** Ports for the replica of `self` whose current bindings `env()` returns. */
-export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: RegionId): ReplicaPorts {
+/**
+ * Ports for the replica of `self`'s shard `shard` whose current bindings `env()` returns: its
+ * peers are the same shard of the other regions.
+ */
+export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: RegionId, shard: ShardIndex): ReplicaPorts {
   return {
     ...platformClock,
     // An injected clock skew (`FAULTS = "on"`) moves this replica's clock: everything the core
     // stamps or times goes through here.
     now: () => platformClock.now() + skewOf(faultsNow(env()), self),
     // An injected drop loses direct pushes too, as it loses queue deliveries.
-    peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, self)),
+    peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, shard, self)),
     control: {
       getView: () => controlOf(env(), self).getView(),
       confirmPrimary: (prefix, region, epoch) => controlOf(env(), self).confirmPrimary(prefix, region, epoch),

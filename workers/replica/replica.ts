@@ -1,5 +1,7 @@
 /**
- * The regional replica: a Durable Object with SQLite storage, one per region. It is an adapter:
+ * The regional replica: a Durable Object with SQLite storage, one per region and shard (named
+ * `<region>:<shard>`, `shared/shards.ts`), replicating with the same shard of every other
+ * region. It is an adapter:
  * the decisions are the pure core's (`shared/store/replica-machine.ts` and the flows of
  * `shared/store/replica-node.ts`, which the simulator runs too); this class supplies storage
  * (`store.ts`), ports (`ports.ts`), the alarm, and the RPC surface other objects call.
@@ -9,6 +11,7 @@ import { assert } from "../../shared/assert.ts";
 import { type Result } from "../../shared/errors.ts";
 import { type MerkleEntry } from "../../shared/merkle.ts";
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
+import { parseReplicaName } from "../../shared/shards.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import {
   type AeBegin,
@@ -49,20 +52,22 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     migrate(ctx.storage, REPLICA_MIGRATIONS, Date.now());
-    const region = parseRegionId(ctx.id.name ?? "");
-    assert(region !== undefined, "a replica is addressed by its region name");
+    const name = parseReplicaName(ctx.id.name ?? "");
+    assert(name !== undefined, "a replica is addressed as <region>:<shard>");
+    const { region, shard } = name;
     const config = this.config;
     this.machine = new ReplicaMachine(
       replicaStore(ctx.storage),
       {
         region,
+        shard,
         regions: config.regions,
         primaryPrefixes: config.primaryPrefixes,
         silenceMsMax: SILENT_HEARTBEATS_MAX * config.heartbeatIntervalMs,
       },
       Date.now(),
     );
-    const ports = replicaPorts(ctx, () => this.env, region);
+    const ports = replicaPorts(ctx, () => this.env, region, shard);
     this.ports = ports;
     this.node = new ReplicaNode(this.machine, ports, {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -221,6 +226,6 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
 
   /** Sends a batch of dead letters back to the replication queue, then forgets them. */
   async replayDeadLetters(): Promise<{ replayed: number; remaining: number }> {
-    return replayDeadLetters(this.machine, replicaPorts(this.ctx, () => this.env, this.machine.region).queue);
+    return replayDeadLetters(this.machine, this.ports.queue);
   }
 }

@@ -14,7 +14,9 @@ import { callReplicaPlain, intParam, readJson } from "./http.ts";
 import { controlOf } from "../stubs.ts";
 import { clusterView, rememberView } from "./view.ts";
 import { isHealthy } from "../../shared/store/cluster.ts";
-import { LOG_PAGE_MAX } from "./observe.ts";
+import { LOG_PAGE_MAX, logPage } from "./observe.ts";
+import { shardIndices } from "../../shared/shards.ts";
+import { regionDigest } from "../../shared/store/region-status.ts";
 import { replicaOf } from "../stubs.ts";
 import { parsePinnedRegion } from "./routing.ts";
 
@@ -64,14 +66,22 @@ export function mountAdmin(app: Hono<AppEnv>): void {
     return c.json({ region, healthy: body.healthy, health: view.health, primaries: view.primaries });
   });
 
-  // A replica's digest: key counts and its Merkle root (equal roots mean identical replicas).
+  // A region's digest: key counts and its Merkle root over every shard (equal roots mean
+  // identical regions), with each shard's own digest.
   app.get("/v1/admin/regions/:id/digest", async (c) => {
-    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
-    return c.json(await callReplicaPlain(region, () => replicaOf(c.env, region).digest()));
+    const config = loadConfig(c.env);
+    const region = parsePinnedRegion(config, c.req.param("id"));
+    const shards = await Promise.all(
+      shardIndices(config.shards).map((shard) =>
+        callReplicaPlain(region, () => replicaOf(c.env, region, shard).digest()),
+      ),
+    );
+    return c.json(regionDigest(shards));
   });
 
-  // One anti-entropy round between every pair of healthy replicas, now: each pair once, run by
-  // the first of the two in configured order (a round repairs both ways).
+  // One anti-entropy round between every pair of healthy regions in every shard, now: each pair
+  // once, run by the first of the two in configured order (a round repairs both ways); a
+  // pair's figures are summed over its shards.
   app.post("/v1/admin/anti-entropy", async (c) => {
     const config = loadConfig(c.env);
     const view = await clusterView(c.env);
@@ -80,12 +90,23 @@ export function mountAdmin(app: Hono<AppEnv>): void {
       healthy.map(async (a, i) => {
         const peers = healthy.slice(i + 1);
         if (peers.length === 0) return [];
-        const reports = await callReplicaPlain(a, () => replicaOf(c.env, a).antiEntropy(peers));
+        const perShard = await Promise.all(
+          shardIndices(config.shards).map((shard) =>
+            callReplicaPlain(a, () => replicaOf(c.env, a, shard).antiEntropy(peers)),
+          ),
+        );
         return peers.map((b) => {
-          const report = reports.find((r) => r.peer === b);
-          return report === undefined
-            ? { a, b, keysRepaired: 0, bytes: 0, complete: false, error: `${b} did not answer` }
-            : { a, b, keysRepaired: report.keysRepaired, bytes: report.bytes, complete: report.complete };
+          const reports = perShard.map((shardReports) => shardReports.find((r) => r.peer === b));
+          if (reports.some((r) => r === undefined))
+            return { a, b, keysRepaired: 0, bytes: 0, complete: false, error: `${b} did not answer` };
+          const done = reports.filter((r) => r !== undefined);
+          return {
+            a,
+            b,
+            keysRepaired: done.reduce((n, r) => n + r.keysRepaired, 0),
+            bytes: done.reduce((n, r) => n + r.bytes, 0),
+            complete: done.every((r) => r.complete),
+          };
         });
       }),
     );
@@ -95,28 +116,42 @@ export function mountAdmin(app: Hono<AppEnv>): void {
   app.get("/v1/admin/regions/:id/dead-letters", async (c) => {
     const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, 100);
-    const after = intParam("cursor", c.req.query("cursor"), 0, Number.MAX_SAFE_INTEGER, 0);
-    const rows = await callReplicaPlain(region, () => replicaOf(c.env, region).deadLetters(after, limit + 1));
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const { page, cursor } = await logPage(
+      c.env,
+      region,
+      c.req.query("cursor"),
+      limit,
+      (replica, after, count) => replica.deadLetters(after, count),
+      (a, b) => a.receivedMs - b.receivedMs,
+    );
     return c.json({
       region,
-      deadLetters: page.map((row) => ({
+      deadLetters: page.map(({ shard, row }) => ({
         id: row.id,
+        shard,
         origin: row.origin,
         receivedAt: new Date(row.receivedMs).toISOString(),
         attempts: row.attempts,
         reason: row.reason,
         message: summarize(fromJsonText(new TextDecoder().decode(row.body))),
       })),
-      cursor: rows.length > limit && last !== undefined ? String(last.id) : null,
+      cursor,
     });
   });
 
   app.post("/v1/admin/regions/:id/dead-letters/replay", async (c) => {
-    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
-    const result = await callReplicaPlain(region, () => replicaOf(c.env, region).replayDeadLetters());
-    return c.json({ region, ...result });
+    const config = loadConfig(c.env);
+    const region = parsePinnedRegion(config, c.req.param("id"));
+    const results = await Promise.all(
+      shardIndices(config.shards).map((shard) =>
+        callReplicaPlain(region, () => replicaOf(c.env, region, shard).replayDeadLetters()),
+      ),
+    );
+    return c.json({
+      region,
+      replayed: results.reduce((n, r) => n + r.replayed, 0),
+      remaining: results.reduce((n, r) => n + r.remaining, 0),
+    });
   });
 }
 

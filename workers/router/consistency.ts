@@ -15,7 +15,9 @@ import { decodeKeyState } from "../../shared/store/key-state.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
 import { prefixOf } from "../../shared/store/primaries.ts";
 import { chooseRegion, primaryFor, quorumRead, readOrder } from "../../shared/store/router-core.ts";
-import { type VersionVector, vvFrom, vvMerge } from "../../shared/version-vector.ts";
+import { type ShardIndex, shardOf } from "../../shared/shards.ts";
+import { seeAlso, seenIn } from "../../shared/store/session.ts";
+import { type VersionVector, vvFrom } from "../../shared/version-vector.ts";
 import { platformClock } from "../clock.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { replicaOf } from "../stubs.ts";
@@ -98,8 +100,9 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   } else {
     region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
-  const outcome = await callReplica(region, () => replicaOf(c.env, region, edgeOf(c)).write(key, op, options));
-  const token = await signSession(secrets, vvMerge(seen, vvFrom([[outcome.region, outcome.seq]])));
+  const shard = shardOf(key, config.shards);
+  const outcome = await callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).write(key, op, options));
+  const token = await signSession(secrets, seeAlso(seen, shard, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
     // On a strong prefix a write no quorum holds is not yet safe: a failover before it
     // replicates discards it (the new primary never had it), and the answer must say so.
@@ -150,18 +153,22 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   const view = await viewAtEdge(c);
   const pinned = pinOf(config, c);
   const preference = regionPreference(config, c.req.raw);
+  const shard = shardOf(key, config.shards);
   let answer: ReadOutcome;
   switch (consistency) {
     case "eventual":
     case "session": {
       const region = unwrap(chooseRegion(preference, view, pinned));
       answer = await callReplica(region, () =>
-        replicaOf(c.env, region, edgeOf(c)).read(key, consistency === "session" ? { session: seen } : {}),
+        replicaOf(c.env, region, shard, edgeOf(c)).read(
+          key,
+          consistency === "session" ? { session: seenIn(seen, shard) } : {},
+        ),
       );
       break;
     }
     case "bounded":
-      answer = await boundedRead(c, readOrder(preference, view, pinned), key);
+      answer = await boundedRead(c, readOrder(preference, view, pinned), key, shard);
       break;
     case "strong": {
       const strong = prefixOf(key, config.primaryPrefixes);
@@ -171,7 +178,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
       }
       const primary = unwrap(primaryFor(view, strong));
       answer = await callReplica(primary.region, () =>
-        replicaOf(c.env, primary.region, edgeOf(c)).read(key, {
+        replicaOf(c.env, primary.region, shard, edgeOf(c)).read(key, {
           strong: { prefix: strong.prefix, epoch: primary.epoch },
         }),
       );
@@ -179,7 +186,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
     }
     case "quorum":
       if (pinned !== undefined) unwrap(chooseRegion(preference, view, pinned));
-      answer = await quorum(c, config, readOrder(preference, view, pinned), key);
+      answer = await quorum(c, config, readOrder(preference, view, pinned), key, shard);
       break;
   }
   c.header("X-Served-By", answer.region);
@@ -187,19 +194,24 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   if (answer.lagMs === null) c.header("X-Replication-Lag-Unknown", answer.lagUnknown ?? "unknown");
   else c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
   // The client has now seen the answered state: future session reads must not go below it.
-  c.header("X-Session-Token", await signSession(secrets, vvMerge(seen, answer.seqs)));
+  c.header("X-Session-Token", await signSession(secrets, seeAlso(seen, shard, answer.seqs)));
   return { region: answer.region, view: answer.view };
 }
 
 /** Serves from the first region in `order` whose staleness is within `max_staleness_ms`. */
-async function boundedRead(c: Context<AppEnv>, order: readonly RegionId[], key: string): Promise<ReadOutcome> {
+async function boundedRead(
+  c: Context<AppEnv>,
+  order: readonly RegionId[],
+  key: string,
+  shard: ShardIndex,
+): Promise<ReadOutcome> {
   const raw = c.req.query("max_staleness_ms");
   if (raw === undefined)
     throw new StoreError("invalid_consistency", "consistency=bounded needs max_staleness_ms=<milliseconds>");
   const maxStalenessMs = intParam("max_staleness_ms", raw, 0, 86_400_000, 0);
   for (const region of order) {
     try {
-      return await callReplica(region, () => replicaOf(c.env, region, edgeOf(c)).read(key, { maxStalenessMs }));
+      return await callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).read(key, { maxStalenessMs }));
     } catch (error) {
       if (
         !(error instanceof StoreError) ||
@@ -226,16 +238,17 @@ async function quorum(
   config: Config,
   order: readonly RegionId[],
   key: string,
+  shard: ShardIndex,
 ): Promise<ReadOutcome> {
   const answer = unwrap(
     await quorumRead(platformClock, order, majority(config.regions.length), QUORUM_READ_TIMEOUT_MS, (region) =>
-      replicaOf(c.env, region, edgeOf(c)).snapshot(key),
+      replicaOf(c.env, region, shard, edgeOf(c)).snapshot(key),
     ),
   );
   const { merged, answered, stale } = answer;
   for (const region of stale) {
     c.executionCtx.waitUntil(
-      replicaOf(c.env, region, edgeOf(c))
+      replicaOf(c.env, region, shard, edgeOf(c))
         .repair(key, merged)
         .catch((error: unknown) => console.warn(`read repair of ${region} failed:`, error)),
     );

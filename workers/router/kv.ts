@@ -18,6 +18,9 @@ import {
   readBodyCapped,
 } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
+import { loadConfig } from "../config.ts";
+import { shardIndices } from "../../shared/shards.ts";
+import { mergeKeyPages } from "../../shared/store/listing.ts";
 import { edgeOf, viewAtEdge } from "./routing.ts";
 
 const KV_PREFIX = "/v1/kv/";
@@ -45,9 +48,16 @@ export function mountKv(app: Hono<AppEnv>): void {
     }
     const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
     const after = decodeCursor(c.req.query("cursor"));
-    const page = await callReplica(region, () =>
-      replicaOf(c.env, region, edgeOf(c)).list(prefix, prefixEnd(prefix), after, limit),
+    // Every shard lists its first `limit` keys after the cursor; the merge keeps the first
+    // `limit` of them in key order, so the cursor stays a key (`shared/store/listing.ts`).
+    const pages = await Promise.all(
+      shardIndices(loadConfig(c.env).shards).map((shard) =>
+        callReplica(region, () =>
+          replicaOf(c.env, region, shard, edgeOf(c)).list(prefix, prefixEnd(prefix), after, limit),
+        ),
+      ),
     );
+    const page = mergeKeyPages(pages, limit);
     const last = page.keys.at(-1);
     c.header("X-Served-By", region);
     return c.json({ keys: page.keys, cursor: page.more && last !== undefined ? encodeCursor(last.name) : null });

@@ -37,11 +37,31 @@ export function observeRequest(method: string, route: string, status: number, se
   h.count += 1;
 }
 
-/** Each answering region's clock reading. */
-export function readingsOf(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>): Map<RegionId, number> {
+/** Every region's replica statuses per shard (index = shard), null for one that did not answer. */
+export type ShardStatuses = ReadonlyMap<RegionId, ReadonlyArray<ReplicaStatus | null>>;
+
+/** Each answering region's clock reading (its first answering shard's). */
+export function readingsOf(statuses: ShardStatuses): Map<RegionId, number> {
   const readings = new Map<RegionId, number>();
-  for (const [region, status] of statuses) if (status !== null) readings.set(region, status.nowMs);
+  for (const [region, shards] of statuses) {
+    const first = shards.find((s) => s !== null);
+    if (first !== undefined && first !== null) readings.set(region, first.nowMs);
+  }
   return readings;
+}
+
+/** One replica's status with its labels: `region="…",shard="…"`. */
+interface Labelled {
+  readonly labels: string;
+  readonly region: RegionId;
+  readonly status: ReplicaStatus | null;
+}
+
+/** Every replica's status, labelled by region and shard (at most regions × SHARDS_MAX series each). */
+function labelled(statuses: ShardStatuses): Labelled[] {
+  return [...statuses].flatMap(([region, shards]) =>
+    shards.map((status, shard) => ({ labels: `region="${region}",shard="${shard}"`, region, status })),
+  );
 }
 
 function escape(value: string): string {
@@ -86,25 +106,26 @@ const COUNTERS: Readonly<Record<string, string>> = {
  * Renders the exposition text from replica statuses (null for a region that did not answer),
  * gathered at about `nowMs` by this router's clock.
  */
-export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | null>, nowMs: number): string {
+export function renderMetrics(statuses: ShardStatuses, nowMs: number): string {
   const lines: string[] = [];
+  const replicas = labelled(statuses);
   lines.push(
     "# HELP replication_lag_seconds How stale a region may be with respect to a peer (0 when caught up; absent while unknown, see replication_lag_unknown).",
   );
   lines.push("# TYPE replication_lag_seconds gauge");
-  for (const [region, status] of statuses) {
+  for (const { labels: at, status } of replicas) {
     if (status === null) continue;
     for (const [peer, lag] of Object.entries(status.lag))
-      if (lag.ms !== null) lines.push(`replication_lag_seconds{region="${region}",peer="${peer}"} ${lag.ms / 1000}`);
+      if (lag.ms !== null) lines.push(`replication_lag_seconds{${at},peer="${peer}"} ${lag.ms / 1000}`);
   }
   lines.push(
     `# HELP replication_delay_seconds How long a peer's recent writes took from their commit there to becoming visible in a region (quantiles over the last ${DELAY_WINDOW} writes; count and sum since the replica started).`,
   );
   lines.push("# TYPE replication_delay_seconds summary");
-  for (const [region, status] of statuses) {
+  for (const { labels: at, status } of replicas) {
     if (status === null) continue;
     for (const [peer, d] of Object.entries(status.delays)) {
-      const labels = `region="${region}",peer="${peer}"`;
+      const labels = `${at},peer="${peer}"`;
       lines.push(`replication_delay_seconds{${labels},quantile="0.5"} ${d.p50Ms / 1000}`);
       lines.push(`replication_delay_seconds{${labels},quantile="0.99"} ${d.p99Ms / 1000}`);
       lines.push(`replication_delay_seconds_sum{${labels}} ${d.sumMs / 1000}`);
@@ -115,39 +136,37 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
     "# HELP replication_lag_unknown 1 while a region has no honest lag figure for a peer (never heard from it, or the region is bootstrapping).",
   );
   lines.push("# TYPE replication_lag_unknown gauge");
-  for (const [region, status] of statuses) {
+  for (const { labels: at, status } of replicas) {
     if (status === null) continue;
     for (const [peer, lag] of Object.entries(status.lag))
-      lines.push(
-        `replication_lag_unknown{region="${region}",peer="${peer}"} ${lag.ms === null || status.bootstrapping ? 1 : 0}`,
-      );
+      lines.push(`replication_lag_unknown{${at},peer="${peer}"} ${lag.ms === null || status.bootstrapping ? 1 : 0}`);
   }
   lines.push("# HELP replication_lag_entries Writes a region knows a peer made but has not applied yet.");
   lines.push("# TYPE replication_lag_entries gauge");
-  for (const [region, status] of statuses) {
+  for (const { labels: at, status } of replicas) {
     if (status === null) continue;
     for (const [peer, lag] of Object.entries(status.lag))
-      lines.push(`replication_lag_entries{region="${region}",peer="${peer}"} ${lag.entries}`);
+      lines.push(`replication_lag_entries{${at},peer="${peer}"} ${lag.entries}`);
   }
   lines.push(
     "# HELP replication_outbox_pending Writes committed in a region and not yet confirmed applied by every peer.",
   );
   lines.push("# TYPE replication_outbox_pending gauge");
-  for (const [region, status] of statuses)
-    if (status !== null) lines.push(`replication_outbox_pending{region="${region}"} ${status.outboxPending}`);
+  for (const { labels: at, status } of replicas)
+    if (status !== null) lines.push(`replication_outbox_pending{${at}} ${status.outboxPending}`);
   lines.push("# HELP replication_dead_letters Dead letters recorded in a region and not yet replayed.");
   lines.push("# TYPE replication_dead_letters gauge");
-  for (const [region, status] of statuses)
-    if (status !== null) lines.push(`replication_dead_letters{region="${region}"} ${status.deadLetters}`);
+  for (const { labels: at, status } of replicas)
+    if (status !== null) lines.push(`replication_dead_letters{${at}} ${status.deadLetters}`);
   lines.push("# HELP region_up Whether the region's replica answered this scrape.");
   lines.push("# TYPE region_up gauge");
-  for (const [region, status] of statuses) lines.push(`region_up{region="${region}"} ${status === null ? 0 : 1}`);
+  for (const { labels: at, status } of replicas) lines.push(`region_up{${at}} ${status === null ? 0 : 1}`);
   lines.push("# HELP store_keys Keys a region stores: live ones, and tombstones not yet collected.");
   lines.push("# TYPE store_keys gauge");
-  for (const [region, status] of statuses) {
+  for (const { labels: at, status } of replicas) {
     if (status === null) continue;
-    lines.push(`store_keys{region="${region}",state="live"} ${status.keys.live}`);
-    lines.push(`store_keys{region="${region}",state="tombstone"} ${status.keys.tombstones}`);
+    lines.push(`store_keys{${at},state="live"} ${status.keys.live}`);
+    lines.push(`store_keys{${at},state="tombstone"} ${status.keys.tombstones}`);
   }
   lines.push(
     "# HELP region_clock_offset_seconds How far a region's clock is from the median of all regions' clocks (and the router's); beyond the HLC's 60 s bound the region is unhealthy with reason clock_skew.",
@@ -157,8 +176,8 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
     lines.push(`region_clock_offset_seconds{region="${region}"} ${offset / 1000}`);
   lines.push("# HELP region_bootstrapping 1 while a region is new and still pulling its peers' data.");
   lines.push("# TYPE region_bootstrapping gauge");
-  for (const [region, status] of statuses)
-    if (status !== null) lines.push(`region_bootstrapping{region="${region}"} ${status.bootstrapping ? 1 : 0}`);
+  for (const { labels: at, status } of replicas)
+    if (status !== null) lines.push(`region_bootstrapping{${at}} ${status.bootstrapping ? 1 : 0}`);
   for (const [name, help] of Object.entries(COUNTERS)) {
     lines.push(`# HELP ${name} ${help}`);
     lines.push(`# TYPE ${name} counter`);
@@ -175,16 +194,16 @@ export function renderMetrics(statuses: ReadonlyMap<RegionId, ReplicaStatus | nu
           : [[name, ""]];
     const scale = name === "bootstrap_seconds_total" ? 1 / 1000 : 1;
     let any = false;
-    for (const [region, status] of statuses) {
+    for (const { labels: at, status } of replicas) {
       for (const m of status?.metrics ?? []) {
         const source = sources.find(([stored]) => stored === m.name);
         if (source === undefined) continue;
-        lines.push(`${name}{region="${region}",peer="${escape(m.peer)}"${source[1]}} ${m.value * scale}`);
+        lines.push(`${name}{${at},peer="${escape(m.peer)}"${source[1]}} ${m.value * scale}`);
         any = true;
       }
     }
     // Always expose the series so dashboards and alerts can rely on its presence.
-    if (!any) for (const region of statuses.keys()) lines.push(`${name}{region="${region}",peer=""} 0`);
+    if (!any) for (const { labels: at } of replicas) lines.push(`${name}{${at},peer=""} 0`);
   }
   lines.push("# HELP http_request_duration_seconds Router request latency, by method, route pattern and status.");
   lines.push("# TYPE http_request_duration_seconds histogram");

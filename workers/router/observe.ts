@@ -9,9 +9,13 @@ import { loadConfig } from "../config.ts";
 import { type ReplicaStatus } from "../../shared/store/contract.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplicaPlain, intParam } from "./http.ts";
-import { readingsOf, renderMetrics } from "./metrics.ts";
+import { type ShardStatuses, readingsOf, renderMetrics } from "./metrics.ts";
 import { clockOffsets, isHealthy } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
+import { StoreError } from "../../shared/errors.ts";
+import { shardIndices } from "../../shared/shards.ts";
+import { type LogCursor, formatLogCursor, mergeLogPages, parseLogCursor } from "../../shared/store/listing.ts";
+import { regionStatus } from "../../shared/store/region-status.ts";
 import { regionPreference, servingRegion } from "./routing.ts";
 import { clusterView } from "./view.ts";
 import { bounded } from "../../shared/store/ports.ts";
@@ -23,20 +27,72 @@ export const STATUS_TIMEOUT_MS = 2000;
 export const LOG_PAGE_MAX = 1000;
 const LOG_PAGE_DEFAULT = 100;
 
-/** Every configured region's status, null for a region that did not answer in time. */
-export async function gatherStatuses(env: Env): Promise<Map<RegionId, ReplicaStatus | null>> {
+/** Every configured region's status per shard (index = shard), null for a replica that did not answer in time. */
+export async function gatherStatuses(env: Env): Promise<ShardStatuses> {
   const config = loadConfig(env);
   const entries = await Promise.all(
-    config.regions.map(async (region): Promise<[RegionId, ReplicaStatus | null]> => [
+    config.regions.map(async (region): Promise<[RegionId, Array<ReplicaStatus | null>]> => [
       region,
-      await bounded(platformClock, () => replicaOf(env, region).status(), STATUS_TIMEOUT_MS),
+      await Promise.all(
+        shardIndices(config.shards).map((shard) =>
+          bounded(platformClock, () => replicaOf(env, region, shard).status(), STATUS_TIMEOUT_MS),
+        ),
+      ),
     ]),
   );
   return new Map(entries);
 }
 
-function pageCursor(raw: string | undefined): number {
-  return intParam("cursor", raw, 0, Number.MAX_SAFE_INTEGER, 0);
+/** The `cursor` of a log listed across `shards` shards (`invalid_query` when malformed). */
+export function logCursor(raw: string | undefined, shards: number): LogCursor {
+  const cursor = parseLogCursor(raw, shards);
+  if (cursor === undefined)
+    throw new StoreError("invalid_query", "cursor must be a cursor this endpoint returned, sent back unchanged");
+  return cursor;
+}
+
+/**
+ * One page of a log kept per shard (conflicts, dead letters) of `region`: each shard's rows
+ * after its cursor position, merged oldest first.
+ */
+export async function logPage<T extends { readonly id: number }>(
+  env: Env,
+  region: RegionId,
+  raw: string | undefined,
+  limit: number,
+  fetchRows: (replica: ReturnType<typeof replicaOf>, after: number, count: number) => Promise<T[]>,
+  before: (a: T, b: T) => number,
+): Promise<{ page: Array<{ shard: number; row: T }>; cursor: string | null }> {
+  const config = loadConfig(env);
+  const cursor = logCursor(raw, config.shards);
+  const rows = await Promise.all(
+    shardIndices(config.shards).map((shard) =>
+      callReplicaPlain(region, () => fetchRows(replicaOf(env, region, shard), cursor[shard] ?? 0, limit + 1)),
+    ),
+  );
+  const merged = mergeLogPages(rows, cursor, limit, before);
+  return { page: merged.page, cursor: merged.cursor === null ? null : formatLogCursor(merged.cursor) };
+}
+
+/** One pair's lag as `/v1/regions` shows it, from a (region or shard) status. */
+function pairLags(id: RegionId, status: ReplicaStatus | null): Record<string, PairLag> {
+  const lag: Record<string, PairLag> = {};
+  for (const [peer, l] of Object.entries(status?.lag ?? {})) {
+    const now =
+      status?.bootstrapping === true
+        ? {
+            entries: l.entries,
+            ms: null,
+            reason: `region ${id} is bootstrapping: it lacks data it has not pulled yet`,
+          }
+        : l.ms === null
+          ? { entries: l.entries, ms: null, reason: l.unknown }
+          : { entries: l.entries, ms: l.ms };
+    const delay = status?.delays[peer as RegionId];
+    lag[peer] =
+      delay === undefined ? now : { ...now, delay: { p50Ms: delay.p50Ms, p99Ms: delay.p99Ms, samples: delay.samples } };
+  }
+  return lag;
 }
 
 /**
@@ -54,28 +110,16 @@ interface PairLag {
 export function mountObserve(app: Hono<AppEnv>): void {
   app.get("/v1/regions", async (c) => {
     const config = loadConfig(c.env);
+    const detail = c.req.query("detail");
+    if (detail !== undefined && detail !== "shards")
+      throw new StoreError("invalid_query", `detail must be "shards" (or absent); got "${detail}"`);
     const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
     const offsets = clockOffsets(readingsOf(statuses), Date.now());
     const regions = config.regions.map((id) => {
-      const status = statuses.get(id) ?? null;
-      const lag: Record<string, PairLag> = {};
-      for (const [peer, l] of Object.entries(status?.lag ?? {})) {
-        const now =
-          status?.bootstrapping === true
-            ? {
-                entries: l.entries,
-                ms: null,
-                reason: `region ${id} is bootstrapping: it lacks data it has not pulled yet`,
-              }
-            : l.ms === null
-              ? { entries: l.entries, ms: null, reason: l.unknown }
-              : { entries: l.entries, ms: l.ms };
-        const delay = status?.delays[peer as RegionId];
-        lag[peer] =
-          delay === undefined
-            ? now
-            : { ...now, delay: { p50Ms: delay.p50Ms, p99Ms: delay.p99Ms, samples: delay.samples } };
-      }
+      const shards = statuses.get(id) ?? [];
+      // A region is as current as its least current shard (`region-status.ts`).
+      const status = regionStatus(shards);
+      const lag = pairLags(id, status);
       const health = view.health[id];
       const bootstrapping = status?.bootstrapping ?? false;
       const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);
@@ -89,6 +133,18 @@ export function mountObserve(app: Hono<AppEnv>): void {
         bootstrapping,
         clockOffsetMs,
         lag,
+        ...(detail === "shards"
+          ? {
+              shards: shards.map((s, shard) => ({
+                shard,
+                answered: s !== null,
+                bootstrapping: s?.bootstrapping ?? false,
+                keys: s?.keys ?? null,
+                outboxPending: s?.outboxPending ?? null,
+                lag: pairLags(id, s),
+              })),
+            }
+          : {}),
       };
     });
     const primaries: Record<string, { region: string; epoch: number; ready: boolean; failover: boolean }> = {};
@@ -102,11 +158,17 @@ export function mountObserve(app: Hono<AppEnv>): void {
     const config = loadConfig(c.env);
     const region = servingRegion(config, c.req.raw, c.req.query("region"));
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, LOG_PAGE_DEFAULT);
-    const after = pageCursor(c.req.query("cursor"));
-    const rows = await callReplicaPlain(region, () => replicaOf(c.env, region).conflicts(after, limit + 1));
-    const page = rows.slice(0, limit);
-    const conflicts = page.map((row) => ({
+    const { page, cursor } = await logPage(
+      c.env,
+      region,
+      c.req.query("cursor"),
+      limit,
+      (replica, after, count) => replica.conflicts(after, count),
+      (a, b) => a.detectedMs - b.detectedMs,
+    );
+    const conflicts = page.map(({ shard, row }) => ({
       id: row.id,
+      shard,
       key: row.key,
       kind: row.kind,
       rule: row.rule,
@@ -114,9 +176,8 @@ export function mountObserve(app: Hono<AppEnv>): void {
       winner: describeState(row.winner),
       loser: describeState(row.loser),
     }));
-    const last = page.at(-1);
     c.header("X-Served-By", region);
-    return c.json({ region, conflicts, cursor: rows.length > limit && last !== undefined ? String(last.id) : null });
+    return c.json({ region, conflicts, cursor });
   });
 
   app.get("/metrics", async (c) => {

@@ -7,6 +7,8 @@
 import { fromBase64Url, toBase64Url, utf8, DecodeError } from "../../shared/bytes.ts";
 import { StoreError } from "../../shared/errors.ts";
 import {
+  EMPTY_SEEN,
+  type SessionSeen,
   decodeSessionPayload,
   encodeSessionPayload,
   joinSessionToken,
@@ -16,7 +18,6 @@ import {
   sessionSignedText,
   splitSessionToken,
 } from "../../shared/store/session.ts";
-import { EMPTY_VV, type VersionVector } from "../../shared/version-vector.ts";
 
 /** The secrets of session tokens: `current` signs and verifies, `previous` only verifies. */
 export interface SessionSecrets {
@@ -69,8 +70,8 @@ export function sessionSecrets(env: Env): SessionSecrets {
   return { current: env.SESSION_SECRET, previous };
 }
 
-/** A signed `s2` token for the vector `seen`, under the current secret. */
-export async function signSession(secrets: SessionSecrets, seen: VersionVector): Promise<string> {
+/** A signed `s3` token for what a session has `seen`, under the current secret. */
+export async function signSession(secrets: SessionSecrets, seen: SessionSeen): Promise<string> {
   const { kid, key } = await sessionKey(secrets.current);
   const payload = encodeSessionPayload(seen);
   const mac = await crypto.subtle.sign("HMAC", key, utf8(sessionSignedText(kid, payload)));
@@ -78,13 +79,13 @@ export async function signSession(secrets: SessionSecrets, seen: VersionVector):
 }
 
 /**
- * The vector inside a token; the empty vector when there is no token. A token verifies when it
+ * What a token says its session has seen; nothing when there is no token. A token verifies when it
  * was signed with the current or the previous secret. A garbled, forged or retired token is
  * `invalid_session_token`, never silently ignored: ignoring it would quietly drop the client's
  * read-your-writes guarantee.
  */
-export async function verifySession(secrets: SessionSecrets, token: string | undefined): Promise<VersionVector> {
-  if (token === undefined || token === "") return EMPTY_VV;
+export async function verifySession(secrets: SessionSecrets, token: string | undefined): Promise<SessionSeen> {
+  if (token === undefined || token === "") return EMPTY_SEEN;
   const invalid = new StoreError(
     "invalid_session_token",
     "the X-Session-Token header is malformed or was not issued by this store; send back a token exactly as received, or none",
@@ -115,7 +116,7 @@ export async function verifySession(secrets: SessionSecrets, token: string | und
     }
   }
   if (!valid) throw invalid;
-  const seen = decodeSessionPayload(parts.payload);
+  const seen = decodeSessionPayload(parts.payload, parts.version);
   if (seen === undefined) throw invalid;
   return seen;
 }
