@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   primary_unavailable: 503,
   staleness_exceeded: 503,
   overloaded: 503,
+  wrong_shard: 503,
   ack_timeout: 504,
   internal: 500,
 } as const;

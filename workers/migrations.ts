@@ -7,6 +7,7 @@
 import control0001 from "../migrations/control/0001_init.sql";
 import control0002 from "../migrations/control/0002_recovery.sql";
 import control0003 from "../migrations/control/0003_shards.sql";
+import control0004 from "../migrations/control/0004_layout.sql";
 import replica0001 from "../migrations/0001_init.sql";
 import replica0002 from "../migrations/0002_primaries.sql";
 import replica0003 from "../migrations/0003_key_seqs.sql";
@@ -38,6 +39,7 @@ export const CONTROL_MIGRATIONS: readonly Migration[] = [
   { id: 1, name: "control/0001_init", sql: control0001 },
   { id: 2, name: "control/0002_recovery", sql: control0002 },
   { id: 3, name: "control/0003_shards", sql: control0003 },
+  { id: 4, name: "control/0004_layout", sql: control0004 },
 ];
 
 /** Applies the migrations not yet recorded; returns the names it applied. */

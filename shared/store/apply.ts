@@ -18,6 +18,7 @@ import { conflictRecord, fencedRecord } from "./replica-core.ts";
 import { type ReplicaMachine, Refusal, refusable, vectorOf } from "./replica-machine.ts";
 import { type StoredKey } from "./storage.ts";
 import { putKey } from "./tree.ts";
+import { placement } from "./layout.ts";
 import {
   type EntriesMessage,
   type HeartbeatMessage,
@@ -69,6 +70,12 @@ export function mergeInto(
   read?: StoredKey | null,
 ): MergeOutcome {
   const { storage } = machine;
+  // A key that moved to another shard (`layout.ts`) and whose move is done: whatever still
+  // arrives for it here (a late duplicate, an anti-entropy peer not yet cleaned up) is a copy
+  // of what its new shard holds, and is not kept.
+  const layout = machine.layout;
+  if (layout.from === null && layout.shards > 1 && placement(key, layout, machine.shard).kind === "elsewhere")
+    return "duplicate";
   const stored = read === undefined ? storage.kv.get(key) : read;
   if (stored === null && lateCopy(machine, remote, seqs, rule)) {
     storage.metrics.add("gc_late_copies_dropped_total", from, 1);
@@ -349,6 +356,20 @@ export function applyEntries(
     for (const ms of visible) machine.delays.record(origin, ms);
   }
   return result;
+}
+
+/**
+ * Merges a key's state pulled or handed over from its old shard while keys move between shards
+ * (`layout.ts`). Its stream positions are the old shard's numbering, so none are kept here; and
+ * it is never taken for a late copy of a collected key (this shard may never have held it).
+ */
+export function mergeMoved(machine: ReplicaMachine, key: string, snapshot: KeySnapshot, nowMs: number): boolean {
+  if (snapshot.state === null) return false;
+  const remote = decodeKeyState(snapshot.state);
+  const outcome = machine.storage.transaction(() =>
+    mergeInto(machine, key, remote, snapshot.epoch, EMPTY_VV, "reshard", nowMs, false, "keep"),
+  );
+  return outcome === "merged";
 }
 
 /**

@@ -4,6 +4,7 @@
  * it; the control object pushes every change to the replicas at once.
  */
 import { type RegionId } from "../regions.ts";
+import type { Layout } from "./layout.ts";
 
 /** Why a region counts as unhealthy. */
 export type UnhealthyReason = "admin" | "unreachable" | "silent" | "bootstrapping" | "clock_skew";
@@ -34,6 +35,8 @@ export interface ClusterView {
   readonly atMs: number;
   readonly health: Readonly<Partial<Record<RegionId, RegionHealth>>>;
   readonly primaries: Readonly<Record<string, PrimaryState>>;
+  /** The shard layout (`layout.ts`); absent from views of builds before shards could move. */
+  readonly layout?: Layout;
 }
 
 /** Where shard `shard` of a strong prefix's primary ended its recovery's re-log (0: none needed). */

@@ -57,6 +57,11 @@ export interface ReadOptions {
   /** Refuse (`staleness_exceeded`) when this replica may be staler than this. */
   readonly maxStalenessMs?: number;
   readonly strong?: StrongScope;
+  /**
+   * While the key moves into this shard (`layout.ts`): what the session saw in its old shard,
+   * which the pull from there catches up with.
+   */
+  readonly movedSession?: VersionVector;
 }
 
 /** A read's answer: the key's view (null when never written here), lag, and the key's origin sequence numbers. */
@@ -114,6 +119,31 @@ export interface ReplicaStatus {
   /** Per peer, how long its recent writes took to become visible here (peers it has had none from are absent). */
   readonly delays: Partial<Record<RegionId, DelaySummary>>;
   readonly metrics: Array<{ name: string; peer: string; value: number }>;
+  /** The shard move this replica recorded (`layout.ts`), if one is under way or it is an old shard of the last one. */
+  readonly move?: MoveState | null;
+}
+
+/** What a replica knows of a move of keys between shards (`layout.ts`). */
+export interface MoveState {
+  /** The move, as `"<from>><shards>"`. */
+  readonly id: string;
+  /** Its sequence number when it recorded the move: every write of a moving key is at or below it. */
+  readonly fenceSeq: number;
+  /** Whether it has handed every key moving away from it to the key's new shard. */
+  readonly handedOver: boolean;
+  /** Where the hand-over resumes (null: from the start). */
+  readonly after: { readonly bucket: number; readonly key: string } | null;
+}
+
+/** What replicas of one region call on each other across shards while keys move (`layout.ts`). */
+export interface SiblingApi {
+  /**
+   * The key's state for its new shard: after catching up with `session` (what a client saw in
+   * this shard), as a session read would.
+   */
+  pullMoved(key: string, session?: VersionVector): Promise<Result<KeySnapshot>>;
+  /** Merges rows an old shard hands over; their stream positions are the old shard's, so they are not kept. */
+  takeMoved(rows: readonly KeyRow[]): Promise<Result<number>>;
 }
 
 /** Progress of a new primary's recovery of a prefix (see `recovery.ts`). */
@@ -141,7 +171,8 @@ export interface PeerApi {
   applyReplication(bodies: readonly unknown[]): Promise<Array<Result<Applied>>>;
   /** Merges one write pushed for a synchronous ack, outside the ordered stream. */
   pushWrite(body: unknown): Promise<Result<Applied>>;
-  snapshot(key: string): Promise<Result<KeySnapshot>>;
+  /** The key's state; with `routed` (a router's quorum read) only where the key lives (`layout.ts`). */
+  snapshot(key: string, routed?: boolean): Promise<Result<KeySnapshot>>;
   /** Whether the peer holds `key` at least at `version` (vector text) and `epoch`. */
   covers(key: string, version: string, epoch: number): Promise<Result<boolean>>;
   prefixStates(low: string, high: string | null, after: string | null, limit: number): Promise<Result<KeyRow[]>>;
@@ -221,13 +252,19 @@ export interface ReplicaAdminApi {
     donors: readonly RegionId[],
     floorEpoch: number,
   ): Promise<Result<RecoveryProgress>>;
+  /**
+   * One bounded step of handing the keys moving away from this old shard to their new shards
+   * (`layout.ts`), for the move `moveId`; `done` once all are.
+   */
+  handOver(moveId: string): Promise<Result<{ readonly done: boolean; readonly moved: number }>>;
 }
 
 /** What the router asks of a replica. */
 export interface ReplicaClientApi {
   write(key: string, op: KeyOp, options?: WriteOptions): Promise<Result<WriteOutcome>>;
   read(key: string, options?: ReadOptions): Promise<Result<ReadOutcome>>;
-  snapshot(key: string): Promise<Result<KeySnapshot>>;
+  /** The key's state; with `routed` (a router's quorum read) only where the key lives (`layout.ts`). */
+  snapshot(key: string, routed?: boolean): Promise<Result<KeySnapshot>>;
   repair(key: string, snapshot: KeySnapshot): Promise<boolean>;
   list(
     low: string,

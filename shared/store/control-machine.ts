@@ -18,6 +18,7 @@ import {
 import { type ReplicaStatus } from "./contract.ts";
 import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
 import { type PrimaryPrefix } from "./primaries.ts";
+import { type Layout, oldWritesDelivered, stableLayout } from "./layout.ts";
 
 /** A strong prefix's primary as the control object stores it. */
 export interface ControlPrimaryRow {
@@ -62,6 +63,11 @@ export interface ControlStorage {
   readonly failovers: {
     insert(row: FailoverRow): void;
   };
+  readonly layout: {
+    /** The shard layout (null before the first start). */
+    get(): Layout | null;
+    put(layout: Layout, changedMs: number): void;
+  };
   readonly evidence: {
     /** The latest time any peer reported hearing each region, kept across restarts. */
     all(): ReadonlyMap<RegionId, number>;
@@ -75,7 +81,7 @@ export interface ControlSettings {
   readonly primaryPrefixes: readonly PrimaryPrefix[];
   /** A region no peer has heard from for this long is unhealthy. */
   readonly silenceMs: number;
-  /** Replica objects per region (`shared/shards.ts`; default 1). */
+  /** Replica objects per region as configured (`shared/shards.ts`; default 1): keys move to it when it changes. */
   readonly shards?: number;
 }
 
@@ -118,6 +124,7 @@ export class ControlMachine {
     this.settings = settings;
     this.startedMs = startedMs;
     storage.transaction(() => {
+      if (storage.layout.get() === null) storage.layout.put(stableLayout(settings.shards ?? 1), startedMs);
       for (const p of settings.primaryPrefixes)
         storage.primaries.seed({
           prefix: p.prefix,
@@ -190,8 +197,60 @@ export class ControlMachine {
         recoveredSeqs: row.recoveredSeqs ?? [],
       };
     }
-    this.current = { atMs: nowMs, health, primaries };
+    this.current = { atMs: nowMs, health, primaries, layout: this.layout };
     return this.current;
+  }
+
+  /** The stored shard layout. */
+  get layout(): Layout {
+    return this.storage.layout.get() ?? stableLayout(this.settings.shards ?? 1);
+  }
+
+  /**
+   * Announces a move to the configured shard count when the layout is stable at another one
+   * (`layout.ts`); a change of `SHARDS` during a move waits for it to finish. True when it did.
+   */
+  beginMove(nowMs: number): boolean {
+    const layout = this.layout;
+    const target = this.settings.shards ?? 1;
+    if (layout.from !== null || layout.shards === target) return false;
+    this.storage.transaction(() =>
+      this.storage.layout.put({ shards: target, from: layout.shards, routed: false }, nowMs),
+    );
+    this.compose(nowMs, undefined);
+    return true;
+  }
+
+  /** Routes by the new count, once every replica recorded the announced move. */
+  routeMove(nowMs: number): void {
+    const layout = this.layout;
+    if (layout.from === null || layout.routed) return;
+    this.storage.transaction(() => this.storage.layout.put({ ...layout, routed: true }, nowMs));
+    this.compose(nowMs, undefined);
+  }
+
+  /** Whether every old shard's writes from before the move reached every region (`layout.ts`). */
+  moveDelivered(statuses: Statuses): boolean {
+    const layout = this.layout;
+    if (layout.from === null || !layout.routed) return false;
+    const id = `${layout.from}>${layout.shards}`;
+    return oldWritesDelivered(
+      this.settings.regions,
+      layout.from,
+      (region, shard) => {
+        const move = statuses.get(region as RegionId)?.[shard]?.move;
+        return move?.id === id ? move.fenceSeq : undefined;
+      },
+      (region, shard, peer) => statuses.get(region as RegionId)?.[shard]?.lag[peer as RegionId]?.appliedSeq,
+    );
+  }
+
+  /** Ends a move every old shard has handed over: the layout is stable at the new count. */
+  finishMove(nowMs: number): void {
+    const layout = this.layout;
+    if (layout.from === null || !layout.routed) return;
+    this.storage.transaction(() => this.storage.layout.put(stableLayout(layout.shards), nowMs));
+    this.compose(nowMs, undefined);
   }
 
   /**

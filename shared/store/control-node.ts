@@ -6,6 +6,7 @@
  */
 import { type RegionId } from "../regions.ts";
 import { shardIndices } from "../shards.ts";
+import { activeShards, moveId } from "./layout.ts";
 import { type ClusterView, isHealthy } from "./cluster.ts";
 import { type ReplicaAdminApi } from "./contract.ts";
 import { type ControlMachine, type Statuses } from "./control-machine.ts";
@@ -55,9 +56,9 @@ export class ControlNode {
     return { view, pending: missed.filter((r) => isHealthy(view, r)) };
   }
 
-  /** Every shard index (one fan-out per region and shard, bounded by `SHARDS_MAX`). */
+  /** Every shard index taking part now, old and new during a move (bounded by `SHARDS_MAX`). */
   private get shards(): number[] {
-    return shardIndices(this.machine.settings.shards ?? 1);
+    return activeShards(this.machine.layout);
   }
 
   private async gather(): Promise<Statuses> {
@@ -112,6 +113,7 @@ export class ControlNode {
       // Ready once a majority has applied the re-log in every shard (checked from statuses in later rounds).
       if (progress.every((seq) => seq !== null)) machine.recovered(prefix, p.epoch, progress, ports.now());
     }
+    await this.moveStep(statuses, missed);
     const text = JSON.stringify({ ...machine.view, atMs: 0 });
     if (text !== this.lastPublished) {
       const recorded = await this.publish(machine.view);
@@ -123,15 +125,58 @@ export class ControlNode {
   }
 
   /**
-   * Pushes the view to every replica (taken-out ones too, so they know); the regions every
-   * shard of which recorded it.
+   * Moves keys between shards when `SHARDS` changed (`layout.ts`): announces the move, routes by
+   * the new count once every replica recorded it, and has every old shard hand its moving keys
+   * over once their earlier writes reached every region; then the layout is stable again.
    */
-  private async publish(view: ClusterView): Promise<Set<RegionId>> {
+  private async moveStep(statuses: Statuses, missed: Set<RegionId>): Promise<void> {
+    const { machine, ports } = this;
+    if (machine.beginMove(ports.now())) {
+      const layout = machine.layout;
+      ports.warn(`shards: moving keys from ${layout.from} to ${layout.shards} shards per region`);
+    }
+    const layout = machine.layout;
+    if (layout.from === null) return;
+    const regions = machine.settings.regions;
+    if (!layout.routed) {
+      const recorded = await this.publish(machine.view);
+      for (const r of regions) if (!recorded.has(r)) missed.add(r);
+      if (recorded.size === regions.length) machine.routeMove(ports.now());
+      return;
+    }
+    if (!machine.moveDelivered(statuses)) return;
+    const id = moveId(layout) as string;
+    const steps = await Promise.all(
+      regions.flatMap((r) =>
+        shardIndices(layout.from as number).map((s) =>
+          bounded(
+            ports,
+            () => ports.replica(r, s).handOver(id),
+            CONTROL_CALL_TIMEOUT_MS * 10,
+            (error) => ports.warn(`hand-over of ${r}:${s} failed; retrying next round`, error),
+          ),
+        ),
+      ),
+    );
+    if (!steps.every((step) => step !== null && step.ok && step.value.done)) return;
+    machine.finishMove(ports.now());
+    ports.warn(`shards: every key moved; ${layout.shards} shards per region`);
+    // The shards past the new count retire: they take this last view, then fall quiet.
+    const retiring = shardIndices(Math.max(layout.from, layout.shards));
+    const recorded = await this.publish(machine.view, retiring);
+    for (const r of regions) if (!recorded.has(r)) missed.add(r);
+  }
+
+  /**
+   * Pushes the view to every replica of `shards` (default: those taking part; taken-out ones
+   * too, so they know); the regions every shard of which recorded it.
+   */
+  private async publish(view: ClusterView, shards: readonly number[] = this.shards): Promise<Set<RegionId>> {
     const regions = this.machine.settings.regions;
     const results = await Promise.all(
       regions.map(async (r) => {
-        const shards = await Promise.all(
-          this.shards.map((s) =>
+        const recorded = await Promise.all(
+          shards.map((s) =>
             bounded(
               this.ports,
               () => this.ports.replica(r, s).applyView(view),
@@ -140,7 +185,7 @@ export class ControlNode {
             ),
           ),
         );
-        return shards.every((recorded) => recorded === true);
+        return recorded.every((done) => done === true);
       }),
     );
     return new Set(regions.filter((_, i) => results[i] === true));

@@ -24,19 +24,50 @@ export function compareKeys(a: string, b: string): number {
   return a.length - b.length;
 }
 
-/** One shard's page of keys: at most the `limit` asked for, sorted, and whether it has more. */
+/**
+ * One shard's page of keys: at most the `limit` asked for, sorted, whether it has more, and the
+ * shard that answered it.
+ */
 export interface KeyPage {
+  readonly shard: number;
   readonly keys: readonly KeyListing[];
   readonly more: boolean;
 }
 
-/** Merges every shard's page (each asked for `limit` keys after the same cursor) into one. */
-export function mergeKeyPages(pages: readonly KeyPage[], limit: number): { keys: KeyListing[]; more: boolean } {
+/**
+ * Merges every shard's page (each asked for `limit` keys after the same cursor) into one page
+ * of at most `limit` keys. `rank(name, shard)` says whether a shard's entry counts (null: it is
+ * dropped) and, where several shards list a key (while keys move between shards, its old one
+ * and its new one), which wins: the lowest. `cursor` is where the next page starts, null after
+ * the last.
+ */
+export function mergeKeyPages(
+  pages: readonly KeyPage[],
+  limit: number,
+  rank: (name: string, shard: number) => number | null = () => 0,
+): { keys: KeyListing[]; cursor: string | null } {
   assert(Number.isSafeInteger(limit) && limit >= 1, "a page holds at least one key");
-  const all = pages.flatMap((p) => p.keys).sort((a, b) => compareKeys(a.name, b.name));
-  // Every key of the merged page is among the first `limit` of its shard after the cursor, so
-  // no shard can hold an unlisted key before the page's last one.
-  return { keys: all.slice(0, limit), more: all.length > limit || pages.some((p) => p.more) };
+  // A shard with more may hold unlisted keys after its last one: nothing past the earliest such
+  // last key is known complete, so the page ends there.
+  let cutoff: string | null = null;
+  for (const p of pages) {
+    const last = p.keys.at(-1);
+    if (p.more && last !== undefined && (cutoff === null || compareKeys(last.name, cutoff) < 0)) cutoff = last.name;
+  }
+  const best = new Map<string, { key: KeyListing; rank: number }>();
+  for (const p of pages)
+    for (const k of p.keys) {
+      const r = rank(k.name, p.shard);
+      if (r === null || (cutoff !== null && compareKeys(k.name, cutoff) > 0)) continue;
+      const known = best.get(k.name);
+      if (known === undefined || r < known.rank) best.set(k.name, { key: k, rank: r });
+    }
+  const kept = [...best.values()].map((b) => b.key).sort((a, b) => compareKeys(a.name, b.name));
+  const page = kept.slice(0, limit);
+  const more = kept.length > limit || cutoff !== null;
+  if (!more) return { keys: page, cursor: null };
+  // Resume after the last key answered, or after the cutoff when every key up to it was dropped.
+  return { keys: page, cursor: page.at(-1)?.name ?? cutoff };
 }
 
 /** Row ids per shard after which a log page starts (index = shard; 0: from the start). */

@@ -7,7 +7,7 @@
 import { AssertionError } from "../assert.ts";
 import { type RegionId } from "../regions.ts";
 import { type ClusterView } from "./cluster.ts";
-import { type PeerApi, type ReplicationQueue } from "./contract.ts";
+import { type PeerApi, type ReplicationQueue, type SiblingApi } from "./contract.ts";
 
 /** A pending timer: resolves after its delay unless cancelled first. */
 export interface Timer {
@@ -33,6 +33,8 @@ export interface ControlApi {
 /** Everything a replica node reaches outside itself. */
 export interface ReplicaPorts extends Clock {
   peer(region: RegionId): PeerApi;
+  /** This region's replica of another shard, while keys move between shards (`layout.ts`). */
+  sibling?(shard: number): SiblingApi;
   readonly control: ControlApi;
   readonly queue: ReplicationQueue;
   /** Keeps the host alive for work that outlives the current call (`ctx.waitUntil`). */

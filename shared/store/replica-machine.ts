@@ -15,7 +15,8 @@ import { type HlcStamp, compareHlc, formatHlc, hlcReceive, hlcZero, parseHlc } f
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector, vvEntries, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
-import { type KeySnapshot, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
+import { type KeySnapshot, type MoveState, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
+import { type Layout, layoutOf, moveId } from "./layout.ts";
 import { type TaggedState } from "./epochs.ts";
 import { type KeyOp, decodeKeyState } from "./key-state.ts";
 import { DelayWindows } from "./delays.ts";
@@ -35,6 +36,8 @@ export interface ReplicaSettings {
    * shard of every other region, and refuses messages meant for another shard.
    */
   readonly shard?: number;
+  /** Shards per region as configured: the layout until a view says otherwise (default 1). */
+  readonly shards?: number;
   /** Every region that holds a replica, this one included, in configured order. */
   readonly regions: readonly RegionId[];
   readonly primaryPrefixes: readonly PrimaryPrefix[];
@@ -83,6 +86,8 @@ const META_BOOTSTRAP_STARTED = "bootstrap_started_ms";
 const META_SEQ = "seq";
 const META_FIRST = "first_written_ms";
 const META_VIEW = "view";
+/** The move of keys between shards this replica recorded (`MoveState` as JSON). */
+const META_MOVE = "move";
 const META_INCARNATION = "incarnation";
 const META_PHASE = "phase";
 const META_BASE = "base_seq";
@@ -200,6 +205,22 @@ export class ReplicaMachine {
   get firstWrittenMs(): number {
     return this.firstMs;
   }
+  /** The shard layout this replica follows (`layout.ts`). */
+  get layout(): Layout {
+    return layoutOf(this.viewState, this.settings.shards ?? 1);
+  }
+
+  /** The move of keys between shards it recorded last, if any. */
+  get move(): MoveState | null {
+    const text = this.storage.meta.get(META_MOVE);
+    return text === undefined ? null : (JSON.parse(text) as MoveState);
+  }
+
+  /** Records progress of the hand-over of the move it recorded (call inside a transaction). */
+  recordMove(move: MoveState): void {
+    this.storage.meta.set(META_MOVE, JSON.stringify(move));
+  }
+
   get view(): ClusterView {
     return this.viewState;
   }
@@ -303,6 +324,11 @@ export class ReplicaMachine {
     this.storage.transaction(() => {
       if (newer) this.storage.meta.set(META_VIEW, JSON.stringify(view));
       for (const [prefix, p] of Object.entries(view.primaries)) this.advanceEpoch(prefix, p.region, p.epoch);
+      // A move seen for the first time: every write of a key moving away from here is at or
+      // below this number, since such keys are refused from now on (`layout.ts`).
+      const id = newer && view.layout !== undefined ? moveId(view.layout) : null;
+      if (id !== null && this.move?.id !== id)
+        this.recordMove({ id, fenceSeq: this.seqNumber, handedOver: false, after: null });
     });
     if (newer) this.viewState = view;
     return true;
@@ -553,6 +579,7 @@ export class ReplicaMachine {
         }),
       ),
       metrics: this.storage.metrics.all(),
+      move: this.move,
     };
   }
 }

@@ -44,6 +44,8 @@ import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
 import { formatHlc } from "../hlc.ts";
 import { RECOVERY_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "./recovery.ts";
 import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
+import { placement } from "./layout.ts";
+import { cleanUpStep, handOverStep, placeKey, takeMoved } from "./moves.ts";
 import { type KeyListing, type KeyRow } from "./storage.ts";
 import { type EntriesMessage, type HeartbeatMessage, type ReplicationEntry, WIRE_VERSION } from "./wire.ts";
 
@@ -139,6 +141,8 @@ export class ReplicaNode {
     options: WriteOptions = { acks: 1, timeoutMs: 0 },
   ): Promise<Result<WriteOutcome>> {
     if (this.machine.takenOut()) return this.machine.unavailable();
+    const placed = await this.place(key);
+    if (!placed.ok) return placed;
     const present = await this.ready(key);
     if (!present.ok) return present;
     if (options.strong !== undefined) {
@@ -188,6 +192,8 @@ export class ReplicaNode {
   /** The key as this replica holds it, served under the requested consistency. */
   async read(key: string, options: ReadOptions = {}): Promise<Result<ReadOutcome>> {
     if (this.machine.takenOut()) return this.machine.unavailable();
+    const placed = await this.place(key, options.movedSession);
+    if (!placed.ok) return placed;
     const present = await this.ready(key);
     if (!present.ok) return present;
     if (options.strong !== undefined) {
@@ -324,15 +330,54 @@ export class ReplicaNode {
     return ok(null);
   }
 
-  /** The key's stored state; refused while taken out, as if down. */
-  snapshot(key: string): Result<KeySnapshot> {
-    return this.machine.takenOut() ? this.machine.unavailable() : ok(this.machine.snapshot(key));
+  /**
+   * The key's stored state; refused while taken out, as if down. With `routed` (a router's
+   * quorum read), the key must live here, and is pulled from its old shard first while it moves
+   * in (`layout.ts`); peers of this shard ask without it.
+   */
+  async snapshot(key: string, routed = false): Promise<Result<KeySnapshot>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (routed) {
+      const placed = await this.place(key);
+      if (!placed.ok) return placed;
+    }
+    return ok(this.machine.snapshot(key));
   }
 
-  /** Read repair: merges a state the router assembled from a quorum. */
+  /** Read repair: merges a state the router assembled from a quorum (not for a key that lives in another shard). */
   repair(key: string, snapshot: KeySnapshot): boolean {
     if (this.machine.takenOut()) return false;
+    if (placement(key, this.machine.layout, this.machine.shard).kind === "elsewhere") return false;
     return mergeSnapshot(this.machine, key, snapshot, "repair", this.ports.now());
+  }
+
+  /** Refuses a key of another shard; pulls one moving in from its old shard first (`moves.ts`). */
+  private place(key: string, movedSession?: VersionVector): Promise<Result<null>> {
+    return placeKey(this.machine, this.ports, key, movedSession, this.settings.heartbeatIntervalMs);
+  }
+
+  /**
+   * For the key's new shard while keys move (`layout.ts`): its state here, after catching up
+   * with what the session saw in this shard.
+   */
+  async pullMoved(key: string, session?: VersionVector): Promise<Result<KeySnapshot>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (session !== undefined) {
+      const caughtUp = await this.catchUp(key, session);
+      if (!caughtUp.ok) return caughtUp;
+    }
+    return ok(this.machine.snapshot(key));
+  }
+
+  /** Merges keys an old shard of this region hands over; how many changed a key. */
+  takeMoved(rows: readonly KeyRow[]): Result<number> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    return ok(takeMoved(this.machine, rows, this.ports.now()));
+  }
+
+  /** One bounded step of handing this old shard's moving keys over (`moves.ts`). */
+  handOver(id: string): Promise<Result<{ done: boolean; moved: number }>> {
+    return handOverStep(this.machine, this.ports, id, this.settings.heartbeatIntervalMs * 5);
   }
 
   /** Keys with their states (tombstones too) of a range, for recovery; refused while taken out. */
@@ -505,6 +550,10 @@ export class ReplicaNode {
     );
     if (view !== null) machine.applyView(view);
     if (machine.takenOut()) return;
+    cleanUpStep(machine);
+    // A shard past the count of a finished move holds nothing any more: it falls quiet.
+    const layout = machine.layout;
+    if (layout.from === null && machine.shard >= layout.shards) return;
     const now = ports.now();
     const report = ownReport(machine);
     // Heartbeats go straight to the peers over RPC, not through the queue: a replication

@@ -41,6 +41,8 @@ export interface SeedOptions {
   readonly durationMs: number;
   /** Faults the schedule injects (drawn from these kinds). */
   readonly events: number;
+  /** Replica objects per region (wrangler.toml's `SHARDS` when absent). */
+  readonly shards?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -91,8 +93,13 @@ class Store {
   private restarting: Promise<void> | undefined;
   readonly unexpected: string[] = [];
 
-  constructor(wan: boolean) {
-    this.vars = { FAULTS: "on", WAN_EMULATION: wan ? "on" : "off", ANTI_ENTROPY_INTERVAL_MS: "2000" };
+  constructor(wan: boolean, shards: number | undefined) {
+    this.vars = {
+      FAULTS: "on",
+      WAN_EMULATION: wan ? "on" : "off",
+      ANTI_ENTROPY_INTERVAL_MS: "2000",
+      ...(shards === undefined ? {} : { SHARDS: String(shards) }),
+    };
   }
 
   async start(): Promise<void> {
@@ -515,7 +522,7 @@ async function check(
 export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const started = performance.now();
   const random = new Random(options.seed);
-  const store = new Store(options.wan);
+  const store = new Store(options.wan, options.shards);
   const rec = new Recorder();
   const result = { violations: [] as string[], lostInWindow: 0, undecided: 0 };
   let faults: FaultKind[] = [];

@@ -1,5 +1,5 @@
 /**
- * `npm run chaos -- --seeds N [--seed-base S] [--seed S] [--wan on|off] [--duration MS] [--events K]`:
+ * `npm run chaos -- --seeds N [--seed-base S] [--seed S] [--wan on|off] [--duration MS] [--events K] [--shards N]`:
  * the seeded fault campaign (`campaign.ts`), one fresh store per seed. Prints one line per seed
  * and a summary per fault kind, ends with `N passed, M failed`, writes each seed's history and
  * verdict to bench/results/chaos-<time>/, and exits non-zero on any violation (with the seed
@@ -18,6 +18,7 @@ const { values } = parseArgs({
     wan: { type: "string", default: "off" },
     duration: { type: "string", default: "20000" },
     events: { type: "string", default: "4" },
+    shards: { type: "string" },
   },
 });
 
@@ -42,6 +43,7 @@ const options = {
   wan: values.wan === "on",
   durationMs: int("duration", values.duration, 1000),
   events: int("events", values.events, 0),
+  ...(values.shards === undefined ? {} : { shards: int("shards", values.shards, 1) }),
 };
 
 const out = path.join(

@@ -16,7 +16,8 @@ describe("the fault campaign, short", () => {
     expect(new Set(results.flatMap((r) => r.faults))).toEqual(new Set(FAULT_KINDS));
     for (const r of results) {
       expect(r.converged).toBe(true);
-      expect(r.ops).toBeGreaterThan(200);
+      // The workload ran: a run without load completes a handful of operations, one with it hundreds.
+      expect(r.ops).toBeGreaterThan(150);
     }
   }, 170_000);
 });

@@ -186,6 +186,7 @@ describe("rounds", () => {
           calls.push(`recover ${region} ${args[2].join(",")}`);
           return recover();
         },
+        handOver: async () => ok({ done: true, moved: 0 }),
       }),
       warn: () => undefined,
     });
@@ -303,6 +304,7 @@ describe("with shards", () => {
           calls.push(`recover ${region}:${shard}`);
           return ok({ done: shard === 0 || shard1Done, merged: 0, recoveredSeq: shard === 0 ? 11 : 22 });
         },
+        handOver: async () => ok({ done: true, moved: 0 }),
       }),
       warn: () => undefined,
     });

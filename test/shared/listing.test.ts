@@ -57,14 +57,13 @@ describe("mergeKeyPages", () => {
           let after: string | null = null;
           for (let page = 0; page <= keys.length + 1; page += 1) {
             const merged = mergeKeyPages(
-              byShard.map((shardKeys) => shardList(shardKeys, after, limit)),
+              byShard.map((shardKeys, shard) => ({ shard, ...shardList(shardKeys, after, limit) })),
               limit,
             );
             expect(merged.keys.length).toBeLessThanOrEqual(limit);
             listed.push(...merged.keys.map((k) => k.name));
-            const last = merged.keys.at(-1);
-            if (!merged.more || last === undefined) break;
-            after = last.name;
+            if (merged.cursor === null) break;
+            after = merged.cursor;
           }
           expect(listed).toEqual([...keys].sort(utf8Order));
         },
@@ -87,13 +86,12 @@ describe("mergeKeyPages", () => {
           for (let page = 0; page < 200; page += 1) {
             const byShard = Array.from({ length: shards }, (_, s) => [...live].filter((k) => shardOf(k, shards) === s));
             const merged = mergeKeyPages(
-              byShard.map((shardKeys) => shardList(shardKeys, after, limit)),
+              byShard.map((shardKeys, shard) => ({ shard, ...shardList(shardKeys, after, limit) })),
               limit,
             );
             listed.push(...merged.keys.map((k) => k.name));
-            const last = merged.keys.at(-1);
-            if (!merged.more || last === undefined) break;
-            after = last.name;
+            if (merged.cursor === null) break;
+            after = merged.cursor;
             // A write or delete lands between two pages.
             const change = changes[page];
             if (change !== undefined) {
@@ -113,6 +111,52 @@ describe("mergeKeyPages", () => {
     );
   });
 });
+
+describe("mergeKeyPages while keys move between shards", () => {
+  it("lists every key once from the shard it is kept in, even when most entries are dropped", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(keyArb, { maxLength: 60 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 7 }),
+        (keys, from, to, limit) => {
+          // Every key is in its old shard, and about half of the moving ones in the new one too;
+          // only the new shard's entry counts where both hold it, and only the new shard's
+          // once the move is done.
+          const shards = Math.max(from, to);
+          const held = Array.from({ length: shards }, (_, s) =>
+            keys.filter((k) => shardOf(k, from) === s || (shardOf(k, to) === s && shardHalf(k))),
+          );
+          for (const done of [false, true]) {
+            const rank = (name: string, shard: number): number | null =>
+              shardOf(name, to) === shard ? 0 : done ? null : 1;
+            const expected = done ? keys.filter((k) => shardOf(k, to) === shardOf(k, from) || shardHalf(k)) : keys;
+            const listed: string[] = [];
+            let after: string | null = null;
+            for (let page = 0; page <= keys.length * 2 + 2; page += 1) {
+              const merged = mergeKeyPages(
+                held.map((shardKeys, shard) => ({ shard, ...shardList(shardKeys, after, limit) })),
+                limit,
+                rank,
+              );
+              listed.push(...merged.keys.map((k) => k.name));
+              if (merged.cursor === null) break;
+              after = merged.cursor;
+            }
+            expect(listed).toEqual([...expected].sort(utf8Order));
+          }
+        },
+      ),
+      { seed: SEED, numRuns: 400 },
+    );
+  });
+});
+
+/** A stable half of all keys: those a move has already brought to their new shard in the test above. */
+function shardHalf(key: string): boolean {
+  return shardOf(`${key}#`, 2) === 0;
+}
 
 describe("log pages", () => {
   interface Row {

@@ -229,6 +229,7 @@ export class SimControl {
         applyView: (view) => rpc((n) => n.applyView(view)),
         recoverPrefix: (prefix, epoch, donors, floorEpoch) =>
           rpc((n) => n.recoverPrefix(prefix, epoch, donors, floorEpoch)),
+        handOver: (id) => rpc((n) => n.handOver(id)),
       };
     };
     const ready = machine.readyIfReplicated.bind(machine);

@@ -1,6 +1,7 @@
 // The control object's storage in memory, for the simulator. Its writes are few and never
 // refused midway, so a transaction is just the function (no rollback is ever needed).
 import { type RegionId } from "../../shared/regions.ts";
+import { type Layout } from "../../shared/store/layout.ts";
 import { type ControlPrimaryRow, type ControlStorage, type FailoverRow } from "../../shared/store/control-machine.ts";
 
 /** A control object's storage held in maps. */
@@ -35,6 +36,15 @@ export class MemoryControlStorage implements ControlStorage {
   readonly failovers = {
     insert: (row: FailoverRow) => {
       this.failoverLog.push(row);
+    },
+  };
+
+  private stored: Layout | null = null;
+
+  readonly layout = {
+    get: () => this.stored,
+    put: (layout: Layout) => {
+      this.stored = layout;
     },
   };
 

@@ -8,10 +8,11 @@ import { api, heartbeatAll, replica, uniqueKey } from "./helpers.ts";
 /**
  * Makes `region` lag behind `peer` by about 10 s: it holds everything the peer wrote up to 10 s
  * ago, and the peer has since issued writes that never arrive (stored as the replica would
- * have recorded it; the object is then evicted so that it reads the row again).
+ * have recorded it; the object is then evicted so that it reads the row again), in the shard
+ * that holds `key`.
  */
-async function makeLag(region: RegionId, peer: RegionId): Promise<void> {
-  await runInDurableObject(replica(region), (_i, state) => {
+async function makeLag(region: RegionId, peer: RegionId, key: string): Promise<void> {
+  await runInDurableObject(replica(region, key), (_i, state) => {
     state.storage.sql.exec(
       "UPDATE peer_recv SET known_seq = applied_seq + 1000000, fresh_ms = ?2, heard_ms = ?3 WHERE origin = ?1",
       peer,
@@ -19,8 +20,8 @@ async function makeLag(region: RegionId, peer: RegionId): Promise<void> {
       Date.now(),
     );
   });
-  await evictDurableObject(replica(region));
-  const status = await replica(region).status();
+  await evictDurableObject(replica(region, key));
+  const status = await replica(region, key).status();
   expect(status.lag[peer]!.entries).toBeGreaterThan(0);
   expect(status.lag[peer]!.ms).toBeGreaterThan(5_000);
   expect(status.lag[peer]!.ms).toBeLessThan(60_000);
@@ -41,7 +42,7 @@ describe("bounded staleness", () => {
   it("routes away from a lagging region, and answers 503 when no region is within the bound", async () => {
     const key = uniqueKey("lagging");
     await api(`/v1/kv/${key}?region=weur&ack=all`, { method: "PUT", body: "v" });
-    await makeLag("weur", "apac");
+    await makeLag("weur", "apac", key);
     const res = await api(`/v1/kv/${key}?region=weur&consistency=bounded&max_staleness_ms=5000`);
     expect(res.status).toBe(200);
     expect(res.headers.get("x-served-by")).not.toBe("weur");
@@ -51,9 +52,9 @@ describe("bounded staleness", () => {
     expect(loose.headers.get("x-served-by")).toBe("weur");
 
     // Every region lags some peer that has not written here (only weur has).
-    await makeLag("wnam", "apac");
-    await makeLag("enam", "apac");
-    await makeLag("apac", "wnam");
+    await makeLag("wnam", "apac", key);
+    await makeLag("enam", "apac", key);
+    await makeLag("apac", "wnam", key);
     const none = await api(`/v1/kv/${key}?consistency=bounded&max_staleness_ms=5000`);
     expect(none.status).toBe(503);
     expect(((await none.json()) as { error: { code: string } }).error.code).toBe("staleness_exceeded");

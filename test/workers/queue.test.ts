@@ -70,13 +70,14 @@ describe("replication consumer", () => {
   });
 
   it("retries with growing backoff what the target refuses, and retries malformed messages toward the dead-letter queue", async () => {
-    const refused = pullMessage(uniqueKey("absent"), 500_000);
+    const key = uniqueKey("absent");
+    const refused = pullMessage(key, 500_000);
     const first = await deliver("kv-replication", [refused, { nonsense: true }], 1);
     expect(first.explicitAcks).toEqual([]);
     expect(first.retryMessages.map((m) => m.msgId).sort()).toEqual(["m0", "m1"]);
     // getQueueResult does not report per-message delays, so the backoff schedule is checked directly.
     expect([1, 2, 3, 5, 7, 10].map(retryDelaySeconds)).toEqual([1, 2, 4, 16, 60, 60]);
-    const status = await replica("weur").status();
+    const status = await replica("weur", key).status();
     expect(status.metrics.some((m) => m.name === "replication_errors_total" && m.peer === "wnam" && m.value > 0)).toBe(
       true,
     );

@@ -17,6 +17,7 @@ import {
   stateOf,
   uniqueKey,
   writeHeldBack,
+  keyInShard,
   shardOfKey,
 } from "./helpers.ts";
 
@@ -112,13 +113,14 @@ describe("replica writes", () => {
   });
 
   it("continues its clock and sequence after eviction", async () => {
-    const stub = replica("apac");
-    const first = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
+    // Both keys in shard 0, the replica written to.
+    const stub = replica("apac", 0);
+    const first = await stub.write(keyInShard("restart", 0), { type: "counter", delta: 1 });
     const clockBefore = (await stub.status()).clock;
     await evictDurableObject(stub);
     // The restarted object starts from the stored position, not from zero.
     expect((await stub.status()).clock).toBe(clockBefore);
-    const second = await stub.write(uniqueKey("restart"), { type: "counter", delta: 1 });
+    const second = await stub.write(keyInShard("restart", 0), { type: "counter", delta: 1 });
     expect(okValue(second).seq).toBe(okValue(first).seq + 1);
     // Stamps are fixed-width hex, so string order is time order: the clock moved forward.
     expect((await stub.status()).clock > clockBefore).toBe(true);

@@ -103,6 +103,25 @@ export function controlStore(storage: DurableObjectStorage): ControlStorage {
         );
       },
     },
+    layout: {
+      get() {
+        const row = sql
+          .exec<{ shards: number; from_shards: number | null; routed: number }>(
+            "SELECT shards, from_shards, routed FROM layout WHERE id = 1",
+          )
+          .toArray()[0];
+        return row === undefined ? null : { shards: row.shards, from: row.from_shards, routed: row.routed === 1 };
+      },
+      put(layout, changedMs) {
+        sql.exec(
+          "INSERT INTO layout (id, shards, from_shards, routed, changed_ms) VALUES (1, ?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET shards = ?1, from_shards = ?2, routed = ?3, changed_ms = ?4",
+          layout.shards,
+          layout.from,
+          layout.routed ? 1 : 0,
+          changedMs,
+        );
+      },
+    },
     evidence: {
       all() {
         return new Map(

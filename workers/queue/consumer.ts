@@ -8,7 +8,7 @@
  * records every message in its target replica, where operators can inspect and replay it.
  */
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
-import { type ShardIndex } from "../../shared/shards.ts";
+import { SHARDS_MAX, type ShardIndex } from "../../shared/shards.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
@@ -31,11 +31,14 @@ function regionField(body: unknown, field: "target" | "origin"): RegionId | unde
 
 /**
  * A message body's shard: its `shard` field, or 0 when it has none (builds before shards);
- * `undefined` when that is not a shard of this deployment.
+ * `undefined` when that is no shard index. Any index is delivered, not only those below
+ * `SHARDS`: while keys move to fewer shards, the old shards past the new count still replicate.
  */
-function shardField(body: unknown, shards: number): ShardIndex | undefined {
+function shardField(body: unknown): ShardIndex | undefined {
   const value = typeof body === "object" && body !== null && "shard" in body ? body.shard : 0;
-  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 && value < shards ? value : undefined;
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 && value < SHARDS_MAX
+    ? value
+    : undefined;
 }
 
 /** Where a message goes: its target region's replica of its shard. */
@@ -48,11 +51,11 @@ interface Destination {
  * Groups a batch's messages by target region and shard; a message without a valid target or
  * shard goes under `undefined` for it.
  */
-function byTarget(messages: readonly Message[], shards: number): Array<[Destination, Message[]]> {
+function byTarget(messages: readonly Message[]): Array<[Destination, Message[]]> {
   const groups = new Map<string, [Destination, Message[]]>();
   for (const message of messages) {
     const target = regionField(message.body, "target");
-    const shard = shardField(message.body, shards);
+    const shard = shardField(message.body);
     const id = `${target}:${shard}`;
     const group = groups.get(id) ?? [{ target, shard }, []];
     group[1].push(message);
@@ -144,7 +147,7 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
   const delivered = dropSome(batch.messages, config.replicationDropPercent, faults);
   await duplicateSome(env, delivered, faults);
   await Promise.all(
-    byTarget(delivered, config.shards).map(async ([{ target, shard }, group]) => {
+    byTarget(delivered).map(async ([{ target, shard }, group]) => {
       if (target !== undefined && isTakenOut(view, target)) {
         await park(env, group);
         return;
@@ -181,7 +184,7 @@ const DEAD_LETTER_RECHECK_SECONDS = 60;
 export async function consumeDeadLetters(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);
   await Promise.all(
-    byTarget(batch.messages, config.shards).map(async ([{ target, shard }, messages]) => {
+    byTarget(batch.messages).map(async ([{ target, shard }, messages]) => {
       const known = target !== undefined && config.regions.includes(target) && shard !== undefined ? target : undefined;
       const candidates = [...(known === undefined ? [] : [known]), ...config.regions.filter((r) => r !== known)];
       for (const region of candidates) {

@@ -7,7 +7,7 @@
  */
 import { type RegionId } from "../../shared/regions.ts";
 import { type ShardIndex } from "../../shared/shards.ts";
-import { type PeerApi } from "../../shared/store/contract.ts";
+import { type PeerApi, type SiblingApi } from "../../shared/store/contract.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { platformClock } from "../clock.ts";
 import { controlOf, hopMs, replicaOf } from "../stubs.ts";
@@ -26,6 +26,8 @@ export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: Regi
     now: () => platformClock.now() + skewOf(faultsNow(env()), self),
     // An injected drop loses direct pushes too, as it loses queue deliveries.
     peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, shard, self)),
+    // Shards of one region share its location: no WAN hop between them.
+    sibling: (other: ShardIndex): SiblingApi => replicaOf(env(), self, other),
     control: {
       getView: () => controlOf(env(), self).getView(),
       confirmPrimary: (prefix, region, epoch) => controlOf(env(), self).confirmPrimary(prefix, region, epoch),

@@ -12,6 +12,7 @@ import { type Result } from "../../shared/errors.ts";
 import { type MerkleEntry } from "../../shared/merkle.ts";
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { parseReplicaName } from "../../shared/shards.ts";
+import { type VersionVector } from "../../shared/version-vector.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import {
   type AeBegin,
@@ -26,6 +27,7 @@ import {
   type ReplicaAdminApi,
   type ReplicaDigest,
   type ReplicaStatus,
+  type SiblingApi,
   type WriteOptions,
   type WriteOutcome,
 } from "../../shared/store/contract.ts";
@@ -44,7 +46,7 @@ import { replicaStore } from "./store.ts";
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
 const SILENT_HEARTBEATS_MAX = 3;
 
-export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdminApi {
+export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdminApi, SiblingApi {
   private readonly machine: ReplicaMachine;
   private readonly node: ReplicaNode;
   private readonly ports: ReplicaPorts;
@@ -61,6 +63,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       {
         region,
         shard,
+        shards: config.shards,
         regions: config.regions,
         primaryPrefixes: config.primaryPrefixes,
         silenceMsMax: SILENT_HEARTBEATS_MAX * config.heartbeatIntervalMs,
@@ -101,8 +104,20 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     return this.node.read(key, options);
   }
 
-  async snapshot(key: string): Promise<Result<KeySnapshot>> {
-    return this.node.snapshot(key);
+  async snapshot(key: string, routed?: boolean): Promise<Result<KeySnapshot>> {
+    return this.node.snapshot(key, routed);
+  }
+
+  async pullMoved(key: string, session?: VersionVector): Promise<Result<KeySnapshot>> {
+    return this.node.pullMoved(key, session);
+  }
+
+  async takeMoved(rows: readonly KeyRow[]): Promise<Result<number>> {
+    return this.node.takeMoved(rows);
+  }
+
+  async handOver(moveId: string): Promise<Result<{ done: boolean; moved: number }>> {
+    return this.node.handOver(moveId);
   }
 
   async covers(key: string, version: string, epoch: number): Promise<Result<boolean>> {

@@ -14,8 +14,7 @@ import { callReplicaPlain, intParam, readJson } from "./http.ts";
 import { controlOf } from "../stubs.ts";
 import { clusterView, rememberView } from "./view.ts";
 import { isHealthy } from "../../shared/store/cluster.ts";
-import { LOG_PAGE_MAX, logPage } from "./observe.ts";
-import { shardIndices } from "../../shared/shards.ts";
+import { LOG_PAGE_MAX, logPage, shardsNow } from "./observe.ts";
 import { regionDigest } from "../../shared/store/region-status.ts";
 import { replicaOf } from "../stubs.ts";
 import { parsePinnedRegion } from "./routing.ts";
@@ -72,9 +71,7 @@ export function mountAdmin(app: Hono<AppEnv>): void {
     const config = loadConfig(c.env);
     const region = parsePinnedRegion(config, c.req.param("id"));
     const shards = await Promise.all(
-      shardIndices(config.shards).map((shard) =>
-        callReplicaPlain(region, () => replicaOf(c.env, region, shard).digest()),
-      ),
+      (await shardsNow(c.env)).map((shard) => callReplicaPlain(region, () => replicaOf(c.env, region, shard).digest())),
     );
     return c.json(regionDigest(shards));
   });
@@ -91,7 +88,7 @@ export function mountAdmin(app: Hono<AppEnv>): void {
         const peers = healthy.slice(i + 1);
         if (peers.length === 0) return [];
         const perShard = await Promise.all(
-          shardIndices(config.shards).map((shard) =>
+          (await shardsNow(c.env)).map((shard) =>
             callReplicaPlain(a, () => replicaOf(c.env, a, shard).antiEntropy(peers)),
           ),
         );
@@ -143,7 +140,7 @@ export function mountAdmin(app: Hono<AppEnv>): void {
     const config = loadConfig(c.env);
     const region = parsePinnedRegion(config, c.req.param("id"));
     const results = await Promise.all(
-      shardIndices(config.shards).map((shard) =>
+      (await shardsNow(c.env)).map((shard) =>
         callReplicaPlain(region, () => replicaOf(c.env, region, shard).replayDeadLetters()),
       ),
     );

@@ -16,6 +16,8 @@ import { type KeyOp } from "../../shared/store/key-state.ts";
 import { prefixOf } from "../../shared/store/primaries.ts";
 import { chooseRegion, primaryFor, quorumRead, readOrder } from "../../shared/store/router-core.ts";
 import { type ShardIndex, shardOf } from "../../shared/shards.ts";
+import { layoutOf, routedShard } from "../../shared/store/layout.ts";
+import { forgetView } from "./view.ts";
 import { seeAlso, seenIn } from "../../shared/store/session.ts";
 import { type VersionVector, vvFrom } from "../../shared/version-vector.ts";
 import { platformClock } from "../clock.ts";
@@ -73,8 +75,27 @@ export interface WriteAnswer {
   readonly acked: RegionId[];
 }
 
+/**
+ * Runs `work` once more, on a fresh cluster view, when a replica says the key lives in another
+ * shard (`wrong_shard`): this router's view predates a move of keys between shards. Nothing was
+ * done by the refused call, so the retry is safe for writes too.
+ */
+async function withCurrentLayout<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof StoreError) || error.code !== "wrong_shard") throw error;
+    forgetView();
+    return work();
+  }
+}
+
 /** Performs a write under the request's ack, CAS and strong-prefix rules, and sets its headers. */
-export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
+export function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
+  return withCurrentLayout(() => writeOnce(c, key, op));
+}
+
+async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
   const config = loadConfig(c.env);
   const secrets = sessionSecrets(c.env);
   const seen = await verifySession(secrets, c.req.header("x-session-token"));
@@ -100,7 +121,7 @@ export async function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): 
   } else {
     region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
-  const shard = shardOf(key, config.shards);
+  const shard = routedShard(key, layoutOf(view, config.shards));
   const outcome = await callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).write(key, op, options));
   const token = await signSession(secrets, seeAlso(seen, shard, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
@@ -141,7 +162,11 @@ export interface ReadAnswer {
 }
 
 /** Performs a read under the request's consistency and sets X-Served-By, lag and session headers. */
-export async function performRead(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
+export function performRead(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
+  return withCurrentLayout(() => readOnce(c, key));
+}
+
+async function readOnce(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
   const config = loadConfig(c.env);
   const raw = c.req.query("consistency") ?? "eventual";
   const consistency = CONSISTENCIES.find((level) => level === raw);
@@ -153,7 +178,12 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
   const view = await viewAtEdge(c);
   const pinned = pinOf(config, c);
   const preference = regionPreference(config, c.req.raw);
-  const shard = shardOf(key, config.shards);
+  const layout = layoutOf(view, config.shards);
+  const shard = routedShard(key, layout);
+  // While the key moves into its shard, what the session saw in the old one: the pull from
+  // there catches up with it (`layout.ts`).
+  const old = layout.from !== null && layout.routed ? shardOf(key, layout.from) : shard;
+  const moved = old === shard ? {} : { movedSession: seenIn(seen, old) };
   let answer: ReadOutcome;
   switch (consistency) {
     case "eventual":
@@ -162,7 +192,7 @@ export async function performRead(c: Context<AppEnv>, key: string): Promise<Read
       answer = await callReplica(region, () =>
         replicaOf(c.env, region, shard, edgeOf(c)).read(
           key,
-          consistency === "session" ? { session: seenIn(seen, shard) } : {},
+          consistency === "session" ? { session: seenIn(seen, shard), ...moved } : {},
         ),
       );
       break;
@@ -242,7 +272,7 @@ async function quorum(
 ): Promise<ReadOutcome> {
   const answer = unwrap(
     await quorumRead(platformClock, order, majority(config.regions.length), QUORUM_READ_TIMEOUT_MS, (region) =>
-      replicaOf(c.env, region, shard, edgeOf(c)).snapshot(key),
+      replicaOf(c.env, region, shard, edgeOf(c)).snapshot(key, true),
     ),
   );
   const { merged, answered, stale } = answer;

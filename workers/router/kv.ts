@@ -19,7 +19,8 @@ import {
 } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
 import { loadConfig } from "../config.ts";
-import { shardIndices } from "../../shared/shards.ts";
+import { shardOf } from "../../shared/shards.ts";
+import { activeShards, layoutOf } from "../../shared/store/layout.ts";
 import { mergeKeyPages } from "../../shared/store/listing.ts";
 import { edgeOf, viewAtEdge } from "./routing.ts";
 
@@ -41,7 +42,8 @@ export function registerOnly(view: KeyView, key: string): Extract<KeyView, { typ
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   app.get("/v1/kv", async (c) => {
-    const region = servingRegionOf(c, await viewAtEdge(c));
+    const view = await viewAtEdge(c);
+    const region = servingRegionOf(c, view);
     const prefix = c.req.query("prefix") ?? "";
     if (new TextEncoder().encode(prefix).length > 512) {
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
@@ -49,18 +51,24 @@ export function mountKv(app: Hono<AppEnv>): void {
     const limit = intParam("limit", c.req.query("limit"), 1, LIST_LIMIT_MAX, LIST_LIMIT_MAX);
     const after = decodeCursor(c.req.query("cursor"));
     // Every shard lists its first `limit` keys after the cursor; the merge keeps the first
-    // `limit` of them in key order, so the cursor stays a key (`shared/store/listing.ts`).
+    // `limit` of them in key order, so the cursor stays a key (`shared/store/listing.ts`). While
+    // keys move between shards, old and new shards are both asked, a key's new shard's entry
+    // wins, and once the move is done only the shard a key lives in counts.
+    const layout = layoutOf(view, loadConfig(c.env).shards);
     const pages = await Promise.all(
-      shardIndices(loadConfig(c.env).shards).map((shard) =>
-        callReplica(region, () =>
+      activeShards(layout).map(async (shard) => ({
+        shard,
+        ...(await callReplica(region, () =>
           replicaOf(c.env, region, shard, edgeOf(c)).list(prefix, prefixEnd(prefix), after, limit),
-        ),
-      ),
+        )),
+      })),
     );
-    const page = mergeKeyPages(pages, limit);
-    const last = page.keys.at(-1);
+    const page = mergeKeyPages(pages, limit, (name, shard) => {
+      const home = shardOf(name, layout.shards) === shard;
+      return home ? 0 : layout.from === null ? null : 1;
+    });
     c.header("X-Served-By", region);
-    return c.json({ keys: page.keys, cursor: page.more && last !== undefined ? encodeCursor(last.name) : null });
+    return c.json({ keys: page.keys, cursor: page.cursor === null ? null : encodeCursor(page.cursor) });
   });
 
   app.put(`${KV_PREFIX}*`, async (c) => {

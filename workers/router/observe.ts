@@ -13,7 +13,7 @@ import { type ShardStatuses, readingsOf, renderMetrics } from "./metrics.ts";
 import { clockOffsets, isHealthy } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
 import { StoreError } from "../../shared/errors.ts";
-import { shardIndices } from "../../shared/shards.ts";
+import { activeShards, layoutOf } from "../../shared/store/layout.ts";
 import { type LogCursor, formatLogCursor, mergeLogPages, parseLogCursor } from "../../shared/store/listing.ts";
 import { regionStatus } from "../../shared/store/region-status.ts";
 import { regionPreference, servingRegion } from "./routing.ts";
@@ -30,17 +30,24 @@ const LOG_PAGE_DEFAULT = 100;
 /** Every configured region's status per shard (index = shard), null for a replica that did not answer in time. */
 export async function gatherStatuses(env: Env): Promise<ShardStatuses> {
   const config = loadConfig(env);
+  const shards = await shardsNow(env);
   const entries = await Promise.all(
     config.regions.map(async (region): Promise<[RegionId, Array<ReplicaStatus | null>]> => [
       region,
       await Promise.all(
-        shardIndices(config.shards).map((shard) =>
-          bounded(platformClock, () => replicaOf(env, region, shard).status(), STATUS_TIMEOUT_MS),
-        ),
+        shards.map((shard) => bounded(platformClock, () => replicaOf(env, region, shard).status(), STATUS_TIMEOUT_MS)),
       ),
     ]),
   );
   return new Map(entries);
+}
+
+/**
+ * Every shard index with a replica taking part now (`layout.ts`): the configured ones, and while
+ * keys move between shards the old ones too.
+ */
+export async function shardsNow(env: Env): Promise<number[]> {
+  return activeShards(layoutOf(await clusterView(env), loadConfig(env).shards));
 }
 
 /** The `cursor` of a log listed across `shards` shards (`invalid_query` when malformed). */
@@ -63,10 +70,10 @@ export async function logPage<T extends { readonly id: number }>(
   fetchRows: (replica: ReturnType<typeof replicaOf>, after: number, count: number) => Promise<T[]>,
   before: (a: T, b: T) => number,
 ): Promise<{ page: Array<{ shard: number; row: T }>; cursor: string | null }> {
-  const config = loadConfig(env);
-  const cursor = logCursor(raw, config.shards);
+  const shards = await shardsNow(env);
+  const cursor = logCursor(raw, shards.length);
   const rows = await Promise.all(
-    shardIndices(config.shards).map((shard) =>
+    shards.map((shard) =>
       callReplicaPlain(region, () => fetchRows(replicaOf(env, region, shard), cursor[shard] ?? 0, limit + 1)),
     ),
   );

@@ -55,6 +55,11 @@ export async function clusterView(
   return refresh;
 }
 
+/** Drops the cached view: the next request fetches a fresh one (a replica said it is out of date). */
+export function forgetView(): void {
+  cached = undefined;
+}
+
 /** Replaces the cached view (after an admin change made through this isolate). */
 export function rememberView(view: ClusterView): void {
   cached = { view, fetchedMs: Date.now() };
