@@ -320,3 +320,95 @@ describe("with shards", () => {
     expect(n.machine.view.primaries["strong/"]).toMatchObject({ ready: false, recoveredSeqs: [11, 22] });
   });
 });
+
+describe("moving keys between shards", () => {
+  /** A control node whose storage says 2 shards, configured with 4, over hand-driven replicas. */
+  function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq: () => number) {
+    const storage = new MemoryControlStorage();
+    storage.layout.put({ shards: 2, from: null, routed: true });
+    const machine = new ControlMachine(
+      storage,
+      { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 },
+      START,
+    );
+    const never: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
+    const calls: string[] = [];
+    let unrecorded = new Set<string>();
+    let handedOver = false;
+    const node = new ControlNode(machine, {
+      now: () => START + 1000,
+      timer: () => never,
+      replica: (region, shard) => ({
+        status: async () => {
+          const s = status(region, {});
+          const lag = Object.fromEntries(
+            Object.entries(s.lag).map(([peer, l]) => [peer, { ...l, appliedSeq: appliedSeq() }]),
+          );
+          const id = machine.layout.from === null ? null : `${machine.layout.from}>${machine.layout.shards}`;
+          return {
+            ...s,
+            lag,
+            move: id === null ? null : { id, fenceSeq: fenceSeq(region, shard), handedOver, after: null },
+          };
+        },
+        applyView: async (view) => {
+          if (unrecorded.has(`${region}:${shard}`)) throw new Error("unreachable");
+          calls.push(`view ${region}:${shard} ${JSON.stringify(view.layout)}`);
+          return true;
+        },
+        recoverPrefix: async () => ok({ done: true, merged: 0, recoveredSeq: 0 }),
+        handOver: async (id) => {
+          calls.push(`hand over ${region}:${shard} ${id}`);
+          return ok({ done: handedOver, moved: 0 });
+        },
+      }),
+      warn: () => undefined,
+    });
+    return {
+      node,
+      calls,
+      unreachable: (names: string[]) => (unrecorded = new Set(names)),
+      finishHandOver: () => (handedOver = true),
+    };
+  }
+
+  it("routes by the new count only once every replica of every shard recorded the announcement", async () => {
+    const m = mover(
+      () => 0,
+      () => 0,
+    );
+    m.unreachable(["apac:3"]);
+    await m.node.tick();
+    expect(m.node.machine.view.layout).toEqual({ shards: 4, from: 2, routed: false });
+    // The new shards were told too (and so created): every shard of the move, in every region.
+    expect(m.calls.filter((c) => c.startsWith("view wnam:3"))).not.toEqual([]);
+    m.unreachable([]);
+    await m.node.tick();
+    expect(m.node.machine.view.layout).toEqual({ shards: 4, from: 2, routed: true });
+  });
+
+  it("hands over only once every old shard's writes before the move reached every region, then settles at the new count", async () => {
+    let applied = 9;
+    const m = mover(
+      () => 10,
+      () => applied,
+    );
+    await m.node.tick();
+    await m.node.tick();
+    expect(m.node.machine.view.layout?.routed).toBe(true);
+    // Peers applied 9 of the old shards' streams, fenced at 10: not yet.
+    expect(m.calls.filter((c) => c.startsWith("hand over"))).toEqual([]);
+    applied = 10;
+    await m.node.tick();
+    // Every region's old shards (0 and 1), none of the new ones.
+    expect(m.calls.filter((c) => c.startsWith("hand over")).sort()).toEqual(
+      REGIONS.flatMap((r) => [`hand over ${r}:0 2>4`, `hand over ${r}:1 2>4`]).sort(),
+    );
+    expect(m.node.machine.view.layout?.from).toBe(2);
+    m.finishHandOver();
+    await m.node.tick();
+    expect(m.node.machine.view.layout).toEqual({ shards: 4, from: null, routed: true });
+    // A later change of nothing moves nothing.
+    expect(m.node.machine.beginMove(START + 5000)).toBe(false);
+  });
+});

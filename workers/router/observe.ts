@@ -158,7 +158,13 @@ export function mountObserve(app: Hono<AppEnv>): void {
     for (const [prefix, p] of Object.entries(view.primaries)) primaries[prefix] = { ...p };
     const nearest = regionPreference(config, c.req.raw);
     const closest = nearest.find((r) => isHealthy(view, r)) ?? nearest[0];
-    return c.json({ regions, closest, primaries });
+    // The shard layout, and the move of keys between shards under way, if any (`layout.ts`).
+    const layout = layoutOf(view, config.shards);
+    const shards = {
+      count: layout.shards,
+      moving: layout.from === null ? null : { from: layout.from, routed: layout.routed },
+    };
+    return c.json({ regions, closest, primaries, shards });
   });
 
   app.get("/v1/conflicts", async (c) => {
