@@ -321,57 +321,57 @@ describe("with shards", () => {
   });
 });
 
-describe("moving keys between shards", () => {
-  /** A control node whose storage says 2 shards, configured with 4, over hand-driven replicas. */
-  function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq: () => number) {
-    const storage = new MemoryControlStorage();
-    storage.layout.put({ shards: 2, from: null, routed: true });
-    const machine = new ControlMachine(
-      storage,
-      { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 },
-      START,
-    );
-    const never: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
-    const calls: string[] = [];
-    let unrecorded = new Set<string>();
-    let handedOver = false;
-    const node = new ControlNode(machine, {
-      now: () => START + 1000,
-      timer: () => never,
-      replica: (region, shard) => ({
-        status: async () => {
-          const s = status(region, {});
-          const lag = Object.fromEntries(
-            Object.entries(s.lag).map(([peer, l]) => [peer, { ...l, appliedSeq: appliedSeq() }]),
-          );
-          const id = machine.layout.from === null ? null : `${machine.layout.from}>${machine.layout.shards}`;
-          return {
-            ...s,
-            lag,
-            move: id === null ? null : { id, fenceSeq: fenceSeq(region, shard), handedOver, after: null },
-          };
-        },
-        applyView: async (view) => {
-          if (unrecorded.has(`${region}:${shard}`)) throw new Error("unreachable");
-          calls.push(`view ${region}:${shard} ${JSON.stringify(view.layout)}`);
-          return true;
-        },
-        recoverPrefix: async () => ok({ done: true, merged: 0, recoveredSeq: 0 }),
-        handOver: async (id) => {
-          calls.push(`hand over ${region}:${shard} ${id}`);
-          return ok({ done: handedOver, moved: 0 });
-        },
-      }),
-      warn: () => undefined,
-    });
-    return {
-      node,
-      calls,
-      unreachable: (names: string[]) => (unrecorded = new Set(names)),
-      finishHandOver: () => (handedOver = true),
-    };
-  }
+/** A control node whose storage says 2 shards, configured with 4, over hand-driven replicas. */
+function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq: () => number) {
+  const storage = new MemoryControlStorage();
+  storage.layout.put({ shards: 2, from: null, routed: true });
+  const machine = new ControlMachine(
+    storage,
+    { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 },
+    START,
+  );
+  const never: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
+  const calls: string[] = [];
+  let unrecorded = new Set<string>();
+  let handedOver = false;
+  const node = new ControlNode(machine, {
+    now: () => START + 1000,
+    timer: () => never,
+    replica: (region, shard) => ({
+      status: async () => {
+        const s = status(region, {});
+        const lag = Object.fromEntries(
+          Object.entries(s.lag).map(([peer, l]) => [peer, { ...l, appliedSeq: appliedSeq() }]),
+        );
+        const id = machine.layout.from === null ? null : `${machine.layout.from}>${machine.layout.shards}`;
+        return {
+          ...s,
+          lag,
+          move: id === null ? null : { id, fenceSeq: fenceSeq(region, shard), handedOver, after: null },
+        };
+      },
+      applyView: async (view) => {
+        if (unrecorded.has(`${region}:${shard}`)) throw new Error("unreachable");
+        calls.push(`view ${region}:${shard} ${JSON.stringify(view.layout)}`);
+        return true;
+      },
+      recoverPrefix: async () => ok({ done: true, merged: 0, recoveredSeq: 0 }),
+      handOver: async (id) => {
+        calls.push(`hand over ${region}:${shard} ${id}`);
+        return ok({ done: handedOver, moved: 0 });
+      },
+    }),
+    warn: () => undefined,
+  });
+  return {
+    node,
+    calls,
+    unreachable: (names: string[]) => (unrecorded = new Set(names)),
+    finishHandOver: () => (handedOver = true),
+  };
+}
 
+describe("moving keys between shards", () => {
   it("routes by the new count only once every replica of every shard recorded the announcement", async () => {
     const m = mover(
       () => 0,

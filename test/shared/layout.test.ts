@@ -55,7 +55,8 @@ describe("layout", () => {
           // Exactly the old shard lets go of a moving key.
           expect(shards.filter((s) => movesAway(key, layout, s))).toEqual(old === homes[0] ? [] : [old]);
           // Every refusal names the key's home.
-          for (const p of placements) if (p.kind === "elsewhere") expect(p.shard).toBe(homes[0]);
+          const refusals = placements.flatMap((p) => (p.kind === "elsewhere" ? [p.shard] : []));
+          expect(refusals.every((shard) => shard === homes[0])).toBe(true);
         },
       ),
       { seed: SEED, numRuns: 500 },
@@ -75,20 +76,26 @@ describe("layout", () => {
   });
 });
 
-describe("oldWritesDelivered", () => {
-  const regions = ["wnam", "enam", "weur"];
-  const fences: Record<string, number[]> = { wnam: [10, 20], enam: [5, 0], weur: [7, 3] };
+const regions = ["wnam", "enam", "weur"];
+const fences: Record<string, number[]> = { wnam: [10, 20], enam: [5, 0], weur: [7, 3] };
 
+/** Every region applied every other's old shards exactly up to their fences. */
+function applied(_region: string, shard: number, peer: string): number {
+  return fences[peer]?.[shard] ?? 0;
+}
+
+/** As {@link applied}, but weur's shard 1 lags wnam by one write. */
+function lagging(region: string, shard: number, peer: string): number {
+  return region === "weur" && shard === 1 && peer === "wnam" ? 19 : applied(region, shard, peer);
+}
+
+describe("oldWritesDelivered", () => {
   it("holds once every region applied every other's old shards up to their fences", () => {
-    const applied = (_region: string, shard: number, peer: string): number => fences[peer]?.[shard] ?? 0;
     expect(oldWritesDelivered(regions, 2, (r, s) => fences[r]?.[s], applied)).toBe(true);
   });
 
   it("does not hold while one pair lags one shard, or a fence is not reported", () => {
-    const lagging = (region: string, shard: number, peer: string): number =>
-      region === "weur" && shard === 1 && peer === "wnam" ? 19 : (fences[peer]?.[shard] ?? 0);
     expect(oldWritesDelivered(regions, 2, (r, s) => fences[r]?.[s], lagging)).toBe(false);
-    const applied = (_region: string, shard: number, peer: string): number => fences[peer]?.[shard] ?? 0;
     expect(
       oldWritesDelivered(regions, 2, (r, s) => (r === "enam" && s === 1 ? undefined : fences[r]?.[s]), applied),
     ).toBe(false);
