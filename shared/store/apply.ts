@@ -348,6 +348,8 @@ export function applyEntries(
       storage.metrics.add("replication_entries_total", origin, message.entries.length);
       storage.metrics.add("replication_bytes_total", origin, bytes);
     } else storage.metrics.add("replication_pushes_total", origin, 1);
+    // Every entry merged here, however it came: the object's share of the store's write load.
+    if (visible.length > 0) storage.metrics.add("writes_applied_total", origin, visible.length);
     storage.meta.set("clock", formatHlc(clock));
     return ok({ fenced });
   });

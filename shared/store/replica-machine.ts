@@ -448,6 +448,7 @@ export class ReplicaMachine {
         state: logState,
         epoch: strong?.epoch ?? null,
       });
+      this.storage.metrics.add("writes_applied_total", this.region, 1);
       this.savePosition(stampText, seq, nowMs);
       const summary: KeyView = view.value.type === "register" ? { ...view.value, value: null } : view.value;
       const entry: ReplicationEntry = {

@@ -161,6 +161,15 @@ export function renderMetrics(statuses: ShardStatuses, nowMs: number): string {
   lines.push("# HELP region_up Whether the region's replica answered this scrape.");
   lines.push("# TYPE region_up gauge");
   for (const { labels: at, status } of replicas) lines.push(`region_up{${at}} ${status === null ? 0 : 1}`);
+  lines.push(
+    "# HELP replica_writes_applied_total Writes a replica object applied: its own, and those it merged from its peers (the object's share of the store's write load).",
+  );
+  lines.push("# TYPE replica_writes_applied_total counter");
+  for (const { labels: at, status } of replicas) {
+    if (status === null) continue;
+    const applied = status.metrics.filter((m) => m.name === "writes_applied_total").reduce((n, m) => n + m.value, 0);
+    lines.push(`replica_writes_applied_total{${at}} ${applied}`);
+  }
   lines.push("# HELP store_keys Keys a region stores: live ones, and tombstones not yet collected.");
   lines.push("# TYPE store_keys gauge");
   for (const { labels: at, status } of replicas) {
