@@ -2,8 +2,8 @@
  * `npm run bench`: the store against a storage floor, and its convergence, in one run.
  *
  * 1. Starts a storage floor (bench/floor: one Worker, one SQLite Durable Object, one statement per
- *    request) under the same wrangler, and the store as `npm start` does, once per DIRECT_PUSH
- *    variant, each with fresh state.
+ *    request) under the same wrangler, and the store as `npm start` does, once per variant
+ *    (`BENCH_VARIANTS`: by default SHARDS = 1, 2 and 8), each with fresh state.
  * 2. Drives both with the same closed-loop load (fixed concurrency and value size, store pinned to
  *    one region): write and read latency (p50/p99), throughput and the runtime's CPU per operation
  *    (workerd's own counters; a store write's includes every region's share, until replication
@@ -31,7 +31,8 @@
  *   BENCH_MODES                1 runs the per-consistency-mode pass, 0 skips it: 1
  *   BENCH_MODES_CONCURRENCY    closed-loop workers of the per-mode pass, one pass each; the first is
  *                              held to the session target: 4
- *   BENCH_VARIANTS             DIRECT_PUSH values to run, each on a fresh store: off,on
+ *   BENCH_VARIANTS             store variants to run, each on a fresh store: NAME:value pairs joined by
+ *                              "+" (KV_VARS), or on|off for DIRECT_PUSH: SHARDS:1,SHARDS:2,SHARDS:8
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
@@ -55,13 +56,22 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { benchEnvPrefix, loadBenchConfig } from "./lib/config.ts";
+import { type Variant, benchEnvPrefix, loadBenchConfig } from "./lib/config.ts";
+import { type ObjectLoad, measureObjectLoad } from "./lib/object-load.ts";
 import { type ConvergenceSummary, measureConvergence, summarizeConvergence } from "./lib/convergence.ts";
 import { closedLoop } from "./lib/load.ts";
 import { machine } from "./lib/machine.ts";
 import { type ModesResult, runModes } from "./lib/modes.ts";
 import { type LogFinding, type Server, logFindings, runDir, startFloor, startStore, stopAll } from "./lib/processes.ts";
-import { type LatencyPass, type Verdict, formatConvergence, formatVariant, verdicts } from "./lib/report.ts";
+import {
+  type LatencyPass,
+  type Verdict,
+  formatConvergence,
+  formatVariant,
+  objectLoadVerdict,
+  shardingCost,
+  verdicts,
+} from "./lib/report.ts";
 import { medianDrainMs, runRounds } from "./lib/rounds.ts";
 import { baseScenarios, keySpace, valuePool, writeOp } from "./lib/scenarios.ts";
 import { settle } from "./lib/settle.ts";
@@ -85,7 +95,7 @@ async function populate(target: KvTarget, keys: readonly string[], values: reado
 
 /** What one store variant measured, as stored in the results file. */
 interface VariantResult {
-  readonly directPush: string;
+  readonly variant: string;
   readonly kvVars: string;
   readonly regions: readonly string[];
   readonly passes: readonly LatencyPass[];
@@ -98,6 +108,8 @@ interface VariantResult {
   /** Failed operations (latency phases and convergence writes). */
   readonly errors: number;
   readonly table: readonly string[];
+  /** How evenly the shards of each region shared writes to fresh keys. */
+  readonly objectLoad: ObjectLoad;
   /** The store's /metrics samples at the end of the variant. */
   readonly metrics: readonly string[];
   readonly logFindings: LogFinding[];
@@ -108,7 +120,7 @@ async function runVariant(
   server: Server,
   floor: KvTarget,
   floorCpu: () => number,
-  directPush: string,
+  variant: Variant,
 ): Promise<VariantResult> {
   try {
     const regions = await storeRegions(server.baseUrl);
@@ -158,7 +170,7 @@ async function runVariant(
       log(`convergence: ${rate} writes/s to ${config.region} for ${config.convMs} ms, 1 in ${sampleEvery} followed`);
       await settleStore();
       const result = await measureConvergence(store, peers, {
-        label: `push-${directPush}-${rate}`,
+        label: `${variant.name}-${rate}`,
         ratePerSec: rate,
         durationMs: config.convMs,
         sampleEvery,
@@ -169,22 +181,39 @@ async function runVariant(
         // Four seconds' worth of writes in flight means the store is far behind; offering more only piles up.
         inFlightMax: 4 * rate,
       });
-      const summary = summarizeConvergence(result, directPush, rate);
+      const summary = summarizeConvergence(result, variant.name, rate);
       convergences.push(summary);
       for (const line of formatConvergence(summary)) log(line);
     }
+    log(`object load: fresh keys for ${config.phaseMs * 2} ms at concurrency 8`);
+    const objectLoad = await measureObjectLoad(server.baseUrl, config.token, store, values[0] as Uint8Array, {
+      concurrency: 8,
+      durationMs: config.phaseMs * 2,
+      errorsMax: config.errorsMax,
+      settle: settleStore,
+    });
     const finalDrainMs = await settleStore();
     const metrics = await storeText(server.baseUrl, config.token, "/metrics");
-    const table = formatVariant(directPush, passes, modes, convergences);
+    const shards = Object.values(objectLoad.perRegion)[0]?.length ?? 1;
+    const loadVerdicts = shards > 1 ? [objectLoadVerdict(objectLoad.maxToMean, shards)] : [];
+    const table = [
+      ...formatVariant(variant.name, passes, modes, convergences),
+      ...loadVerdicts.map(
+        (v) =>
+          `  ${`${v.met ? "MET" : "NOT MET"}${v.official ? "" : " (ref)"}`.padEnd(13)} ${v.name.padEnd(44)} ${`${v.value.toFixed(3)}x`.padStart(10)}  target ${v.target}`,
+      ),
+      `  object load: ${objectLoad.writes} writes to fresh keys; busiest shard / mean of its region ${objectLoad.maxToMean.toFixed(3)}x (${JSON.stringify(objectLoad.perRegion)})`,
+    ];
     return {
-      directPush,
-      kvVars: storeVars(directPush),
+      variant: variant.name,
+      objectLoad,
+      kvVars: storeVars(variant),
       regions,
       passes,
       modes,
       convergences,
       finalDrainMs,
-      verdicts: verdicts(passes, modes, convergences),
+      verdicts: [...verdicts(passes, modes, convergences), ...loadVerdicts],
       errors:
         passes.reduce((sum, p) => sum + p.rounds.errors, 0) +
         modes.reduce((sum, m) => sum + m.rounds.errors, 0) +
@@ -212,8 +241,8 @@ async function storeRegions(baseUrl: string): Promise<string[]> {
 }
 
 /** The KV_VARS a variant's store is started with. */
-function storeVars(directPush: string): string {
-  return [`DIRECT_PUSH:${directPush}`, config.extraVars].filter(Boolean).join(";");
+function storeVars(variant: Variant): string {
+  return [variant.vars, config.extraVars].filter(Boolean).join(";");
 }
 
 async function main(): Promise<number> {
@@ -243,16 +272,16 @@ async function main(): Promise<number> {
     // The floor and the first store start together: each start bundles and boots workerd.
     const [floorServer, firstStore] = await Promise.all([
       startFloor(source.root, dir, config.keep),
-      startStore(source.root, dir, `push-${first}`, storeVars(first), config.keep),
+      startStore(source.root, dir, "store-0", storeVars(first), config.keep),
     ]);
     const floor = floorTarget(floorServer.baseUrl);
     const variants: VariantResult[] = [];
     log(`\n== store with KV_VARS="${storeVars(first)}"`);
     variants.push(await runVariant(firstStore, floor, () => floorServer.cpuSeconds(), first));
-    for (const directPush of rest) {
-      log(`\n== store with KV_VARS="${storeVars(directPush)}" (restarted with fresh state)`);
-      const server = await startStore(source.root, dir, `push-${directPush}`, storeVars(directPush), config.keep);
-      variants.push(await runVariant(server, floor, () => floorServer.cpuSeconds(), directPush));
+    for (const [i, variant] of rest.entries()) {
+      log(`\n== store with KV_VARS="${storeVars(variant)}" (restarted with fresh state)`);
+      const server = await startStore(source.root, dir, `store-${i + 1}`, storeVars(variant), config.keep);
+      variants.push(await runVariant(server, floor, () => floorServer.cpuSeconds(), variant));
     }
     const floorFindings = logFindings(floorServer.logPath);
     await floorServer.stop();
@@ -281,6 +310,14 @@ async function main(): Promise<number> {
         .join(" ")}`,
     );
     for (const v of variants) for (const line of v.table) log(line);
+    // What sharding costs, when the run has the variants to tell (the default one does).
+    const named = (name: string): VariantResult | undefined => variants.find((v) => v.variant === name);
+    const cost = shardingCost("SHARDS=2 / SHARDS=1", named("SHARDS=2")?.passes[0], named("SHARDS=1")?.passes[0]);
+    if (cost.length > 0) log("\nsharding cost (ratios of store/floor ratios, first concurrency)");
+    for (const v of cost)
+      log(
+        `  ${(v.met ? "MET" : "NOT MET").padEnd(13)} ${v.name.padEnd(44)} ${`${v.value.toFixed(3)}x`.padStart(10)}  target ${v.target}`,
+      );
     const findingsOf: Array<[string, LogFinding[]]> = [
       ...variants.map((v): [string, LogFinding[]] => [`store (KV_VARS="${v.kvVars}")`, v.logFindings]),
       ["floor", floorFindings],

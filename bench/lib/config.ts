@@ -18,8 +18,8 @@ export interface BenchConfig {
   readonly regions: readonly string[] | null;
   /** Closed-loop workers of the per-consistency-mode passes, one pass each (empty: skipped). */
   readonly modesConcurrencies: readonly number[];
-  /** DIRECT_PUSH values to run, each on a freshly started store. */
-  readonly variants: readonly string[];
+  /** The store variants to run, each on a freshly started store. */
+  readonly variants: readonly Variant[];
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
@@ -75,6 +75,24 @@ function sourceKind(raw: string): "worktree" | "HEAD" {
 }
 
 /** Reads the settings. */
+/** A store variant: its name in the report, and the KV_VARS it is started with. */
+export interface Variant {
+  readonly name: string;
+  readonly vars: string;
+}
+
+/**
+ * One entry of `BENCH_VARIANTS`: `on` or `off` (a DIRECT_PUSH value, as before), or
+ * `NAME:value` pairs joined by `+` (for example `SHARDS:2+DIRECT_PUSH:off`).
+ */
+function parseVariant(raw: string): Variant {
+  if (raw === "on" || raw === "off") return { name: `DIRECT_PUSH=${raw}`, vars: `DIRECT_PUSH:${raw}` };
+  const pairs = raw.split("+").map((p) => p.trim());
+  if (!pairs.every((p) => /^[A-Z_]+:[^;:+]+$/.test(p)))
+    throw new Error(`BENCH_VARIANTS: "${raw}" is neither on|off nor NAME:value pairs joined by "+"`);
+  return { name: pairs.map((p) => p.replace(":", "=")).join(" "), vars: pairs.join(";") };
+}
+
 export function loadBenchConfig(): BenchConfig {
   const quick = process.env.BENCH_QUICK === "1";
   const region = text("BENCH_REGION", "enam");
@@ -82,10 +100,9 @@ export function loadBenchConfig(): BenchConfig {
   const regions = regionsRaw === undefined || regionsRaw === "" ? null : regionsRaw.split(",").map((r) => r.trim());
   if (regions !== null && !regions.includes(region))
     throw new Error(`BENCH_REGION ${region} is not one of BENCH_REGIONS`);
-  const variants = text("BENCH_VARIANTS", "off,on")
+  const variants = text("BENCH_VARIANTS", "SHARDS:1,SHARDS:2,SHARDS:8")
     .split(",")
-    .map((v) => v.trim());
-  for (const v of variants) if (v !== "on" && v !== "off") throw new Error(`BENCH_VARIANTS: "${v}" is not on|off`);
+    .map((v) => parseVariant(v.trim()));
   return {
     quick,
     rounds: int("BENCH_ROUNDS", quick ? 2 : 4, 1, 100),

@@ -46,7 +46,8 @@ export interface ConvergenceResult {
 
 /** A convergence run's figures, as reported and stored. */
 export interface ConvergenceSummary {
-  readonly directPush: string;
+  /** The store variant measured. */
+  readonly variant: string;
   readonly offeredPerSec: number;
   readonly achievedPerSec: number;
   readonly writeErrors: number;
@@ -67,12 +68,12 @@ export interface ConvergenceSummary {
 /** The reportable figures of a run. */
 export function summarizeConvergence(
   result: ConvergenceResult,
-  directPush: string,
+  variant: string,
   offeredPerSec: number,
 ): ConvergenceSummary {
   const { writes } = result;
   return {
-    directPush,
+    variant,
     offeredPerSec,
     achievedPerSec: (writes.ok * 1000) / writes.elapsedMs,
     writeErrors: writes.errors,

@@ -16,7 +16,48 @@ export const TARGETS = {
   convergenceP99MsMax: 250,
   /** A session read of a caught-up replica against an eventual read, p50. */
   sessionToEventualP50RatioMax: 1.1,
+  /** With 8 shards and writes to fresh keys, the busiest replica object's applied writes against its region's mean. */
+  objectLoadRatioMax: 1.15,
+  /** SHARDS=2 against SHARDS=1: the store/floor ratios of write p50, read p50 and write CPU. */
+  shardingCostRatioMax: 1.1,
 } as const;
+
+/** The per-object load verdict of a store with `shards` shards (the target is stated for 8). */
+export function objectLoadVerdict(maxToMean: number, shards: number): Verdict {
+  const max = TARGETS.objectLoadRatioMax;
+  return {
+    name: `busiest shard / mean, ${shards} shards`,
+    value: maxToMean,
+    target: `<= ${max}x`,
+    met: maxToMean <= max,
+    official: shards === 8,
+  };
+}
+
+/**
+ * What sharding costs: a variant's store/floor ratios (write p50, read p50, write CPU, at the
+ * first concurrency) over a baseline variant's, each held to the same bound.
+ */
+export function shardingCost(
+  name: string,
+  pass: LatencyPass | undefined,
+  baseline: LatencyPass | undefined,
+): Verdict[] {
+  if (pass === undefined || baseline === undefined) return [];
+  const max = TARGETS.shardingCostRatioMax;
+  const pick: Array<[string, (p: LatencyPass) => number | undefined]> = [
+    ["write p50", (p) => p.rounds.ratios["store write"]?.p50],
+    ["read p50", (p) => p.rounds.ratios["store read"]?.p50],
+    ["write CPU", (p) => p.rounds.ratios["store write"]?.cpu],
+  ];
+  return pick.flatMap(([what, of]) => {
+    const a = of(pass);
+    const b = of(baseline);
+    if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b)) return [];
+    const value = a / b;
+    return [{ name: `${what} ${name}`, value, target: `<= ${max}x`, met: value <= max, official: true }];
+  });
+}
 
 /** A target's verdict. */
 export interface Verdict {
@@ -174,7 +215,7 @@ export function formatModes(modes: ModesResult): string[] {
 
 /** The table of one variant, as lines. */
 export function formatVariant(
-  directPush: string,
+  variant: string,
   passes: readonly LatencyPass[],
   modes: readonly ModesResult[],
   convergences: readonly ConvergenceSummary[],
@@ -182,7 +223,7 @@ export function formatVariant(
   const lines: string[] = [];
   const nameWidth = Math.max(14, ...passes.flatMap((p) => Object.keys(p.rounds.medians).map((n) => n.length)));
   const widths = [nameWidth, 10, 10, 10, 11, 11, 10, 10];
-  lines.push(`DIRECT_PUSH=${directPush}`);
+  lines.push(variant);
   for (const { concurrency, rounds, drainMs } of passes) {
     lines.push(
       `  concurrency ${concurrency}, median over ${rounds.rounds.length} rounds (ratios: median of per-round ratios)`,

@@ -117,7 +117,9 @@ export function replicaFiles(stateDir: string, region: string, shards?: number):
     .filter((f) => f.endsWith(".sqlite"))
     .map((f) => path.join(stateDir, f));
   const found = files.filter((file) => {
-    const db = new DatabaseSync(file, { readOnly: true });
+    // Not read-only: a store killed with -9 leaves its last writes in the WAL, which only a
+    // connection that may write recovers (the store is down while this runs).
+    const db = new DatabaseSync(file);
     try {
       const row = db.prepare("SELECT value FROM meta WHERE name = 'clock'").get() as { value: string } | undefined;
       return row?.value.endsWith(`.${region}`) === true;
