@@ -98,16 +98,27 @@ export interface PeerHeard {
   readonly appliedSeq: number;
 }
 
-/** A replica's health and progress, for /v1/regions, /metrics and the control object. */
-export interface ReplicaStatus {
+/**
+ * What the control object asks of every replica every round (`control-node.ts`): only what its
+ * decisions read, all of it from memory, so that a round costs no replica a storage scan
+ * (its cost grows with regions x shards, every heartbeat).
+ */
+export interface ReplicaPulse {
   readonly region: RegionId;
-  readonly seq: number;
-  readonly clock: string;
   /** Its physical clock when it answered: compared across regions to find a skewed one. */
   readonly nowMs: number;
-  readonly takenOut: boolean;
   /** Whether it is new and still pulling what its peers hold (it then counts as unhealthy). */
   readonly bootstrapping: boolean;
+  readonly lag: Partial<Record<RegionId, PeerLag>>;
+  /** The shard move this replica recorded (`layout.ts`), if one is under way or it is an old shard of the last one. */
+  readonly move?: MoveState | null;
+}
+
+/** A replica's health and progress, for /v1/regions and /metrics. */
+export interface ReplicaStatus extends ReplicaPulse {
+  readonly seq: number;
+  readonly clock: string;
+  readonly takenOut: boolean;
   /** This life of the replica (the time its storage was created). */
   readonly incarnation: string;
   /** Rows in the outbox: writes not yet confirmed by every peer. */
@@ -115,12 +126,9 @@ export interface ReplicaStatus {
   readonly deadLetters: number;
   /** Keys it stores: live ones, and tombstones (deleted registers not yet collected). */
   readonly keys: { readonly live: number; readonly tombstones: number };
-  readonly lag: Partial<Record<RegionId, PeerLag>>;
   /** Per peer, how long its recent writes took to become visible here (peers it has had none from are absent). */
   readonly delays: Partial<Record<RegionId, DelaySummary>>;
   readonly metrics: Array<{ name: string; peer: string; value: number }>;
-  /** The shard move this replica recorded (`layout.ts`), if one is under way or it is an old shard of the last one. */
-  readonly move?: MoveState | null;
 }
 
 /** What a replica knows of a move of keys between shards (`layout.ts`). */
@@ -239,7 +247,8 @@ export interface AeReport {
 
 /** What the control object asks of a replica. */
 export interface ReplicaAdminApi {
-  status(): Promise<ReplicaStatus>;
+  /** The light status the control object's rounds read. */
+  pulse(): Promise<ReplicaPulse>;
   /** Takes a cluster view; true once it is durably recorded here. */
   applyView(view: ClusterView): Promise<boolean>;
   /**

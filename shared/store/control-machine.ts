@@ -15,7 +15,7 @@ import {
   regionHealth,
   skewedRegions,
 } from "./cluster.ts";
-import { type ReplicaStatus } from "./contract.ts";
+import { type ReplicaPulse } from "./contract.ts";
 import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
 import { type PrimaryPrefix } from "./primaries.ts";
 import { type Layout, oldWritesDelivered, stableLayout } from "./layout.ts";
@@ -89,15 +89,15 @@ export interface ControlSettings {
  * The replica statuses of one round, per region and shard (index = shard): null for a replica
  * that did not answer in time.
  */
-export type Statuses = ReadonlyMap<RegionId, readonly (ReplicaStatus | null)[]>;
+export type Statuses = ReadonlyMap<RegionId, readonly (ReplicaPulse | null)[]>;
 
 /** Whether every shard of a region answered this round. */
-export function allAnswered(shards: readonly (ReplicaStatus | null)[] | undefined): shards is readonly ReplicaStatus[] {
+export function allAnswered(shards: readonly (ReplicaPulse | null)[] | undefined): shards is readonly ReplicaPulse[] {
   return shards !== undefined && shards.length > 0 && shards.every((s) => s !== null);
 }
 
 /** The shards of a region that answered this round. */
-function answering(shards: readonly (ReplicaStatus | null)[] | undefined): ReplicaStatus[] {
+function answering(shards: readonly (ReplicaPulse | null)[] | undefined): ReplicaPulse[] {
   return (shards ?? []).filter((s) => s !== null);
 }
 
@@ -106,7 +106,7 @@ function answering(shards: readonly (ReplicaStatus | null)[] | undefined): Repli
  * the longest of their silences (a region is alive only when every shard of it is heard), or
  * null when none answered or one never heard it.
  */
-function silenceReported(shards: readonly (ReplicaStatus | null)[], region: RegionId): number | null {
+function silenceReported(shards: readonly (ReplicaPulse | null)[], region: RegionId): number | null {
   const reports = answering(shards).map((s) => s.lag[region]?.silentMs ?? null);
   if (reports.length === 0 || reports.some((ms) => ms === null)) return null;
   return Math.max(...(reports as number[]));

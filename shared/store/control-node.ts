@@ -66,7 +66,7 @@ export class ControlNode {
     const results = await Promise.all(
       regions.map((r) =>
         Promise.all(
-          this.shards.map((s) => bounded(this.ports, () => this.ports.replica(r, s).status(), CONTROL_CALL_TIMEOUT_MS)),
+          this.shards.map((s) => bounded(this.ports, () => this.ports.replica(r, s).pulse(), CONTROL_CALL_TIMEOUT_MS)),
         ),
       ),
     );

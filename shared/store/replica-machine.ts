@@ -15,7 +15,14 @@ import { type HlcStamp, compareHlc, formatHlc, hlcReceive, hlcZero, parseHlc } f
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector, vvEntries, vvFrom, vvGet, vvMerge } from "../version-vector.ts";
 import { type ClusterView, EMPTY_VIEW, isTakenOut } from "./cluster.ts";
-import { type KeySnapshot, type MoveState, type PeerLag, type ReplicaStatus, type StrongScope } from "./contract.ts";
+import {
+  type KeySnapshot,
+  type MoveState,
+  type PeerLag,
+  type ReplicaPulse,
+  type ReplicaStatus,
+  type StrongScope,
+} from "./contract.ts";
 import { type Layout, layoutOf, moveId } from "./layout.ts";
 import { type TaggedState } from "./epochs.ts";
 import { type KeyOp, decodeKeyState } from "./key-state.ts";
@@ -131,6 +138,7 @@ export class ReplicaMachine {
   private seqNumber = 0;
   private firstMs = 0;
   private viewState: ClusterView = EMPTY_VIEW;
+  private moveState: MoveState | null | undefined;
   private phaseState: ReplicaPhase = "ready";
   private incarnationId = "";
   private base = 0;
@@ -210,15 +218,20 @@ export class ReplicaMachine {
     return layoutOf(this.viewState, this.settings.shards ?? 1);
   }
 
-  /** The move of keys between shards it recorded last, if any. */
+  /** The move of keys between shards it recorded last, if any (read once, then kept in memory). */
   get move(): MoveState | null {
-    const text = this.storage.meta.get(META_MOVE);
-    return text === undefined ? null : (JSON.parse(text) as MoveState);
+    if (this.moveState === undefined) {
+      const text = this.storage.meta.get(META_MOVE);
+      this.moveState = text === undefined ? null : (JSON.parse(text) as MoveState);
+    }
+    return this.moveState;
   }
 
   /** Records progress of the hand-over of the move it recorded (call inside a transaction). */
   recordMove(move: MoveState): void {
     this.storage.meta.set(META_MOVE, JSON.stringify(move));
+    // Read again after a rolled-back transaction.
+    this.moveState = undefined;
   }
 
   get view(): ClusterView {
@@ -560,6 +573,17 @@ export class ReplicaMachine {
   }
 
   /** Health, progress and counters. */
+  /** The light status of the control object's rounds: from memory only. */
+  pulse(nowMs: number): ReplicaPulse {
+    return {
+      region: this.region,
+      nowMs,
+      bootstrapping: this.bootstrapping,
+      lag: this.lags(nowMs),
+      move: this.move,
+    };
+  }
+
   status(nowMs: number): ReplicaStatus {
     return {
       region: this.region,

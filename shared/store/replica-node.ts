@@ -58,6 +58,8 @@ const SESSION_POLL_MS = 5;
 const RECOVERY_STEP_PAGES_MAX = 50;
 /** Settle steps one tick runs per prefix. */
 const SETTLE_STEPS_PER_TICK = 10;
+/** A replica pulls the cluster view on the first of every this many ticks. */
+const VIEW_PULL_TICKS = 5;
 
 /** How a node is tuned (from configuration). */
 export interface NodeSettings extends DrainSettings, LifecycleSettings {
@@ -76,6 +78,8 @@ export class ReplicaNode {
   private readonly ports: ReplicaPorts;
   private readonly settings: NodeSettings;
   private readonly recovering = new Map<string, Promise<Result<RecoveryProgress>>>();
+  /** Ticks run since this object started (the first pulls the view). */
+  private ticks = 0;
 
   constructor(machine: ReplicaMachine, ports: ReplicaPorts, settings: NodeSettings) {
     this.machine = machine;
@@ -541,14 +545,19 @@ export class ReplicaNode {
   async tick(): Promise<void> {
     const { machine, ports } = this;
     machine.storage.metrics.flush();
-    // The control object pushes every change; this pull only heals a missed push.
-    const view = await bounded(
-      ports,
-      () => ports.control.getView(),
-      this.settings.heartbeatIntervalMs,
-      (error) => ports.warn(`replica ${this.region}: could not refresh the cluster view`, error),
-    );
-    if (view !== null) machine.applyView(view);
+    // The control object pushes every change (and pushes again until every replica recorded
+    // it); this pull only heals a push missed for good, so it runs every few ticks: with many
+    // shards, one per tick would make the control object answer regions x shards calls a beat.
+    this.ticks += 1;
+    if (this.ticks % VIEW_PULL_TICKS === 1) {
+      const view = await bounded(
+        ports,
+        () => ports.control.getView(),
+        this.settings.heartbeatIntervalMs,
+        (error) => ports.warn(`replica ${this.region}: could not refresh the cluster view`, error),
+      );
+      if (view !== null) machine.applyView(view);
+    }
     if (machine.takenOut()) return;
     cleanUpStep(machine);
     // A shard past the count of a finished move holds nothing any more: it falls quiet.

@@ -176,7 +176,7 @@ describe("rounds", () => {
       now: () => now,
       timer: () => never,
       replica: (region) => ({
-        status: async () => status(region, {}),
+        pulse: async () => status(region, {}),
         applyView: async (view) => {
           calls.push(`view ${region}`);
           if (!record(region, view)) throw new Error(`${region} unreachable`);
@@ -298,7 +298,7 @@ describe("with shards", () => {
       now: () => now,
       timer: () => never,
       replica: (region, shard) => ({
-        status: async () => status(region, {}),
+        pulse: async () => status(region, {}),
         applyView: async () => true,
         recoverPrefix: async () => {
           calls.push(`recover ${region}:${shard}`);
@@ -338,7 +338,7 @@ function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq
     now: () => START + 1000,
     timer: () => never,
     replica: (region, shard) => ({
-      status: async () => {
+      pulse: async () => {
         const s = status(region, {});
         const lag = Object.fromEntries(
           Object.entries(s.lag).map(([peer, l]) => [peer, { ...l, appliedSeq: appliedSeq() }]),

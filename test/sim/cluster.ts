@@ -225,7 +225,7 @@ export class SimControl {
       const rpc = <T>(call: (node: ReplicaNode) => Promise<T> | T): Promise<T> =>
         life.guard(cluster.network.call(here, region, () => cluster.host(region).serve(call)));
       return {
-        status: () => rpc((n) => n.machine.status(cluster.host(region).now())),
+        pulse: () => rpc((n) => n.machine.pulse(cluster.host(region).now())),
         applyView: (view) => rpc((n) => n.applyView(view)),
         recoverPrefix: (prefix, epoch, donors, floorEpoch) =>
           rpc((n) => n.recoverPrefix(prefix, epoch, donors, floorEpoch)),

@@ -26,6 +26,7 @@ import {
   type RecoveryProgress,
   type ReplicaAdminApi,
   type ReplicaDigest,
+  type ReplicaPulse,
   type ReplicaStatus,
   type SiblingApi,
   type WriteOptions,
@@ -186,6 +187,10 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   /** The conflict log, oldest first, after `afterId`. */
   async conflicts(afterId: number, limit: number): Promise<ConflictRow[]> {
     return this.machine.storage.conflicts.page(afterId, limit);
+  }
+
+  async pulse(): Promise<ReplicaPulse> {
+    return this.machine.pulse(this.ports.now());
   }
 
   async status(): Promise<ReplicaStatus> {
