@@ -55,18 +55,22 @@ export function shardIndices(shards: number): ShardIndex[] {
   return Array.from({ length: shards }, (_, i) => i);
 }
 
-/** The name of a region's replica object for one shard: `<region>:<shard>`. */
+/**
+ * The name of a region's replica object for one shard: `<region>:<shard>`, except shard 0,
+ * which keeps the name the region's one object had before shards (`<region>`), so that a store
+ * created then keeps its data and moves to more shards like any change of `SHARDS`.
+ */
 export function replicaName(region: RegionId, shard: ShardIndex): string {
   assert(Number.isSafeInteger(shard) && shard >= 0 && shard < SHARDS_MAX, "a shard index is below SHARDS_MAX");
-  return `${region}:${shard}`;
+  return shard === 0 ? region : `${region}:${shard}`;
 }
 
 /** Parses a replica object's name ({@link replicaName}); `undefined` when it is not one. */
 export function parseReplicaName(name: string): { region: RegionId; shard: ShardIndex } | undefined {
-  const match = /^([a-z]+):(0|[1-9][0-9]?)$/.exec(name);
+  const match = /^([a-z]+)(?::([1-9][0-9]?))?$/.exec(name);
   if (match === null) return undefined;
   const region = parseRegionId(match[1] as string);
-  const shard = Number(match[2]);
+  const shard = match[2] === undefined ? 0 : Number(match[2]);
   if (region === undefined || shard >= SHARDS_MAX) return undefined;
   return { region, shard };
 }

@@ -11,7 +11,7 @@
 import { partitioned } from "../shared/faults.ts";
 import { Random } from "../shared/random.ts";
 import { type RegionId } from "../shared/regions.ts";
-import { type ShardIndex, replicaName, shardOf } from "../shared/shards.ts";
+import { type ShardIndex, replicaName } from "../shared/shards.ts";
 import { hopDelayMs } from "../shared/wan-rtt.ts";
 import { type WanSettings, loadConfig } from "./config.ts";
 import { faultsNow } from "./faults.ts";
@@ -99,11 +99,6 @@ export function replicaOf(env: Env, region: RegionId, shard: ShardIndex, from?: 
     locationHint: region as DurableObjectLocationHint,
   });
   return overWan(env, stub, from, region);
-}
-
-/** The stub of the replica that holds `key` in `region` ({@link replicaOf} of the key's shard). */
-export function replicaFor(env: Env, region: RegionId, key: string, from?: RegionId): DurableObjectStub<Replica> {
-  return replicaOf(env, region, shardOf(key, loadConfig(env).shards), from);
 }
 
 /** The control object's stub, called from `from` (over emulated WAN when it is on). */

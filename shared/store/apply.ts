@@ -74,8 +74,7 @@ export function mergeInto(
   // arrives for it here (a late duplicate, an anti-entropy peer not yet cleaned up) is a copy
   // of what its new shard holds, and is not kept.
   const layout = machine.layout;
-  if (layout.from === null && layout.shards > 1 && placement(key, layout, machine.shard).kind === "elsewhere")
-    return "duplicate";
+  if (layout.from === null && placement(key, layout, machine.shard).kind === "elsewhere") return "duplicate";
   const stored = read === undefined ? storage.kv.get(key) : read;
   if (stored === null && lateCopy(machine, remote, seqs, rule)) {
     storage.metrics.add("gc_late_copies_dropped_total", from, 1);

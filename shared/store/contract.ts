@@ -112,6 +112,8 @@ export interface ReplicaPulse {
   readonly lag: Partial<Record<RegionId, PeerLag>>;
   /** The shard move this replica recorded (`layout.ts`), if one is under way or it is an old shard of the last one. */
   readonly move?: MoveState | null;
+  /** Whether it still holds copies of keys it handed over in a finished move (the next move waits for them to go). */
+  readonly cleaning?: boolean;
 }
 
 /** A replica's health and progress, for /v1/regions and /metrics. */

@@ -18,7 +18,7 @@ import {
 import { type ReplicaPulse } from "./contract.ts";
 import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
 import { type PrimaryPrefix } from "./primaries.ts";
-import { type Layout, oldWritesDelivered, stableLayout } from "./layout.ts";
+import { type Layout, activeShards, moveId, oldWritesDelivered, stableLayout } from "./layout.ts";
 
 /** A strong prefix's primary as the control object stores it. */
 export interface ControlPrimaryRow {
@@ -208,12 +208,22 @@ export class ControlMachine {
 
   /**
    * Announces a move to the configured shard count when the layout is stable at another one
-   * (`layout.ts`); a change of `SHARDS` during a move waits for it to finish. True when it did.
+   * (`layout.ts`), and only once this round's `statuses` show every replica answering, none
+   * still cleaning up after the last move, and every strong prefix's primary ready (a recovery
+   * counts per shard of the layout it began in). A change of `SHARDS` during a move waits for it
+   * to finish. True when it did.
    */
-  beginMove(nowMs: number): boolean {
+  beginMove(nowMs: number, statuses: Statuses): boolean {
     const layout = this.layout;
     const target = this.settings.shards ?? 1;
     if (layout.from !== null || layout.shards === target) return false;
+    const shards = activeShards(layout);
+    for (const region of this.settings.regions) {
+      const pulses = statuses.get(region);
+      if (pulses === undefined || !shards.every((s) => (pulses[s] ?? null) !== null && pulses[s]?.cleaning !== true))
+        return false;
+    }
+    if (Object.values(this.current.primaries).some((p) => !p.ready)) return false;
     this.storage.transaction(() =>
       this.storage.layout.put({ shards: target, from: layout.shards, routed: false }, nowMs),
     );
@@ -233,7 +243,7 @@ export class ControlMachine {
   moveDelivered(statuses: Statuses): boolean {
     const layout = this.layout;
     if (layout.from === null || !layout.routed) return false;
-    const id = `${layout.from}>${layout.shards}`;
+    const id = moveId(layout);
     return oldWritesDelivered(
       this.settings.regions,
       layout.from,

@@ -131,7 +131,7 @@ export class ControlNode {
    */
   private async moveStep(statuses: Statuses, missed: Set<RegionId>): Promise<void> {
     const { machine, ports } = this;
-    if (machine.beginMove(ports.now())) {
+    if (machine.beginMove(ports.now(), statuses)) {
       const layout = machine.layout;
       ports.warn(`shards: moving keys from ${layout.from} to ${layout.shards} shards per region`);
     }

@@ -34,6 +34,15 @@ export async function placeKey(
   movedSession: VersionVector | undefined,
   timeoutMs: number,
 ): Promise<Result<null>> {
+  // With several shards configured and no layout heard from the control object yet (a new
+  // object whose first view did not arrive), this replica cannot tell whether keys are moving:
+  // serving a key it would otherwise pull could give it a second writer in this region.
+  if (!machine.layoutKnown && (machine.settings.shards ?? 1) > 1)
+    return fail(
+      "region_unavailable",
+      `replica ${machine.region}:${machine.shard} has not heard the shard layout from the control object yet; retry`,
+      { region: machine.region },
+    );
   const layout = machine.layout;
   const where = placement(key, layout, machine.shard);
   if (where.kind === "home") return ok(null);
@@ -105,7 +114,9 @@ export async function handOverStep(
     for (const row of rows)
       if (movesAway(row.key, layout, machine.shard)) {
         const to = shardOf(row.key, layout.shards);
-        byShard.set(to, [...(byShard.get(to) ?? []), row]);
+        const group = byShard.get(to) ?? [];
+        group.push(row);
+        byShard.set(to, group);
       }
     for (const [to, group] of byShard) {
       const taken = await bounded(ports, () => sibling(to).takeMoved(group), timeoutMs);
@@ -153,11 +164,5 @@ const CLEANED = { bucket: MERKLE_BUCKETS, key: "" };
 
 /** Whether this replica still has a clean-up to do. */
 export function cleanUpPending(machine: ReplicaMachine): boolean {
-  const move = machine.move;
-  return (
-    machine.layout.from === null &&
-    move !== null &&
-    move.handedOver &&
-    (move.after === null || move.after.bucket < MERKLE_BUCKETS)
-  );
+  return machine.cleaning;
 }

@@ -24,6 +24,7 @@ import {
   type StrongScope,
 } from "./contract.ts";
 import { type Layout, layoutOf, moveId } from "./layout.ts";
+import { MERKLE_BUCKETS } from "../merkle.ts";
 import { type TaggedState } from "./epochs.ts";
 import { type KeyOp, decodeKeyState } from "./key-state.ts";
 import { DelayWindows } from "./delays.ts";
@@ -216,6 +217,11 @@ export class ReplicaMachine {
   /** The shard layout this replica follows (`layout.ts`). */
   get layout(): Layout {
     return layoutOf(this.viewState, this.settings.shards ?? 1);
+  }
+
+  /** Whether a view with the shard layout reached this replica (else {@link layout} is the configured one). */
+  get layoutKnown(): boolean {
+    return this.viewState.layout !== undefined;
   }
 
   /** The move of keys between shards it recorded last, if any (read once, then kept in memory). */
@@ -581,7 +587,19 @@ export class ReplicaMachine {
       bootstrapping: this.bootstrapping,
       lag: this.lags(nowMs),
       move: this.move,
+      cleaning: this.cleaning,
     };
+  }
+
+  /** Whether a finished move left copies here that its clean-up has not dropped yet (`moves.ts`). */
+  get cleaning(): boolean {
+    const move = this.move;
+    return (
+      this.layout.from === null &&
+      move !== null &&
+      move.handedOver &&
+      (move.after === null || move.after.bucket < MERKLE_BUCKETS)
+    );
   }
 
   status(nowMs: number): ReplicaStatus {

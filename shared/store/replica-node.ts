@@ -154,6 +154,13 @@ export class ReplicaNode {
       if (!confirmed.ok) return confirmed;
     }
     const needed = requiredAcks(options.acks, this.machine.settings.regions.length, options.strong !== undefined);
+    // The view may have announced a move while this write waited: placement is checked again
+    // with no wait before the commit, so no write lands in a shard the key is moving away from.
+    const where = placement(key, this.machine.layout, this.machine.shard);
+    if (where.kind === "elsewhere")
+      return fail("wrong_shard", `key "${key}" moved to shard ${where.shard} while this write waited; retry`, {
+        shard: where.shard,
+      });
     const committed = this.machine.write(key, op, options, options.strong, this.ports.now());
     if (!committed.ok) return committed;
     const { seq, view, entry } = committed.value;

@@ -76,10 +76,13 @@ describe("replica names", () => {
   it("round-trip every region and shard", () => {
     for (const shard of [0, 1, 9, 10, SHARDS_MAX - 1])
       expect(parseReplicaName(replicaName("apac", shard))).toEqual({ region: "apac", shard });
+    // Shard 0 keeps the name of the one object per region before shards.
+    expect(replicaName("apac", 0)).toBe("apac");
+    expect(replicaName("apac", 3)).toBe("apac:3");
   });
 
   it("refuse anything else", () => {
-    for (const name of ["apac", "apac:", ":1", "mars:1", "apac:01", `apac:${SHARDS_MAX}`, "apac:1:2", "APAC:1"])
+    for (const name of ["apac:0", "apac:", ":1", "mars:1", "apac:01", `apac:${SHARDS_MAX}`, "apac:1:2", "APAC:1"])
       expect(parseReplicaName(name)).toBeUndefined();
     expect(() => replicaName("apac", SHARDS_MAX)).toThrow(AssertionError);
   });

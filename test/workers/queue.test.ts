@@ -165,7 +165,8 @@ describe("dead letters that their region cannot record", () => {
     };
     const original = proto.recordDeadLetters;
     proto.recordDeadLetters = async function (this: { ctx: DurableObjectState }, ...args: unknown[]) {
-      if (this.ctx.id.name?.startsWith("weur:") === true) throw new Error("weur cannot record");
+      if (this.ctx.id.name === "weur" || this.ctx.id.name?.startsWith("weur:") === true)
+        throw new Error("weur cannot record");
       return original.apply(this, args);
     };
     try {

@@ -1,6 +1,6 @@
 /**
  * The regional replica: a Durable Object with SQLite storage, one per region and shard (named
- * `<region>:<shard>`, `shared/shards.ts`), replicating with the same shard of every other
+ * `<region>:<shard>`, shard 0 as `<region>`: `shared/shards.ts`), replicating with the same shard of every other
  * region. It is an adapter:
  * the decisions are the pure core's (`shared/store/replica-machine.ts` and the flows of
  * `shared/store/replica-node.ts`, which the simulator runs too); this class supplies storage
@@ -56,7 +56,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     super(ctx, env);
     migrate(ctx.storage, REPLICA_MIGRATIONS, Date.now());
     const name = parseReplicaName(ctx.id.name ?? "");
-    assert(name !== undefined, "a replica is addressed as <region>:<shard>");
+    assert(name !== undefined, "a replica is addressed as <region> or <region>:<shard>");
     const { region, shard } = name;
     const config = this.config;
     this.machine = new ReplicaMachine(

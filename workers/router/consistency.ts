@@ -76,26 +76,29 @@ export interface WriteAnswer {
 }
 
 /**
- * Runs `work` once more, on a fresh cluster view, when a replica says the key lives in another
- * shard (`wrong_shard`): this router's view predates a move of keys between shards. Nothing was
- * done by the refused call, so the retry is safe for writes too.
+ * Runs `work` once more when a replica says the key lives in another shard (`wrong_shard`):
+ * this router's view predates a move of keys between shards. The retry goes to the shard the
+ * replica named (an old shard that refuses a key never takes another write of it, and the new
+ * one pulls it from there first), and the next request fetches a fresh view. Nothing was done
+ * by the refused call, so the retry is safe for writes too.
  */
-async function withCurrentLayout<T>(work: () => Promise<T>): Promise<T> {
+async function withCurrentLayout<T>(work: (shard?: ShardIndex) => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
     if (!(error instanceof StoreError) || error.code !== "wrong_shard") throw error;
     forgetView();
-    return work();
+    const named = error.details.shard;
+    return work(typeof named === "number" && Number.isSafeInteger(named) && named >= 0 ? named : undefined);
   }
 }
 
 /** Performs a write under the request's ack, CAS and strong-prefix rules, and sets its headers. */
 export function performWrite(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
-  return withCurrentLayout(() => writeOnce(c, key, op));
+  return withCurrentLayout((shard) => writeOnce(c, key, op, shard));
 }
 
-async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp): Promise<WriteAnswer> {
+async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp, named?: ShardIndex): Promise<WriteAnswer> {
   const config = loadConfig(c.env);
   const secrets = sessionSecrets(c.env);
   const seen = await verifySession(secrets, c.req.header("x-session-token"));
@@ -121,7 +124,7 @@ async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp): Promise<Wr
   } else {
     region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
-  const shard = routedShard(key, layoutOf(view, config.shards));
+  const shard = named ?? routedShard(key, layoutOf(view, config.shards));
   const outcome = await callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).write(key, op, options));
   const token = await signSession(secrets, seeAlso(seen, shard, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
@@ -163,10 +166,10 @@ export interface ReadAnswer {
 
 /** Performs a read under the request's consistency and sets X-Served-By, lag and session headers. */
 export function performRead(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
-  return withCurrentLayout(() => readOnce(c, key));
+  return withCurrentLayout((shard) => readOnce(c, key, shard));
 }
 
-async function readOnce(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
+async function readOnce(c: Context<AppEnv>, key: string, named?: ShardIndex): Promise<ReadAnswer> {
   const config = loadConfig(c.env);
   const raw = c.req.query("consistency") ?? "eventual";
   const consistency = CONSISTENCIES.find((level) => level === raw);
@@ -179,10 +182,10 @@ async function readOnce(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
   const pinned = pinOf(config, c);
   const preference = regionPreference(config, c.req.raw);
   const layout = layoutOf(view, config.shards);
-  const shard = routedShard(key, layout);
+  const shard = named ?? routedShard(key, layout);
   // While the key moves into its shard, what the session saw in the old one: the pull from
   // there catches up with it (`layout.ts`).
-  const old = layout.from !== null && layout.routed ? shardOf(key, layout.from) : shard;
+  const old = layout.from !== null ? shardOf(key, layout.from) : shard;
   const moved = old === shard ? {} : { movedSession: seenIn(seen, old) };
   let answer: ReadOutcome;
   switch (consistency) {

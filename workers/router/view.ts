@@ -58,6 +58,8 @@ export async function clusterView(
 /** Drops the cached view: the next request fetches a fresh one (a replica said it is out of date). */
 export function forgetView(): void {
   cached = undefined;
+  // A fetch started before may carry the view this one replaces.
+  refreshing = undefined;
 }
 
 /** Replaces the cached view (after an admin change made through this isolate). */
