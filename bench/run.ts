@@ -33,6 +33,7 @@
  *                              held to the session target: 4
  *   BENCH_VARIANTS             store variants to run, each on a fresh store: NAME:value pairs joined by
  *                              "+" (KV_VARS), or on|off for DIRECT_PUSH: SHARDS:1,SHARDS:2,SHARDS:8
+ *   BENCH_LOAD_WRITES          per-object load: writes to fresh keys (each shard's share counted): 1500
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
@@ -185,10 +186,11 @@ async function runVariant(
       convergences.push(summary);
       for (const line of formatConvergence(summary)) log(line);
     }
-    log(`object load: fresh keys for ${config.phaseMs * 2} ms at concurrency 8`);
+    log(`object load: ${config.loadWrites} writes to fresh keys at concurrency 8`);
     const objectLoad = await measureObjectLoad(server.baseUrl, config.token, store, values[0] as Uint8Array, {
       concurrency: 8,
-      durationMs: config.phaseMs * 2,
+      opsMax: config.loadWrites,
+      durationMs: 300_000,
       errorsMax: config.errorsMax,
       settle: settleStore,
     });

@@ -20,6 +20,8 @@ export interface BenchConfig {
   readonly modesConcurrencies: readonly number[];
   /** The store variants to run, each on a freshly started store. */
   readonly variants: readonly Variant[];
+  /** Writes to fresh keys of the per-object load measurement. */
+  readonly loadWrites: number;
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
@@ -116,6 +118,7 @@ export function loadBenchConfig(): BenchConfig {
     modesConcurrencies: flag("BENCH_MODES", true) ? intList("BENCH_MODES_CONCURRENCY", [4], 1, 1024) : [],
     variants,
     extraVars: text("BENCH_EXTRA_VARS", ""),
+    loadWrites: int("BENCH_LOAD_WRITES", 1500, 10, 1_000_000),
     convRatesPerSec:
       process.env.BENCH_CONV_RATES === "none" ? [] : intList("BENCH_CONV_RATES", quick ? [100] : [100, 20], 1, 10_000),
     convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),

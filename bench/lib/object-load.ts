@@ -28,13 +28,19 @@ export function appliedWrites(text: string): Map<string, number[]> {
   return out;
 }
 
-/** Writes fresh keys for `durationMs` at `concurrency` and measures how evenly every region's shards applied them. */
+/** Writes `opsMax` fresh keys (bounded by `durationMs`) at `concurrency` and measures how evenly every region's shards applied them. */
 export async function measureObjectLoad(
   baseUrl: string,
   token: string,
   store: KvTarget,
   value: Uint8Array,
-  options: { concurrency: number; durationMs: number; errorsMax: number; settle: () => Promise<number> },
+  options: {
+    concurrency: number;
+    opsMax: number;
+    durationMs: number;
+    errorsMax: number;
+    settle: () => Promise<number>;
+  },
 ): Promise<ObjectLoad> {
   await options.settle();
   const before = appliedWrites(await storeText(baseUrl, token, "/metrics"));
