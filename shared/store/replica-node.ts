@@ -58,6 +58,8 @@ const SESSION_POLL_MS = 5;
 const RECOVERY_STEP_PAGES_MAX = 50;
 /** Settle steps one tick runs per prefix. */
 const SETTLE_STEPS_PER_TICK = 10;
+/** How many heartbeat periods a pull of a moving key from its old shard may take. */
+const PULL_HEARTBEATS = 4;
 /** A replica pulls the cluster view on the first of every this many ticks. */
 const VIEW_PULL_TICKS = 5;
 
@@ -364,7 +366,18 @@ export class ReplicaNode {
 
   /** Refuses a key of another shard; pulls one moving in from its old shard first (`moves.ts`). */
   private place(key: string, movedSession?: VersionVector): Promise<Result<null>> {
-    return placeKey(this.machine, this.ports, key, movedSession, this.settings.heartbeatIntervalMs);
+    // The old shard may first fetch the key from each region the session saw ahead of it, each
+    // bounded by a heartbeat period: the pull may take a few of them.
+    return placeKey(this.machine, this.ports, key, movedSession, this.settings.heartbeatIntervalMs * PULL_HEARTBEATS);
+  }
+
+  /**
+   * Whether this replica is a shard past the count of a finished move with nothing left to
+   * drop: it holds no key and takes part in nothing (a later move that needs it wakes it).
+   */
+  get retired(): boolean {
+    const { layout } = this.machine;
+    return layout.from === null && this.machine.shard >= layout.shards && !this.machine.cleaning;
   }
 
   /**

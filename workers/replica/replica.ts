@@ -199,7 +199,11 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   }
 
   async applyView(view: ClusterView): Promise<boolean> {
-    return this.node.applyView(view);
+    const recorded = this.node.applyView(view);
+    // A retired shard that a new move needs again starts heartbeating again.
+    if (!this.node.retired && (await this.ctx.storage.getAlarm()) === null)
+      await this.ctx.storage.setAlarm(Date.now() + this.config.heartbeatIntervalMs);
+    return recorded;
   }
 
   async recoverPrefix(
@@ -231,7 +235,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
 
   /** Heartbeats, re-drains, refreshes the view and settles failed-over prefixes; then schedules itself again. */
   override async alarm(): Promise<void> {
-    await this.ctx.storage.setAlarm(Date.now() + this.config.heartbeatIntervalMs);
+    // A retired shard stops its heartbeat; any call (a later move's first view) sets it again.
+    if (!this.node.retired) await this.ctx.storage.setAlarm(Date.now() + this.config.heartbeatIntervalMs);
     await this.node.tick();
   }
 
