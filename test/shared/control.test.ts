@@ -321,15 +321,16 @@ describe("with shards", () => {
   });
 });
 
-/** A control node whose storage says 2 shards, configured with 4, over hand-driven replicas. */
-function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq: () => number) {
+/** A control machine whose storage says 2 shards, configured with 4. */
+function growing(): ControlMachine {
   const storage = new MemoryControlStorage();
   storage.layout.put({ shards: 2, from: null, routed: true });
-  const machine = new ControlMachine(
-    storage,
-    { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 },
-    START,
-  );
+  return new ControlMachine(storage, { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 }, START);
+}
+
+/** A control node over {@link growing}, with hand-driven replicas. */
+function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq: () => number) {
+  const machine = growing();
   const never: Timer = { done: new Promise(() => undefined), cancel: () => undefined };
   const calls: string[] = [];
   let unrecorded = new Set<string>();
@@ -373,33 +374,25 @@ function mover(fenceSeq: (region: RegionId, shard: number) => number, appliedSeq
 
 describe("moving keys between shards", () => {
   it("announces a move only once every replica answered, none still cleaning up, every primary ready", () => {
-    const storage = new MemoryControlStorage();
-    storage.layout.put({ shards: 2, from: null, routed: true });
-    const machine = new ControlMachine(
-      storage,
-      { regions: REGIONS, primaryPrefixes: [], silenceMs: SILENCE, shards: 4 },
-      START,
-    );
-    const round = (make: (region: RegionId, shard: number) => ReplicaStatus | null): Statuses =>
-      new Map(REGIONS.map((r) => [r, [make(r, 0), make(r, 1)]]));
+    const machine = growing();
     // weur's shard 1 did not answer: it may hold copies of an earlier move not yet dropped.
     expect(
       machine.beginMove(
         START,
-        round((r, s) => (r === "weur" && s === 1 ? null : status(r, {}))),
+        shards((r, s) => (r === "weur" && s === 1 ? null : status(r, {}))),
       ),
     ).toBe(false);
     expect(
       machine.beginMove(
         START,
-        round((r, s) => ({ ...status(r, {}), cleaning: r === "apac" && s === 0 })),
+        shards((r, s) => ({ ...status(r, {}), cleaning: r === "apac" && s === 0 })),
       ),
     ).toBe(false);
     expect(machine.layout).toEqual({ shards: 2, from: null, routed: true });
     expect(
       machine.beginMove(
         START,
-        round((r) => status(r, {})),
+        shards((r) => status(r, {})),
       ),
     ).toBe(true);
     expect(machine.layout).toEqual({ shards: 4, from: 2, routed: false });
