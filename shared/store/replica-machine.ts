@@ -336,7 +336,8 @@ export class ReplicaMachine {
    * Takes the control object's view and records it durably with the epochs it names, so a
    * restarted replica knows at once whether it is out and what to fence. Epochs only move
    * forward, so they are taken from any view; the rest of an older view (one from a control
-   * object whose clock went back, or a late push) is ignored. True once its epochs are recorded.
+   * object whose clock went back, or a late push) is ignored. True once its epochs are recorded
+   * and its shard layout is the one this replica follows.
    */
   applyView(view: ClusterView): boolean {
     const newer = view.atMs >= this.viewState.atMs;
@@ -350,7 +351,10 @@ export class ReplicaMachine {
         this.recordMove({ id, fenceSeq: this.seqNumber, handedOver: false, after: null });
     });
     if (newer) this.viewState = view;
-    return true;
+    // An older view (a control object whose clock went back, a publish overtaken by a later one)
+    // still records its epochs; it counts as recorded only if its shard layout is the one this
+    // replica follows, so that no move is routed on the word of a replica that did not see it.
+    return newer || JSON.stringify(view.layout) === JSON.stringify(this.viewState.layout);
   }
 
   /** Records a newer epoch of `prefix` (call inside a transaction); older or equal ones change nothing. */

@@ -7,7 +7,8 @@ import { type Result } from "../../shared/errors.ts";
 import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { applyEntries, entryStates, mergeSnapshot } from "../../shared/store/apply.ts";
-import { type ClusterView } from "../../shared/store/cluster.ts";
+import { type ClusterView, EMPTY_VIEW } from "../../shared/store/cluster.ts";
+import { type Layout } from "../../shared/store/layout.ts";
 import { type KeyOp, type KeyState, applyKeyOp, decodeKeyState, encodeKeyState } from "../../shared/store/key-state.ts";
 import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
 import { pnValueExact } from "../../shared/crdt/pn-counter.ts";
@@ -339,5 +340,33 @@ describe("review findings", () => {
     );
     const merged = decodeKeyState(storage.kv.get("strong/c")!.encoded);
     expect(merged.type === "counter" ? pnValueExact(merged.counter) : 0n).toBe(6n);
+  });
+});
+
+describe("shard moves in the view", () => {
+  const stable: Layout = { shards: 2, from: null, routed: true };
+  const announced: Layout = { shards: 4, from: 2, routed: false };
+
+  it("records a move once, fenced at its sequence number when it first saw it", () => {
+    const m = machine("enam");
+    expect(m.applyView({ ...EMPTY_VIEW, atMs: NOW, layout: stable })).toBe(true);
+    const before = m.write("k1", { type: "counter", delta: 1 }, {}, undefined, NOW + 1);
+    expect(before.ok).toBe(true);
+    expect(m.applyView({ ...EMPTY_VIEW, atMs: NOW + 2, layout: announced })).toBe(true);
+    expect(m.move).toEqual({ id: "2>4", fenceSeq: m.seq, handedOver: false, after: null });
+    m.write("k2", { type: "counter", delta: 1 }, {}, undefined, NOW + 3);
+    // The same move seen again (a later view) keeps its first fence.
+    m.applyView({ ...EMPTY_VIEW, atMs: NOW + 4, layout: { ...announced, routed: true } });
+    expect(m.move?.fenceSeq).toBe(m.seq - 1);
+  });
+
+  it("does not count an older view whose layout it does not follow as recorded", () => {
+    const m = machine("enam");
+    m.applyView({ ...EMPTY_VIEW, atMs: NOW + 10, layout: stable });
+    // A publish overtaken by a later one, or a control object whose clock went back.
+    expect(m.applyView({ ...EMPTY_VIEW, atMs: NOW, layout: announced })).toBe(false);
+    expect(m.move).toBeNull();
+    expect(m.layout).toEqual(stable);
+    expect(m.applyView({ ...EMPTY_VIEW, atMs: NOW, layout: stable })).toBe(true);
   });
 });
