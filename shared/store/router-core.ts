@@ -119,11 +119,18 @@ export function quorumRead(
     );
   return new Promise((resolve, reject) => {
     const replies = new Map<RegionId, KeySnapshot>();
+    // A replica that says the key lives in another shard (`layout.ts`): without a majority, that
+    // is the answer, so that the caller retries at the shard it names.
+    let moved: Result<QuorumAnswer> | undefined;
     let settled = 0;
     let done = false;
     const finish = (): void => {
       if (done) return;
       done = true;
+      if (replies.size < need && moved !== undefined) {
+        resolve(moved);
+        return;
+      }
       if (replies.size < need) {
         resolve(
           fail("region_unavailable", `a quorum read needs ${need} regions; only ${replies.size} answered`, {
@@ -144,6 +151,7 @@ export function quorumRead(
         .then(
           (reply) => {
             if (reply !== null && reply.ok && !done) replies.set(region, reply.value);
+            if (reply !== null && !reply.ok && reply.error.code === "wrong_shard") moved = reply;
           },
           (error: unknown) => {
             // A broken invariant fails the read, or surfaces once it has been answered.

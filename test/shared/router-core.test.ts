@@ -245,6 +245,17 @@ describe("quorumRead", () => {
     });
   });
 
+  it("answers a replica's wrong_shard when no majority answered, so the router retries at the shard it names", async () => {
+    const clock = new FakeClock();
+    const { read, answer } = manualReads(three);
+    const result = quorumRead(clock, three, 2, TIMEOUT_MS, read);
+    const moved = fail("wrong_shard", "key k lives in shard 3", { shard: 3 });
+    answer("wnam").resolve(ok(snapshot(state, 0)));
+    answer("enam").resolve(moved);
+    answer("weur").resolve(moved);
+    expect(await observe(result)).toEqual({ state: "fulfilled", value: moved });
+  });
+
   it("fails at once, asking no one, when fewer regions are healthy than a majority", async () => {
     const clock = new FakeClock();
     let asked = 0;
