@@ -6,7 +6,7 @@
 import { type Result, fail, ok } from "../errors.ts";
 import { MERKLE_BUCKETS, bucketOf } from "../merkle.ts";
 import { shardOf } from "../shards.ts";
-import { type VersionVector } from "../version-vector.ts";
+import { EMPTY_VV, type VersionVector } from "../version-vector.ts";
 import { mergeMoved } from "./apply.ts";
 import { type KeySnapshot, type MoveState } from "./contract.ts";
 import { movesAway, moveId, placement } from "./layout.ts";
@@ -77,7 +77,8 @@ export function takeMoved(machine: ReplicaMachine, rows: readonly KeyRow[], nowM
   let merged = 0;
   for (const row of rows) {
     if (placement(row.key, machine.layout, machine.shard).kind === "elsewhere") continue;
-    const snapshot: KeySnapshot = { state: row.encoded, seqs: row.seqs, epoch: row.epoch };
+    // The row's stream positions are the old shard's: mergeMoved keeps none of them.
+    const snapshot: KeySnapshot = { state: row.encoded, seqs: EMPTY_VV, epoch: row.epoch };
     if (mergeMoved(machine, row.key, snapshot, nowMs)) merged += 1;
   }
   return merged;
@@ -137,7 +138,7 @@ export async function handOverStep(
  * in their new shards now); a no-op when there is nothing left to drop.
  */
 export function cleanUpStep(machine: ReplicaMachine): void {
-  if (!cleanUpPending(machine)) return;
+  if (!machine.cleaning) return;
   const layout = machine.layout;
   const move = machine.move as MoveState;
   // After the hand-over, `after` is null and then walks the clean-up; a finished clean-up is
@@ -161,8 +162,3 @@ export function cleanUpStep(machine: ReplicaMachine): void {
 
 /** The clean-up cursor of a finished clean-up: past every bucket. */
 const CLEANED = { bucket: MERKLE_BUCKETS, key: "" };
-
-/** Whether this replica still has a clean-up to do. */
-export function cleanUpPending(machine: ReplicaMachine): boolean {
-  return machine.cleaning;
-}

@@ -1,5 +1,9 @@
 // A small HTTP client for the black-box tests: the store as `npm start` runs it.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { inject } from "vitest";
+import { type RunningStore, startStore } from "./store.ts";
 
 export const REGIONS = ["wnam", "enam", "weur", "apac"] as const;
 export type Region = (typeof REGIONS)[number];
@@ -11,6 +15,46 @@ let baseOverride: string | undefined;
 /** Points this file's requests at another store (one the file started itself). */
 export function useStore(baseUrl: string | undefined): void {
   baseOverride = baseUrl;
+}
+
+/** A store a test file starts itself on one state directory, kept across restarts. */
+export interface OwnStore {
+  /** The state directory (set by the first start). */
+  readonly stateDir: string;
+  /** Starts it (on the same state as before) with `vars` and points `call` at it. */
+  start(vars?: Record<string, string>): Promise<void>;
+  /** Stops it, keeping its state. */
+  stop(): Promise<void>;
+  /** Stops it and removes its state: for `afterEach`. */
+  cleanup(): Promise<void>;
+}
+
+/** An {@link OwnStore} whose state directory's name starts with `label`. */
+export function ownStore(label: string): OwnStore {
+  let store: RunningStore | undefined;
+  let dir: string | undefined;
+  const stop = async (): Promise<void> => {
+    await store?.stop();
+    store = undefined;
+    useStore(undefined);
+  };
+  return {
+    get stateDir(): string {
+      if (dir === undefined) throw new Error("the store has not been started yet");
+      return dir;
+    },
+    async start(vars = {}) {
+      dir ??= mkdtempSync(join(tmpdir(), `${label}-`));
+      store = await startStore(vars, dir);
+      useStore(store.baseUrl);
+    },
+    stop,
+    async cleanup() {
+      await stop();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      dir = undefined;
+    },
+  };
 }
 
 /** A request against the running store; `token: null` sends none. */

@@ -3,12 +3,10 @@
 // comes back with everything (no pinned 404 meanwhile, never a lag of 0 while it lacks data, and
 // the increment made after the restart counts everywhere); and with 30% of replication messages
 // dropped (never dead-lettered), anti-entropy brings every region to the same digest.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { rmSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Region, call, eventually, json, uniqueKey, useStore } from "./client.ts";
-import { type RunningStore, SHARDS, replicaFiles, startStore } from "./store.ts";
+import { type Region, call, eventually, json, ownStore, uniqueKey } from "./client.ts";
+import { SHARDS, replicaFiles } from "./store.ts";
 
 const ALL: readonly Region[] = ["wnam", "enam", "weur", "apac"];
 
@@ -30,26 +28,11 @@ interface Regions {
   }>;
 }
 
-let store: RunningStore | undefined;
-let stateDir: string | undefined;
+const own = ownStore("kv-e2e-repair");
+const start = own.start;
+const stop = own.stop;
 
-async function start(vars: Record<string, string> = {}): Promise<void> {
-  stateDir ??= mkdtempSync(path.join(tmpdir(), "kv-e2e-repair-"));
-  store = await startStore(vars, stateDir);
-  useStore(store.baseUrl);
-}
-
-async function stop(): Promise<void> {
-  await store?.stop();
-  store = undefined;
-  useStore(undefined);
-}
-
-afterEach(async () => {
-  await stop();
-  if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = undefined;
-});
+afterEach(() => own.cleanup());
 
 /** Registers, a delete, a counter at 5 and a set, written in `region` and acknowledged by every region. */
 async function seed(region: Region, regionCount: number): Promise<{ keys: string[]; counter: string; set: string }> {
@@ -124,7 +107,7 @@ describe("repair against npm start", () => {
     // Every region has heard weur's heartbeats (they say how far it had written).
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     await stop();
-    for (const file of replicaFiles(stateDir as string, "weur", SHARDS)) rmSync(file);
+    for (const file of replicaFiles(own.stateDir, "weur", SHARDS)) rmSync(file);
 
     await start();
     // While weur takes its peers' data back in: no pinned 404 for a key another region holds,

@@ -3,37 +3,23 @@
 // key goes missing, a session reads its own writes in another region, counters stay exact; at
 // the end the layout is stable at the new count, every region answers every key alike, listings hold every
 // live key once, and the regions' digests are equal.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { REGIONS, type Region, call, eventually, json, uniqueKey, useStore } from "./client.ts";
-import { type RunningStore, startStore } from "./store.ts";
+import { REGIONS, type Region, call, eventually, json, ownStore, uniqueKey } from "./client.ts";
 
 interface Layout {
   shards: { count: number; moving: { from: number; routed: boolean } | null };
 }
 
-let store: RunningStore | undefined;
-let stateDir: string | undefined;
+const own = ownStore("kv-e2e-reshard");
 
-async function start(shards: number): Promise<void> {
-  stateDir ??= mkdtempSync(path.join(tmpdir(), "kv-e2e-reshard-"));
-  store = await startStore({ SHARDS: String(shards), ANTI_ENTROPY_INTERVAL_MS: "3000" }, stateDir);
-  useStore(store.baseUrl);
+/** Starts the store with `shards` shards per region (on the state it had). */
+function start(shards: number): Promise<void> {
+  return own.start({ SHARDS: String(shards), ANTI_ENTROPY_INTERVAL_MS: "3000" });
 }
 
-async function stop(): Promise<void> {
-  await store?.stop();
-  store = undefined;
-  useStore(undefined);
-}
+const stop = own.stop;
 
-afterEach(async () => {
-  await stop();
-  if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
-  stateDir = undefined;
-});
+afterEach(() => own.cleanup());
 
 const enc = encodeURIComponent;
 

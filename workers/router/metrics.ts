@@ -53,14 +53,13 @@ export function readingsOf(statuses: ShardStatuses): Map<RegionId, number> {
 /** One replica's status with its labels: `region="…",shard="…"`. */
 interface Labelled {
   readonly labels: string;
-  readonly region: RegionId;
   readonly status: ReplicaStatus | null;
 }
 
 /** Every replica's status, labelled by region and shard (at most regions × SHARDS_MAX series each). */
 function labelled(statuses: ShardStatuses): Labelled[] {
   return [...statuses].flatMap(([region, shards]) =>
-    shards.map((status, shard) => ({ labels: `region="${region}",shard="${shard}"`, region, status })),
+    shards.map((status, shard) => ({ labels: `region="${region}",shard="${shard}"`, status })),
   );
 }
 
