@@ -23,6 +23,9 @@ export default defineConfig({
                 SESSION_SECRET: "test-session-secret",
                 // Tests drive heartbeats and outbox re-drains explicitly with runDurableObjectAlarm.
                 HEARTBEAT_INTERVAL_MS: "3600000",
+                // A failover waits for the old primary's lease; heartbeats, driven by hand here,
+                // would otherwise stop within it and every region would fall silent.
+                PRIMARY_LEASE_MS: "300",
                 // These tests take replication through the queue by hand (the path that carries
                 // whatever a direct push did not deliver). Pushes are covered by the unit tests of
                 // the outbox, the simulator (half its seeds), the end-to-end suite and the campaign,

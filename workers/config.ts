@@ -6,7 +6,7 @@ import { assert } from "../shared/assert.ts";
 import { type RegionId, parseRegionId, parseRegionList } from "../shared/regions.ts";
 import { SHARDS_MAX } from "../shared/shards.ts";
 import { GC_DEFAULTS, type GcSettings } from "../shared/store/gc.ts";
-import { type PrimaryPrefix, parsePrimaryPrefixes } from "../shared/store/primaries.ts";
+import { PRIMARY_LEASE_MS, type PrimaryPrefix, parsePrimaryPrefixes } from "../shared/store/primaries.ts";
 
 /** Parsed settings. */
 export interface Config {
@@ -28,6 +28,8 @@ export interface Config {
   readonly sessionWaitMs: number;
   /** A region no peer has heard from for this long is unhealthy. */
   readonly healthSilenceMs: number;
+  /** The lease the control object grants a strong prefix's primary (`shared/store/leases.ts`). */
+  readonly primaryLeaseMs: number;
   /**
    * Fault injection for tests and drills: every replication message waits this long in the
    * queue (Queues' own `delaySeconds`), as a slow WAN link would. 0 in production.
@@ -111,6 +113,7 @@ export function loadConfig(env: Env): Config {
     env.ACK_TIMEOUT_MS,
     env.SESSION_WAIT_MS,
     env.HEALTH_SILENCE_MS,
+    env.PRIMARY_LEASE_MS,
     env.REPLICATION_DELAY_SECONDS,
     env.REPLICATION_BATCH_MS,
     env.ANTI_ENTROPY_INTERVAL_MS,
@@ -145,6 +148,7 @@ export function loadConfig(env: Env): Config {
     ackTimeoutMs: positiveInt("ACK_TIMEOUT_MS", env.ACK_TIMEOUT_MS, ACK_TIMEOUT_MS_DEFAULT),
     sessionWaitMs: positiveInt("SESSION_WAIT_MS", env.SESSION_WAIT_MS, SESSION_WAIT_MS_DEFAULT),
     healthSilenceMs: positiveInt("HEALTH_SILENCE_MS", env.HEALTH_SILENCE_MS, 3 * heartbeatIntervalMs),
+    primaryLeaseMs: positiveInt("PRIMARY_LEASE_MS", env.PRIMARY_LEASE_MS, PRIMARY_LEASE_MS),
     replicationDelaySeconds: nonNegativeInt("REPLICATION_DELAY_SECONDS", env.REPLICATION_DELAY_SECONDS, 0, 43_200),
     replicationBatchMs: nonNegativeInt("REPLICATION_BATCH_MS", env.REPLICATION_BATCH_MS, 50, 1000),
     replicationDropPercent: nonNegativeInt("REPLICATION_DROP_PERCENT", env.REPLICATION_DROP_PERCENT, 0, 100),

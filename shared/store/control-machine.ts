@@ -17,7 +17,7 @@ import {
 } from "./cluster.ts";
 import { type ReplicaPulse } from "./contract.ts";
 import { HLC_SKEW_MS_MAX_DEFAULT } from "../hlc.ts";
-import { type PrimaryPrefix } from "./primaries.ts";
+import { PRIMARY_LEASE_MS, type PrimaryPrefix } from "./primaries.ts";
 import { type Layout, activeShards, moveId, oldWritesDelivered, stableLayout } from "./layout.ts";
 
 /** A strong prefix's primary as the control object stores it. */
@@ -83,6 +83,8 @@ export interface ControlSettings {
   readonly silenceMs: number;
   /** Replica objects per region as configured (`shared/shards.ts`; default 1): keys move to it when it changes. */
   readonly shards?: number;
+  /** The lease a confirmed primary gets (default {@link PRIMARY_LEASE_MS}; `leases.ts`). */
+  readonly leaseMs?: number;
 }
 
 /**
@@ -118,6 +120,8 @@ export class ControlMachine {
   readonly settings: ControlSettings;
   private readonly startedMs: number;
   private current: ClusterView = EMPTY_VIEW;
+  /** Per strong prefix, until when (this object's clock) the last lease it granted runs. */
+  private readonly leases = new Map<string, number>();
 
   constructor(storage: ControlStorage, settings: ControlSettings, startedMs: number) {
     this.storage = storage;
@@ -136,6 +140,9 @@ export class ControlMachine {
           changedMs: startedMs,
         });
     });
+    // A lease granted before this object (re)started may still run: none is known, so every
+    // prefix waits a whole lease before its primary may be replaced.
+    for (const p of settings.primaryPrefixes) this.leases.set(p.prefix, startedMs + this.leaseMs);
     this.compose(startedMs, undefined);
   }
 
@@ -287,16 +294,36 @@ export class ControlMachine {
     this.storage.transaction(() => this.storage.health.set(region, healthy, nowMs));
   }
 
-  /** Whether `region` is the ready primary of `prefix` under `epoch`: the fencing check. */
-  confirmPrimary(prefix: string, region: RegionId, epoch: number): boolean {
+  /**
+   * The fencing check: when `region` is the ready and healthy primary of `prefix` under
+   * `epoch`, grants it a lease and answers its length in milliseconds (`settings.leaseMs`);
+   * otherwise 0. Until the lease runs out the prefix is not failed over.
+   */
+  confirmPrimary(prefix: string, region: RegionId, epoch: number, nowMs: number): number {
     const p = this.current.primaries[prefix];
-    return p !== undefined && p.region === region && p.epoch === epoch && p.ready && isHealthy(this.current, region);
+    const confirmed =
+      p !== undefined && p.region === region && p.epoch === epoch && p.ready && isHealthy(this.current, region);
+    if (!confirmed) return 0;
+    this.leases.set(prefix, Math.max(this.leases.get(prefix) ?? 0, nowMs + this.leaseMs));
+    return this.leaseMs;
   }
 
-  /** The prefixes whose primary is unhealthy and may be replaced automatically. */
-  needsFailover(): string[] {
+  private get leaseMs(): number {
+    return this.settings.leaseMs ?? PRIMARY_LEASE_MS;
+  }
+
+  /** Until when (this object's clock) the last lease granted for `prefix` runs. */
+  leaseUntil(prefix: string): number {
+    return this.leases.get(prefix) ?? 0;
+  }
+
+  /**
+   * The prefixes whose primary is unhealthy and may be replaced automatically now: those
+   * whose last lease ran out (the old primary may serve until then).
+   */
+  needsFailover(nowMs: number): string[] {
     return Object.entries(this.current.primaries)
-      .filter(([, p]) => p.failover && !isHealthy(this.current, p.region))
+      .filter(([prefix, p]) => p.failover && !isHealthy(this.current, p.region) && nowMs >= this.leaseUntil(prefix))
       .map(([prefix]) => prefix);
   }
 
@@ -317,10 +344,13 @@ export class ControlMachine {
     return best?.region;
   }
 
-  /** Promotes `successor` for `prefix` under the next epoch; it is not ready until it has recovered. */
+  /**
+   * Promotes `successor` for `prefix` under the next epoch; it is not ready until it has
+   * recovered. Nothing happens while the current primary's lease runs.
+   */
   beginFailover(prefix: string, successor: RegionId, nowMs: number): void {
     const row = this.storage.primaries.all().find((r) => r.prefix === prefix);
-    if (row === undefined) return;
+    if (row === undefined || nowMs < this.leaseUntil(prefix)) return;
     this.storage.transaction(() => {
       this.storage.primaries.put({
         prefix,

@@ -78,7 +78,7 @@ export class ControlNode {
     const statuses = await this.gather();
     machine.compose(ports.now(), statuses);
     const missed = new Set<RegionId>();
-    for (const prefix of machine.needsFailover()) {
+    for (const prefix of machine.needsFailover(ports.now())) {
       const old = machine.view.primaries[prefix];
       const successor = old === undefined ? undefined : machine.successor(old.region, statuses);
       if (old === undefined || successor === undefined) continue;

@@ -26,8 +26,11 @@ export interface Clock {
 /** What a replica asks of the control object. */
 export interface ControlApi {
   getView(): Promise<ClusterView>;
-  /** Whether `region` is the ready primary of `prefix` under `epoch`: the fencing check. */
-  confirmPrimary(prefix: string, region: RegionId, epoch: number): Promise<boolean>;
+  /**
+   * The fencing check: whether `region` is the ready primary of `prefix` under `epoch`, as the
+   * length in milliseconds of the lease granted (0: it is not).
+   */
+  confirmPrimary(prefix: string, region: RegionId, epoch: number): Promise<number>;
 }
 
 /** Everything a replica node reaches outside itself. */

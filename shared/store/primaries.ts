@@ -5,6 +5,17 @@
  */
 import { type RegionId, parseRegionId } from "../regions.ts";
 
+/**
+ * How long a primary may serve its prefix on one confirmation by the control object (its
+ * lease). The control object starts no other primary for the prefix until the last lease it
+ * granted has run out (counted on its own clock from when it granted it), and the primary
+ * counts the lease from before it asked, less {@link PRIMARY_LEASE_MARGIN_MS}: only durations
+ * are compared, never two clocks' readings, so clock skew cannot make two primaries overlap.
+ */
+export const PRIMARY_LEASE_MS = 2000;
+/** What a primary takes off its lease (at most a quarter of it), for clock-rate drift and a clock read late. */
+export const PRIMARY_LEASE_MARGIN_MS = 250;
+
 /** One configured strong prefix. */
 export interface PrimaryPrefix {
   readonly prefix: string;

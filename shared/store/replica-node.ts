@@ -35,6 +35,7 @@ import { Drain, type DrainSettings } from "./drain.ts";
 import { aeBegin, localChildren, localRows, mergeRows } from "./anti-entropy.ts";
 import { type GcSettings, gcStep, ownReport } from "./gc.ts";
 import { Lifecycle, type LifecycleSettings } from "./lifecycle.ts";
+import { HeldStates, PrimaryLeases } from "./leases.ts";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { type MerkleEntry } from "../merkle.ts";
 import { type KeyOp, decodeKeyState, keyVersion, keyVv } from "./key-state.ts";
@@ -80,6 +81,8 @@ export class ReplicaNode {
   private readonly ports: ReplicaPorts;
   private readonly settings: NodeSettings;
   private readonly recovering = new Map<string, Promise<Result<RecoveryProgress>>>();
+  private readonly leases: PrimaryLeases;
+  private readonly held = new HeldStates();
   /** Ticks run since this object started (the first pulls the view). */
   private ticks = 0;
 
@@ -89,6 +92,7 @@ export class ReplicaNode {
     this.settings = settings;
     this.drain = new Drain(machine, ports, settings);
     this.lifecycle = new Lifecycle(machine, ports, settings);
+    this.leases = new PrimaryLeases(machine.region, ports);
   }
 
   /** Starts what a new replica must do (probe its peers, then bootstrap from them), in the background. */
@@ -121,19 +125,19 @@ export class ReplicaNode {
     return this.machine.region;
   }
 
-  /** Checks with the control object that this replica still leads `scope`, then locally. */
-  private async confirm(scope: { prefix: string; epoch: number }): Promise<Result<null>> {
+  /** Checks that this replica still leads `scope`: locally, then under its lease (`leases.ts`). */
+  private async confirm(scope: StrongScope): Promise<Result<null>> {
     if (!this.machine.isPrimary(scope)) return this.machine.fenced(scope);
-    let confirmed: boolean;
-    try {
-      confirmed = await this.ports.control.confirmPrimary(scope.prefix, this.region, scope.epoch);
-    } catch (error) {
-      this.ports.warn(`replica ${this.region}: the control object did not confirm "${scope.prefix}"`, error);
-      return fail("primary_unavailable", `the primary of "${scope.prefix}" could not confirm its position; retry`, {
-        prefix: scope.prefix,
-      });
+    switch (await this.leases.confirm(scope)) {
+      case "leased":
+        return ok(null);
+      case "refused":
+        return this.machine.fenced(scope);
+      case "unreachable":
+        return fail("primary_unavailable", `the primary of "${scope.prefix}" could not confirm its position; retry`, {
+          prefix: scope.prefix,
+        });
     }
-    return confirmed ? ok(null) : this.machine.fenced(scope);
   }
 
   /**
@@ -199,6 +203,9 @@ export class ReplicaNode {
       );
     }
     const acked = [this.region, ...result.acked];
+    // A majority now holds this state: a strong read of it needs no peer (`leases.ts`).
+    if (options.strong !== undefined && acked.length >= needed)
+      this.held.record(key, options.strong.epoch, view.version);
     return ok({ region: this.region, seq, view, acked, needed, unavailable, complete: acked.length >= needed });
   }
 
@@ -249,6 +256,7 @@ export class ReplicaNode {
     const local = machine.snapshot(key);
     if (local.state === null) return ok(local);
     const version = keyVersion(decodeKeyState(local.state));
+    if (this.held.holds(key, local.epoch, version)) return ok(local);
     const needed = majority(machine.settings.regions.length) - 1;
     const entry: ReplicationEntry = {
       seq: Math.max(1, vvGet(local.seqs, this.region)),
@@ -283,7 +291,10 @@ export class ReplicaNode {
       },
       (target, error) => this.ports.warn(`replica ${this.region}: ${target} could not confirm "${key}"`, error),
     );
-    if (result.complete) return ok(local);
+    if (result.complete) {
+      this.held.record(key, local.epoch, version);
+      return ok(local);
+    }
     return fail("primary_unavailable", `the latest state of "${key}" is not yet held by a majority of regions; retry`, {
       prefix: scope.prefix,
     });

@@ -55,7 +55,7 @@ function nodeOf(region: RegionId, bootstrapping = false): ReplicaNode {
     peer: () => {
       throw new Error("these tests call peers explicitly");
     },
-    control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+    control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => 2000 },
     queue: { sendBatch: () => Promise.reject(new Error("these tests deliver explicitly")) },
     background: (work) => void work.catch(() => undefined),
     warn: () => undefined,

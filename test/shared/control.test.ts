@@ -10,6 +10,7 @@ import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type PeerLag, type RecoveryProgress, type ReplicaStatus } from "../../shared/store/contract.ts";
 import { ControlMachine, type Statuses } from "../../shared/store/control-machine.ts";
 import { ControlNode } from "../../shared/store/control-node.ts";
+import { PRIMARY_LEASE_MS } from "../../shared/store/primaries.ts";
 import { type Timer } from "../../shared/store/ports.ts";
 import { MemoryControlStorage } from "../sim/memory-control.ts";
 
@@ -104,6 +105,43 @@ describe("clock skew", () => {
     ).toEqual({ healthy: false, reason: "clock_skew" });
     // Within the bound again.
     expect(m.compose(later, at(later + 1_000)).health.apac).toEqual({ healthy: true, reason: null });
+  });
+});
+
+describe("primary leases", () => {
+  it("grants a lease only to the ready, healthy primary of the epoch asked about", () => {
+    const m = control();
+    expect(m.confirmPrimary("strong/", "enam", 1, START + 1000)).toBe(PRIMARY_LEASE_MS);
+    expect(m.confirmPrimary("strong/", "weur", 1, START + 1000)).toBe(0);
+    expect(m.confirmPrimary("strong/", "enam", 2, START + 1000)).toBe(0);
+    m.setOverride("enam", false, START + 1500);
+    m.compose(START + 1500, undefined);
+    expect(m.confirmPrimary("strong/", "enam", 1, START + 1500)).toBe(0);
+  });
+
+  it("fails a prefix over only once the last lease it granted has run out", () => {
+    const m = control();
+    const granted = START + 10_000;
+    expect(m.confirmPrimary("strong/", "enam", 1, granted)).toBeGreaterThan(0);
+    m.setOverride("enam", false, granted + 1);
+    m.compose(granted + 1, undefined);
+    // The old primary may serve on its lease until then: no successor may start.
+    expect(m.needsFailover(granted + PRIMARY_LEASE_MS - 1)).toEqual([]);
+    m.beginFailover("strong/", "weur", granted + PRIMARY_LEASE_MS - 1);
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "enam", epoch: 1 });
+    expect(m.needsFailover(granted + PRIMARY_LEASE_MS)).toEqual(["strong/"]);
+    m.beginFailover("strong/", "weur", granted + PRIMARY_LEASE_MS);
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", epoch: 2, ready: false });
+    // The deposed primary is refused a new lease.
+    expect(m.confirmPrimary("strong/", "enam", 1, granted + PRIMARY_LEASE_MS)).toBe(0);
+  });
+
+  it("after a start, waits a whole lease: one granted before it may still run", () => {
+    const m = control();
+    m.setOverride("enam", false, START);
+    m.compose(START, undefined);
+    expect(m.needsFailover(START + PRIMARY_LEASE_MS - 1)).toEqual([]);
+    expect(m.needsFailover(START + PRIMARY_LEASE_MS)).toEqual(["strong/"]);
   });
 });
 

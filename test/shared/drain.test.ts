@@ -59,7 +59,7 @@ function harness(
         if (answer === undefined) throw new Error("no peer calls in these tests");
         return { applyReplication: answer } as unknown as PeerApi;
       },
-      control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+      control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => 2000 },
       queue: {
         sendBatch: async (messages: readonly ReplicationMessage[]) => {
           queue.attempts += 1;

@@ -498,7 +498,7 @@ class Trio {
         now: () => this.now(i),
         timer: () => still,
         peer: (r) => this.api(REGIONS.indexOf(r)),
-        control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+        control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => 2000 },
         queue: { sendBatch: () => Promise.reject(new Error("the program delivers")) },
         background: (work) => void work.catch(() => undefined),
         warn: () => undefined,

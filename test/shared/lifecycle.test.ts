@@ -58,7 +58,7 @@ class Cluster {
       now: () => this.clock.now(),
       timer: (ms) => this.clock.timer(ms),
       peer: (r) => this.api(r),
-      control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+      control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => 2000 },
       queue: {
         sendBatch: async (messages) => {
           this.bag.push(...messages);

@@ -7,7 +7,8 @@ import { formatHlc, hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ClusterView } from "../../shared/store/cluster.ts";
 import { type KeySnapshot, type PeerApi } from "../../shared/store/contract.ts";
-import { type KeyState, applyKeyOp, encodeKeyState, keyVersion } from "../../shared/store/key-state.ts";
+import { type KeyOp, type KeyState, applyKeyOp, encodeKeyState, keyVersion } from "../../shared/store/key-state.ts";
+import { PRIMARY_LEASE_MARGIN_MS, PRIMARY_LEASE_MS } from "../../shared/store/primaries.ts";
 import { HELD_ROWS_MAX } from "../../shared/store/outbox.ts";
 import { PENDING_RANGES_MAX } from "../../shared/store/progress.ts";
 import { type ReplicaPorts, type Timer } from "../../shared/store/ports.ts";
@@ -64,7 +65,7 @@ function harness(
     now: () => NOW,
     timer: () => still,
     peer: (r) => peers.get(r) as PeerApi,
-    control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => true },
+    control: { getView: () => Promise.reject(new Error("no control")), confirmPrimary: async () => 2000 },
     queue: {
       sendBatch: async (messages) => {
         sent.push(...messages);
@@ -328,7 +329,7 @@ describe("the periodic tick", () => {
     const h = harness("weur", new MemoryStorage(), {
       // Timers that fire at once: every bounded wait gives up immediately.
       timer: () => ({ done: Promise.resolve(), cancel: () => undefined }),
-      control: { getView: () => new Promise(() => undefined), confirmPrimary: async () => true },
+      control: { getView: () => new Promise(() => undefined), confirmPrimary: async () => 2000 },
     });
     for (const region of ["wnam", "enam"] as const)
       h.peers.set(region, {
@@ -363,5 +364,125 @@ describe("session reads of a strong key while its prefix is unsettled here", () 
     h.peers.set("wnam", { snapshot: async () => ok({ state: encodeKeyState(written), seqs: { enam: 1 }, epoch: 2 }) });
     const read = await h.node.read("strong/k", { session: { enam: 1 } });
     expect(read.ok && read.value.view?.version).toBe(keyVersion(written));
+  });
+});
+
+/** The strong prefix the harness configures, at its first epoch. */
+const SCOPE = { prefix: "strong/", epoch: 1 };
+/** A register write of `value`. */
+const put = (value: string): KeyOp => ({
+  type: "register",
+  op: { kind: "put", value: new TextEncoder().encode(value), contentType: "text/plain" },
+});
+
+/** enam, the primary of strong/, with a clock the test moves, counted calls, and a control object's answer. */
+function primary(answer: () => Promise<number>) {
+  const clock = { nowMs: NOW };
+  const calls = { confirm: 0, push: 0, covers: 0 };
+  const h = harness("enam", new MemoryStorage(), {
+    now: () => clock.nowMs,
+    control: {
+      getView: () => Promise.reject(new Error("no control")),
+      confirmPrimary: () => {
+        calls.confirm += 1;
+        return answer();
+      },
+    },
+  });
+  for (const region of ["wnam", "weur"] as const)
+    h.peers.set(region, {
+      pushWrite: async () => {
+        calls.push += 1;
+        return ok({ fenced: 0 });
+      },
+      covers: async () => {
+        calls.covers += 1;
+        return ok(true);
+      },
+    });
+  return { h, clock, calls };
+}
+
+describe("a strong prefix's primary under its lease", () => {
+  it("asks the control object once per lease, and not again while it runs", async () => {
+    const { h, clock, calls } = primary(async () => PRIMARY_LEASE_MS);
+    expect((await h.node.write("strong/k", put("a"), { acks: 1, timeoutMs: 1000, strong: SCOPE })).ok).toBe(true);
+    clock.nowMs += PRIMARY_LEASE_MS / 2 - 1;
+    expect((await h.node.read("strong/k", { strong: SCOPE })).ok).toBe(true);
+    expect(calls.confirm).toBe(1);
+    // Past half the lease: served at once, renewed beside the request.
+    clock.nowMs += 2;
+    expect((await h.node.read("strong/k", { strong: SCOPE })).ok).toBe(true);
+    expect(calls.confirm).toBe(2);
+  });
+
+  it("reads a state a majority acknowledged without asking the peers again", async () => {
+    const { h, calls } = primary(async () => PRIMARY_LEASE_MS);
+    await h.node.write("strong/k", put("a"), { acks: 1, timeoutMs: 1000, strong: SCOPE });
+    const read = await h.node.read("strong/k", { strong: SCOPE });
+    const view = read.ok ? read.value.view : null;
+    expect(view?.type === "register" && view.value !== null && new TextDecoder().decode(view.value)).toBe("a");
+    expect(calls.covers).toBe(0);
+  });
+
+  it("asks the peers before answering a state no majority acknowledged", async () => {
+    const { h, calls } = primary(async () => PRIMARY_LEASE_MS);
+    for (const region of ["wnam", "weur"] as const)
+      h.peers.set(region, { pushWrite: () => Promise.reject(new Error("unreachable")), covers: async () => ok(true) });
+    const write = await h.node.write("strong/k", put("a"), { acks: 1, timeoutMs: 1000, strong: SCOPE });
+    expect(write.ok && write.value.complete).toBe(false);
+    for (const region of ["wnam", "weur"] as const)
+      h.peers.set(region, {
+        covers: async () => {
+          calls.covers += 1;
+          return ok(true);
+        },
+      });
+    expect((await h.node.read("strong/k", { strong: SCOPE })).ok).toBe(true);
+    expect(calls.covers).toBeGreaterThan(0);
+  });
+
+  it("counts the lease from before it asked: a slow answer buys a shorter lease", async () => {
+    const pending: Array<(ms: number) => void> = [];
+    const { h, clock, calls } = primary(() => new Promise<number>((resolve) => pending.push(resolve)));
+    /** Lets the read run until it waits for the control object (bounded: it must get there). */
+    const asked = async (): Promise<(ms: number) => void> => {
+      for (let i = 0; i < 100 && pending.length === 0; i += 1) await Promise.resolve();
+      const answer = pending.shift();
+      if (answer === undefined) throw new Error("the control object was not asked");
+      return answer;
+    };
+    const sentMs = clock.nowMs;
+    const first = h.node.read("strong/k", { strong: SCOPE });
+    const answerFirst = await asked();
+    clock.nowMs += 1500;
+    answerFirst(PRIMARY_LEASE_MS);
+    expect((await first).ok).toBe(true);
+    // The control object's lease ends PRIMARY_LEASE_MS after it answered, later than sentMs +
+    // PRIMARY_LEASE_MS: the primary's own must end before that, whenever the answer came.
+    clock.nowMs = sentMs + PRIMARY_LEASE_MS - PRIMARY_LEASE_MARGIN_MS;
+    let answered = false;
+    const second = h.node.read("strong/k", { strong: SCOPE }).finally(() => {
+      answered = true;
+    });
+    const answerSecond = await asked();
+    for (let i = 0; i < 100; i += 1) await Promise.resolve();
+    // The lease is out: the read waits for the control object rather than serving on it.
+    expect(answered).toBe(false);
+    answerSecond(PRIMARY_LEASE_MS);
+    expect((await second).ok).toBe(true);
+    expect(calls.confirm).toBe(2);
+  });
+
+  it("stops serving once the lease ran out and the control object refuses it", async () => {
+    let granted = PRIMARY_LEASE_MS;
+    const { h, clock } = primary(async () => granted);
+    expect((await h.node.read("strong/k", { strong: SCOPE })).ok).toBe(true);
+    granted = 0;
+    clock.nowMs += PRIMARY_LEASE_MS;
+    const refused = await h.node.read("strong/k", { strong: SCOPE });
+    expect(refused.ok ? "ok" : refused.error.code).toBe("fenced");
+    const write = await h.node.write("strong/k", put("b"), { acks: 1, timeoutMs: 1000, strong: SCOPE });
+    expect(write.ok ? "ok" : write.error.code).toBe("fenced");
   });
 });

@@ -4,6 +4,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { ControlMachine } from "../../shared/store/control-machine.ts";
 import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
+import { PRIMARY_LEASE_MS } from "../../shared/store/primaries.ts";
 import { campaign } from "./campaign.ts";
 
 vi.mock("../../shared/store/epochs.ts", async (importOriginal) => {
@@ -30,7 +31,7 @@ function anyonePrimary(this: ReplicaMachine): boolean {
 describe("simulation without fencing", () => {
   it("finds deposed writes that survive or acknowledged writes that are lost", async () => {
     ReplicaMachine.prototype.isPrimary = anyonePrimary;
-    ControlMachine.prototype.confirmPrimary = () => true;
+    ControlMachine.prototype.confirmPrimary = () => PRIMARY_LEASE_MS;
     const failures = await campaign(1, 150, { faults: { isolatePrimary: true } });
     expect(failures.length).toBeGreaterThan(0);
     expect(failures.map((f) => f.report).join("\n")).toMatch(

@@ -32,6 +32,8 @@ export interface ClusterSettings {
   /** The control object's region. */
   readonly controlRegion: RegionId;
   readonly heartbeatIntervalMs: number;
+  /** The lease the control object grants a primary (`leases.ts`). */
+  readonly leaseMs: number;
   readonly sessionWaitMs: number;
   readonly batchMs: number;
   /** Whether replicas push writes to their peers first (DIRECT_PUSH), the queue carrying the rest. */
@@ -177,7 +179,9 @@ export class SimRegion {
     const control: ControlApi = {
       getView: () => life.guard(cluster.controlCall(self, (c) => c.machine.view)),
       confirmPrimary: (prefix, region, epoch) =>
-        life.guard(cluster.controlCall(self, (c) => c.machine.confirmPrimary(prefix, region, epoch))),
+        life.guard(
+          cluster.controlCall(self, (c) => c.machine.confirmPrimary(prefix, region, epoch, cluster.scheduler.now)),
+        ),
     };
     return {
       now: () => this.now(),
@@ -217,6 +221,7 @@ export class SimControl {
         regions: settings.regions,
         primaryPrefixes: settings.primaryPrefixes,
         silenceMs: 3 * settings.heartbeatIntervalMs,
+        leaseMs: settings.leaseMs,
       },
       cluster.scheduler.now,
     );

@@ -9,7 +9,7 @@ import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replayDeadLetters } from "../../shared/store/dead-letters.ts";
 import { decodeKeyState, keyVv } from "../../shared/store/key-state.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
-import { type PrimaryPrefix, prefixOf } from "../../shared/store/primaries.ts";
+import { PRIMARY_LEASE_MS, type PrimaryPrefix, prefixOf } from "../../shared/store/primaries.ts";
 import { type ReplicaStorage } from "../../shared/store/storage.ts";
 import { EMPTY_VV, type VersionVector, formatVv, parseVv, vvGet, vvMerge } from "../../shared/version-vector.ts";
 import { Cluster } from "./cluster.ts";
@@ -39,6 +39,8 @@ export interface SimOptions {
   readonly repair?: boolean;
   /** Breaks the protocol on purpose (see broken.test.ts): the run must then fail. */
   readonly wrapStorage?: (storage: ReplicaStorage) => ReplicaStorage;
+  /** The primary's lease; by default a third of the seeds take one longer than a failover. */
+  readonly leaseMs?: number;
 }
 
 /** What a run found. */
@@ -49,6 +51,9 @@ export interface SimResult {
   readonly trace: string;
   readonly stats: { events: number; writes: number; reads: number; virtualMs: number };
 }
+
+/** A lease longer than a failover takes, so that the control object's wait for it shows. */
+const LONG_LEASE_MS = 8000;
 
 const DEFAULT_FAULTS: Omit<FaultPlan, "isolatePrimary"> = {
   crashes: true,
@@ -92,6 +97,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       primaryPrefixes,
       controlRegion: random.pick(plan.isolatePrimary ? regions.filter((r) => r !== primary) : regions),
       heartbeatIntervalMs: 1000,
+      // From the seed, not the generator, so that every other choice of a seed stays as it was.
+      leaseMs: options.leaseMs ?? (seed % 3 === 0 ? LONG_LEASE_MS : PRIMARY_LEASE_MS),
       sessionWaitMs: 10,
       batchMs: random.pick([0, 50]),
       // From the seed, not the generator, so that every other choice of a seed stays as it was.
@@ -107,7 +114,7 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
     trace,
   );
   trace.note(
-    `seed ${seed}: regions ${regions.join(",")}, strong/ led by ${primaryPrefixes[0]?.region}, control in ${cluster.settings.controlRegion}, direct push ${cluster.settings.directPush ? "on" : "off"}`,
+    `seed ${seed}: regions ${regions.join(",")}, strong/ led by ${primaryPrefixes[0]?.region}, control in ${cluster.settings.controlRegion}, direct push ${cluster.settings.directPush ? "on" : "off"}, lease ${cluster.settings.leaseMs} ms`,
   );
 
   const writes: CommittedWrite[] = [];

@@ -33,6 +33,7 @@ export class Control extends DurableObject<Env> {
         regions: config.regions,
         primaryPrefixes: config.primaryPrefixes,
         silenceMs: config.healthSilenceMs,
+        leaseMs: config.primaryLeaseMs,
         shards: config.shards,
       },
       now,
@@ -75,9 +76,9 @@ export class Control extends DurableObject<Env> {
     return faults;
   }
 
-  /** Whether `region` is the ready primary of `prefix` under `epoch`: the fencing check. */
-  async confirmPrimary(prefix: string, region: RegionId, epoch: number): Promise<boolean> {
-    return this.node.machine.confirmPrimary(prefix, region, epoch);
+  /** The fencing check: the lease in milliseconds granted to `region` as primary of `prefix` under `epoch`, or 0. */
+  async confirmPrimary(prefix: string, region: RegionId, epoch: number): Promise<number> {
+    return this.node.machine.confirmPrimary(prefix, region, epoch, Date.now());
   }
 
   override async alarm(): Promise<void> {
