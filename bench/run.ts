@@ -36,9 +36,10 @@
  *   BENCH_LOAD_WRITES          per-object load: writes to fresh keys (each shard's share counted): 1500
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
- *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; the first is
- *                              held to the target, the others show the store below saturation ("none"
- *                              skips convergence; skipped anyway with one region): 100,20 | 100
+ *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; "half" is half
+ *                              the store write throughput of the first latency pass, and the first
+ *                              rate is held to the target ("none" skips convergence; skipped anyway
+ *                              with one region): half,100,20 | half
  *   BENCH_CONV_MS              convergence: how long writes are offered, per rate: 15000 | 6000
  *   BENCH_CONV_SAMPLES_PER_SEC convergence: writes followed per second (every n-th write): 20
  *   BENCH_POLL_MS              convergence: first poll interval: 5
@@ -166,7 +167,13 @@ async function runVariant(
 
     const convergences: ConvergenceSummary[] = [];
     if (peers.length === 0 && config.convRatesPerSec.length > 0) log("convergence: skipped, the store has one region");
-    for (const rate of peers.length === 0 ? [] : config.convRatesPerSec) {
+    // Half the store's own measured write capacity (the first latency pass, 8 workers by default).
+    const capacity = passes[0]?.rounds.medians["store write"]?.opsPerSec;
+    const rates = config.convRatesPerSec.flatMap((r) =>
+      r !== "half" ? [r] : capacity === undefined ? [] : [Math.max(1, Math.round(capacity / 2))],
+    );
+    if (rates.length < config.convRatesPerSec.length) log('convergence: no latency pass, so no "half" rate');
+    for (const rate of peers.length === 0 ? [] : rates) {
       const sampleEvery = Math.max(1, Math.round(rate / config.convSamplesPerSec));
       log(`convergence: ${rate} writes/s to ${config.region} for ${config.convMs} ms, 1 in ${sampleEvery} followed`);
       await settleStore();

@@ -25,7 +25,11 @@ export interface BenchConfig {
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
-  readonly convRatesPerSec: readonly number[];
+  /**
+   * Convergence: offered writes per second, one run each; "half" is half the store write
+   * throughput its first latency pass measured (the issue's "half the store's own capacity").
+   */
+  readonly convRatesPerSec: ReadonlyArray<number | "half">;
   readonly convMs: number;
   /** Samples followed per second (every n-th write is followed, n = rate / this, at least 1). */
   readonly convSamplesPerSec: number;
@@ -55,6 +59,21 @@ function intList(name: string, fallback: readonly number[], min: number, max: nu
     const value = Number(part.trim());
     if (!Number.isSafeInteger(value) || value < min || value > max)
       throw new Error(`${name} must list integers in [${min}, ${max}], got "${raw}"`);
+    return value;
+  });
+}
+
+/** BENCH_CONV_RATES: integers and "half", or "none". */
+function convRates(quick: boolean): Array<number | "half"> {
+  const raw = process.env.BENCH_CONV_RATES;
+  if (raw === "none") return [];
+  if (raw === undefined || raw === "") return quick ? ["half"] : ["half", 100, 20];
+  return raw.split(",").map((part) => {
+    const rate = part.trim();
+    if (rate === "half") return "half";
+    const value = Number(rate);
+    if (!Number.isSafeInteger(value) || value < 1 || value > 10_000)
+      throw new Error(`BENCH_CONV_RATES must list "half" or integers in [1, 10000], got "${raw}"`);
     return value;
   });
 }
@@ -119,8 +138,7 @@ export function loadBenchConfig(): BenchConfig {
     variants,
     extraVars: text("BENCH_EXTRA_VARS", ""),
     loadWrites: int("BENCH_LOAD_WRITES", 1500, 10, 1_000_000),
-    convRatesPerSec:
-      process.env.BENCH_CONV_RATES === "none" ? [] : intList("BENCH_CONV_RATES", quick ? [100] : [100, 20], 1, 10_000),
+    convRatesPerSec: convRates(quick),
     convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),
     convSamplesPerSec: int("BENCH_CONV_SAMPLES_PER_SEC", 20, 1, 10_000),
     pollMs: int("BENCH_POLL_MS", 5, 1, 10_000),

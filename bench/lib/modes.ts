@@ -5,6 +5,10 @@
  * floor's write, reads with the floor's read, and the caught-up session read also with the
  * eventual read of the same rounds (its target: at most 1.1x).
  *
+ * Strong reads and writes go to keys under {@link STRONG_PREFIX} (led by the pinned region in
+ * the default configuration): the strong read is compared with the eventual read, the strong
+ * write with the `ack=quorum` write (targets: at most 1.2x each).
+ *
  * Two session reads are measured:
  * - "caught-up": the token comes from one earlier write at another region that was awaited
  *   until every region showed it, so the serving replica already covers it and only checks.
@@ -15,7 +19,7 @@
 import { type BenchConfig } from "./config.ts";
 import { type Operation, closedLoop } from "./load.ts";
 import { type RoundsResult, medianDrainMs, runRounds } from "./rounds.ts";
-import { type Scenario, readOp, writeOp } from "./scenarios.ts";
+import { type Scenario, keySpace, readOp, writeOp } from "./scenarios.ts";
 import { awaitVisible } from "./settle.ts";
 import { type KvTarget, type SessionTarget, storeSessionTarget, storeTarget } from "./targets.ts";
 
@@ -30,7 +34,12 @@ export const MODE = {
   readSession: "read session (caught-up)",
   readSessionRemote: "read session after remote write",
   readQuorum: "read quorum",
+  writeStrong: "write strong",
+  readStrong: "read strong",
 } as const;
+
+/** The strong prefix the strong scenarios use (wrangler.toml's default `PRIMARY_PREFIXES`). */
+export const STRONG_PREFIX = "strong/";
 
 /**
  * What the per-mode pass needs to know about the store and the run. Operations are pinned to
@@ -125,9 +134,15 @@ async function caughtUpSession(setup: ModesSetup, region: string): Promise<{ ses
   return { session, visibleMs };
 }
 
+/** As many keys as the run's under {@link STRONG_PREFIX}. */
+function strongKeys(keys: readonly string[]): string[] {
+  return keySpace(`${STRONG_PREFIX}bench`, keys.length);
+}
+
 /** The per-mode scenarios; the "after remote write" read only when `remoteRegion` is set. */
 function modeScenarios(setup: ModesSetup, floor: KvTarget, session: string, remoteRegion: string | null): Scenario[] {
   const { config, baseUrl, keys, values } = setup;
+  const strong = strongKeys(keys);
   const { token, region } = config;
   const valueBytes = (values[0] as Uint8Array).length;
   const writer = (ack: string): KvTarget => storeTarget(baseUrl, token, region, { ack });
@@ -160,7 +175,23 @@ function modeScenarios(setup: ModesSetup, floor: KvTarget, session: string, remo
     });
   }
   const quorumRead = readOp(reader("quorum"), keys, valueBytes);
-  scenarios.push({ name: MODE.readQuorum, kind: "read", system: "store", op: quorumRead });
+  scenarios.push(
+    { name: MODE.readQuorum, kind: "read", system: "store", op: quorumRead },
+    {
+      name: MODE.writeStrong,
+      kind: "write",
+      system: "store",
+      op: writeOp(writer("quorum"), strong, values),
+      baseline: MODE.writeQuorum,
+    },
+    {
+      name: MODE.readStrong,
+      kind: "read",
+      system: "store",
+      op: readOp(reader("strong"), strong, valueBytes),
+      baseline: MODE.readEventual,
+    },
+  );
   return scenarios;
 }
 
@@ -173,6 +204,17 @@ export async function runModes(setup: ModesSetup, floor: KvTarget, concurrency: 
   const { region, rounds, phaseMs, warmupMs, errorsMax } = config;
   const remoteRegion = regions.find((r) => r !== region) ?? null;
   const anchorRegion = remoteRegion ?? region;
+  // The strong scenarios read keys of their own: each must hold a value first.
+  const filled = await closedLoop(
+    writeOp(storeTarget(setup.baseUrl, config.token, region), strongKeys(setup.keys), setup.values),
+    {
+      concurrency,
+      durationMs: 600_000,
+      errorsMax,
+      opsMax: setup.keys.length,
+    },
+  );
+  if (filled.errors > 0) throw new Error(`modes: writing the strong keys failed: ${filled.firstError}`);
   await setup.settle();
   const anchor = await caughtUpSession(setup, anchorRegion);
   const remote =

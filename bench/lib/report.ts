@@ -16,6 +16,10 @@ export const TARGETS = {
   convergenceP99MsMax: 250,
   /** A session read of a caught-up replica against an eventual read, p50. */
   sessionToEventualP50RatioMax: 1.1,
+  /** A strong read against an eventual read at the primary's region, p50. */
+  strongReadToEventualP50RatioMax: 1.2,
+  /** A strong write against an `ack=quorum` write, p50. */
+  strongWriteToQuorumP50RatioMax: 1.2,
   /** With 8 shards and writes to fresh keys, the busiest replica object's applied writes against its region's mean. */
   objectLoadRatioMax: 1.15,
   /** SHARDS=2 against SHARDS=1: the store/floor ratios of write p50, read p50 and write CPU. */
@@ -135,18 +139,24 @@ function passVerdicts(pass: LatencyPass, official: boolean): Verdict[] {
 }
 
 function modesVerdicts(modes: ModesResult, official: boolean): Verdict[] {
-  const session = modes.rounds.relative[MODE.readSession];
-  if (session === undefined) return [];
-  const max = TARGETS.sessionToEventualP50RatioMax;
-  return [
-    {
-      name: `session/eventual read p50, concurrency ${modes.concurrency}`,
-      value: session.p50,
-      target: `<= ${max}x`,
-      met: session.p50 <= max,
-      official,
-    },
+  const relative: ReadonlyArray<[string, string, number]> = [
+    [MODE.readSession, "session/eventual read", TARGETS.sessionToEventualP50RatioMax],
+    [MODE.readStrong, "strong/eventual read", TARGETS.strongReadToEventualP50RatioMax],
+    [MODE.writeStrong, "strong/ack=quorum write", TARGETS.strongWriteToQuorumP50RatioMax],
   ];
+  return relative.flatMap(([scenario, label, max]) => {
+    const ratio = modes.rounds.relative[scenario];
+    if (ratio === undefined) return [];
+    return [
+      {
+        name: `${label} p50, concurrency ${modes.concurrency}`,
+        value: ratio.p50,
+        target: `<= ${max}x`,
+        met: ratio.p50 <= max,
+        official,
+      },
+    ];
+  });
 }
 
 /**
