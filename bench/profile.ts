@@ -6,7 +6,9 @@
  * workers, waits for replication to drain, and prints self time by function and by kind of
  * work. Everything the store does in that time is in it: the router, the replica objects of
  * every region, the queue consumer and the background ticks (native calls such as SQLite and
- * crypto count as the JavaScript function that made them).
+ * crypto count as the JavaScript function that made them; so does the commit of a Durable
+ * Object's implicit transaction, which lands on the first storage call of the next turn).
+ * The profile is saved under bench/results/ for DevTools; BENCH_KEEP=1 keeps the servers' logs.
  */
 import path from "node:path";
 import { rmSync, writeFileSync } from "node:fs";
@@ -37,32 +39,45 @@ interface Profile {
   readonly timeDeltas: readonly number[];
 }
 
-/** A DevTools protocol session over the inspector's WebSocket. */
+/**
+ * A DevTools protocol session over wrangler's inspector proxy. The proxy wants an `Origin`
+ * header (Node's WebSocket takes one as undici's `headers` option) and renumbers message ids, so
+ * calls go one at a time and the next answer (a message with `result` or `error`) is theirs.
+ */
 async function devtools(port: number): Promise<(method: string, params?: object) => Promise<unknown>> {
   const targets = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as Array<{
     webSocketDebuggerUrl?: string;
   }>;
   const url = targets.find((t) => t.webSocketDebuggerUrl !== undefined)?.webSocketDebuggerUrl;
   if (url === undefined) throw new Error(`no inspector target on port ${port}`);
-  const socket = new WebSocket(url);
+  const init = { headers: { origin: `http://127.0.0.1:${port}` } };
+  const socket = new WebSocket(url, init as unknown as string[]);
   await new Promise((resolve, reject) => {
     socket.addEventListener("open", resolve, { once: true });
     socket.addEventListener("error", reject, { once: true });
   });
-  let next = 0;
-  const waiting = new Map<number, (value: unknown) => void>();
+  let answer: ((value: unknown) => void) | undefined;
   socket.addEventListener("message", (event) => {
-    const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: unknown };
-    if (message.id === undefined) return;
-    waiting.get(message.id)?.(message.error === undefined ? message.result : Promise.reject(message.error));
-    waiting.delete(message.id);
+    const message = JSON.parse(String(event.data)) as { result?: unknown; error?: unknown };
+    if (!("result" in message) && !("error" in message)) return;
+    const settle = answer;
+    answer = undefined;
+    settle?.(message.error === undefined ? message.result : Promise.reject(new Error(JSON.stringify(message.error))));
   });
-  return (method, params = {}) =>
-    new Promise((resolve) => {
-      next += 1;
-      waiting.set(next, resolve);
-      socket.send(JSON.stringify({ id: next, method, params }));
-    });
+  let next = 0;
+  let queue: Promise<unknown> = Promise.resolve();
+  return (method, params = {}) => {
+    const run = queue.then(
+      () =>
+        new Promise((resolve) => {
+          next += 1;
+          answer = resolve;
+          socket.send(JSON.stringify({ id: next, method, params }));
+        }),
+    );
+    queue = run.catch(() => undefined);
+    return run;
+  };
 }
 
 /** Self time in ms per node id. */
@@ -76,7 +91,7 @@ function selfTimes(profile: Profile): Map<number, number> {
 function kindOf(frame: ProfileNode["callFrame"]): string {
   const name = frame.functionName;
   if (name.startsWith("(")) return name;
-  if (frame.url === "" || !frame.url.includes("/")) return `native: ${name || "(anonymous)"}`;
+  if (frame.url === "") return `native: ${name || "(anonymous)"}`;
   if (frame.url.includes("node_modules/hono")) return "hono";
   if (frame.url.includes("node_modules/zod")) return "zod";
   if (frame.url.includes("node_modules/@noble")) return "noble hashes";
@@ -142,5 +157,5 @@ try {
   table(byFunction, TOP_FUNCTIONS);
 } finally {
   await stopAll();
-  rmSync(dir, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP !== "1") rmSync(dir, { recursive: true, force: true });
 }
