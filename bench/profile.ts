@@ -60,9 +60,9 @@ async function devtools(port: number): Promise<(method: string, params?: object)
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(String(event.data)) as { result?: unknown; error?: unknown };
     if (!("result" in message) && !("error" in message)) return;
-    const settle = answer;
+    const waiting = answer;
     answer = undefined;
-    settle?.(message.error === undefined ? message.result : Promise.reject(new Error(JSON.stringify(message.error))));
+    waiting?.(message.error === undefined ? message.result : Promise.reject(new Error(JSON.stringify(message.error))));
   });
   let next = 0;
   let queue: Promise<unknown> = Promise.resolve();
