@@ -50,7 +50,14 @@ function stamp(region: RegionId, counter: number): HlcStamp {
 /** Two LWW registers written concurrently by the first two regions on top of a shared history. */
 function lwwPair(regions: readonly RegionId[]): [LwwRegister, LwwRegister] {
   const [r0, r1] = regions as [RegionId, RegionId];
-  const base: LwwRegister = { stamp: stamp(r0, 0), value: VALUE, contentType: CONTENT_TYPE, vv: busyVector(regions) };
+  const base: LwwRegister = {
+    stamp: stamp(r0, 0),
+    value: VALUE,
+    contentType: CONTENT_TYPE,
+    metadata: null,
+    expirationSeconds: null,
+    vv: busyVector(regions),
+  };
   const put = { kind: "put", value: VALUE, contentType: CONTENT_TYPE } as const;
   return [lwwApply(base, put, r0, { ...stamp(r0, 1), wallMs: WALL_MS + 5 }), lwwApply(base, put, r1, stamp(r1, 2))];
 }

@@ -93,7 +93,14 @@ describe("applyKeyOp", () => {
     const reg = applied(applyKeyOp(undefined, put("hello"), "weur", stamp(10, "weur")));
     expect(reg).toEqual({
       type: "register",
-      register: { stamp: stamp(10, "weur"), value: utf8("hello"), contentType: "text/plain", vv: { weur: 1 } },
+      register: {
+        stamp: stamp(10, "weur"),
+        value: utf8("hello"),
+        contentType: "text/plain",
+        metadata: null,
+        expirationSeconds: null,
+        vv: { weur: 1 },
+      },
     });
     const counter = applied(applyKeyOp(undefined, add(5), "weur", stamp(10, "weur")));
     expect(counter).toEqual({ type: "counter", counter: { p: { weur: 5 }, n: {}, vv: { weur: 1 } } });
@@ -109,6 +116,8 @@ describe("applyKeyOp", () => {
       stamp: stamp(20, "apac"),
       value: null,
       contentType: "",
+      metadata: null,
+      expirationSeconds: null,
       vv: { weur: 1, apac: 1 },
     });
 

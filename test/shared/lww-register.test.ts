@@ -8,6 +8,7 @@ import {
   encodeLww,
   lwwApply,
   lwwEmpty,
+  lwwExpired,
   lwwIsLive,
   lwwMerge,
   lwwMergeReport,
@@ -30,7 +31,15 @@ interface Replica {
 
 /** One step of a history: a local write or delete, or one replica shipping its state to another. */
 type Step =
-  | { readonly kind: "put"; readonly at: number; readonly dtMs: number; readonly value: number; readonly json: boolean }
+  | {
+      readonly kind: "put";
+      readonly at: number;
+      readonly dtMs: number;
+      readonly value: number;
+      readonly json: boolean;
+      /** Bit 0: with metadata; bit 1: with an expiration. */
+      readonly extras: number;
+    }
   | { readonly kind: "delete"; readonly at: number; readonly dtMs: number }
   | { readonly kind: "sync"; readonly from: number; readonly to: number; readonly dtMs: number };
 
@@ -54,6 +63,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
       dtMs: dtArb,
       value: fc.nat({ max: 5 }),
       json: fc.boolean(),
+      extras: fc.nat({ max: 3 }),
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("delete" as const), at: indexArb, dtMs: dtArb }) },
@@ -71,7 +81,14 @@ const historyArb: fc.Arbitrary<History> = fc.record({
 
 function op(step: Step): LwwOp {
   if (step.kind === "put") {
-    return { kind: "put", value: utf8(`v${step.value}`), contentType: step.json ? "application/json" : "text/plain" };
+    return {
+      kind: "put",
+      value: utf8(`v${step.value}`),
+      contentType: step.json ? "application/json" : "text/plain",
+      // Few distinct extras, so equal values with different extras meet.
+      metadata: (step.extras & 1) === 0 ? null : `{"v":${step.value % 2}}`,
+      expirationSeconds: (step.extras & 2) === 0 ? null : 1_800_000_000 + (step.value % 2),
+    };
   }
   return { kind: "delete" };
 }
@@ -313,7 +330,7 @@ describe("encoding", () => {
     );
   });
 
-  it("rejects a bad tombstone flag, trailing bytes and truncation", () => {
+  it("rejects a bad flag, trailing bytes and truncation", () => {
     const state = write(lwwEmpty(), put("x"), "oc", 1_000);
     const bytes = encodeLww(state);
     expect(() => decodeLww(Uint8Array.from([...bytes, 0]))).toThrow("trailing bytes");
@@ -321,8 +338,61 @@ describe("encoding", () => {
     const flag = new ByteWriter();
     writeHlc(flag, state.stamp);
     writeVv(flag, state.vv);
-    flag.string("").byte(2);
-    expect(() => decodeLww(flag.finish())).toThrow("tombstone flag");
+    flag.string("").byte(3);
+    expect(() => decodeLww(flag.finish())).toThrow("register flag");
+  });
+
+  it("keeps the bytes of a value without extras as they were before extras existed", () => {
+    const state = write(lwwEmpty(), put("x"), "oc", 1_000);
+    const before = new ByteWriter();
+    writeHlc(before, state.stamp);
+    writeVv(before, state.vv);
+    before.string("text/plain").byte(1).bytes(utf8("x"));
+    expect(hex(state)).toBe(Buffer.from(before.finish()).toString("hex"));
+  });
+
+  it("carries metadata and an expiration with the write that set them, and only with it", () => {
+    const first = write(
+      lwwEmpty(),
+      {
+        kind: "put",
+        value: utf8("a"),
+        contentType: "text/plain",
+        metadata: '{"n":1}',
+        expirationSeconds: 1_900_000_000,
+      },
+      "oc",
+      1_000,
+    );
+    expect(decodeLww(encodeLww(first))).toEqual(first);
+    expect(first).toMatchObject({ metadata: '{"n":1}', expirationSeconds: 1_900_000_000 });
+    // A later plain write replaces both, as in Workers KV; a delete clears them.
+    const second = write(first, put("b"), "wnam", 2_000);
+    expect(lwwMerge(first, second)).toMatchObject({ metadata: null, expirationSeconds: null });
+    expect(write(first, del, "wnam", 2_000)).toMatchObject({ metadata: null, expirationSeconds: null });
+  });
+
+  it("rejects extras that are empty or unknown: one state has one encoding", () => {
+    const state = write(lwwEmpty(), put("x"), "oc", 1_000);
+    for (const extras of [0, 4]) {
+      const writer = new ByteWriter();
+      writeHlc(writer, state.stamp);
+      writeVv(writer, state.vv);
+      writer.string("text/plain").byte(2).bytes(utf8("x")).byte(extras);
+      expect(() => decodeLww(writer.finish())).toThrow("register extras");
+    }
+  });
+
+  it("judges expiry by the reader's clock", () => {
+    const state = write(
+      lwwEmpty(),
+      { kind: "put", value: utf8("a"), contentType: "text/plain", expirationSeconds: 2_000 },
+      "oc",
+      1_000,
+    );
+    expect(lwwExpired(state, 1_999_999)).toBe(false);
+    expect(lwwExpired(state, 2_000_000)).toBe(true);
+    expect(lwwExpired(write(lwwEmpty(), put("x"), "oc", 1_000), Number.MAX_SAFE_INTEGER)).toBe(false);
   });
 
   it("rejects a tombstone that carries a content type, which would make merge order-dependent", () => {
