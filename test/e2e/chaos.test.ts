@@ -16,8 +16,9 @@ describe("the fault campaign, short", () => {
     expect(new Set(results.flatMap((r) => r.faults))).toEqual(new Set(FAULT_KINDS));
     for (const r of results) {
       expect(r.converged).toBe(true);
-      // The workload ran: a run without load completes a handful of operations, one with it hundreds.
-      expect(r.ops).toBeGreaterThan(150);
+      // The workload ran: a run without load completes a handful of operations, one with it
+      // hundreds (about 230 and 260 on an idle machine; 132 was seen on a busy one).
+      expect(r.ops).toBeGreaterThan(100);
     }
   }, 170_000);
 });
