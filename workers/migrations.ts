@@ -15,6 +15,7 @@ import replica0004 from "../migrations/0004_epochs.sql";
 import replica0005 from "../migrations/0005_deferred.sql";
 import replica0006 from "../migrations/0006_merkle.sql";
 import replica0007 from "../migrations/0007_lifecycle.sql";
+import replica0008 from "../migrations/0008_extras.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -32,6 +33,7 @@ export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 5, name: "0005_deferred", sql: replica0005 },
   { id: 6, name: "0006_merkle", sql: replica0006 },
   { id: 7, name: "0007_lifecycle", sql: replica0007 },
+  { id: 8, name: "0008_extras", sql: replica0008 },
 ];
 
 /** The control object's migrations, in order. Append only. */

@@ -1,5 +1,5 @@
 /**
- * Garbage collection: tombstones (deleted registers) and the conflict log.
+ * Garbage collection: tombstones (deleted registers), expired values and the conflict log.
  *
  * A tombstone is what keeps a delete from being undone by a late copy of the key's older state,
  * so it may go only once no such copy can still arrive and win. The rule is causal stability,
@@ -26,6 +26,10 @@
  *   dropped instead of resurrecting the key ({@link gated}). Horizons travel in heartbeats
  *   and in the probe of a replica restored empty, so it starts with the same protection.
  *
+ * A value past its expiration reads as absent everywhere, as a tombstone does, and goes by the
+ * same rule: once stable, and `TOMBSTONE_GRACE_MS` after its expiration (so that every region's
+ * clock has passed it too).
+ *
  * Anti-entropy never drops a live state on that ground (two replicas must converge whatever
  * happened), only tombstones it would collect anyway. A region that is silent, taken out or
  * restored empty holds the lowest watermarks, so collection pauses until it catches up.
@@ -36,6 +40,7 @@
 import { assert } from "../assert.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector, vvDescends, vvEntries, vvFrom, vvMerge } from "../version-vector.ts";
+import { lwwExpired } from "../crdt/lww-register.ts";
 import { decodeKeyState } from "./key-state.ts";
 import { META_GC_HORIZON, META_GC_STABLE, type ReplicaMachine, vectorOf } from "./replica-machine.ts";
 import { type PeerReport } from "./storage.ts";
@@ -75,6 +80,7 @@ export interface Frontier {
 /** What one collection step did. */
 export interface GcStep {
   readonly tombstonesCollected: number;
+  readonly expiredCollected: number;
   readonly conflictsDropped: number;
 }
 
@@ -188,27 +194,33 @@ export function gcStep(machine: ReplicaMachine, settings: GcSettings, nowMs: num
   const { storage } = machine;
   const stable = storage.transaction(() => advance(machine));
   let tombstonesCollected = 0;
+  let expiredCollected = 0;
+  const graceEndMs = nowMs - settings.tombstoneGraceMs;
   if (vvEntries(stable).length > 0)
     storage.transaction(() => {
       const cursor = storage.meta.get(META_CURSOR) || null;
-      const page = storage.kv.tombstones(cursor, GC_PAGE_KEYS);
+      const page = storage.kv.tombstones(cursor, GC_PAGE_KEYS, graceEndMs);
       for (const row of page) {
         // Strong prefixes keep their tombstones: their fencing judges old epochs' writes against
         // what is stored (a limit for now, documented in the README).
         if (!within(row.seqs, stable) || machine.strongOf(row.key) !== undefined) continue;
         const state = decodeKeyState(row.encoded);
-        assert(state.type === "register", "only registers leave tombstones");
-        if (state.register.stamp.wallMs > nowMs - settings.tombstoneGraceMs) continue;
+        assert(state.type === "register", "only registers leave tombstones or expire");
+        const { register } = state;
+        const expired = register.value !== null;
+        if (expired ? !lwwExpired(register, graceEndMs) : register.stamp.wallMs > graceEndMs) continue;
         dropKey(storage, row.key, row);
-        machine.passCollected(state.register.stamp, nowMs);
-        tombstonesCollected += 1;
+        machine.passCollected(register.stamp, nowMs);
+        if (expired) expiredCollected += 1;
+        else tombstonesCollected += 1;
       }
       storage.meta.set(META_CURSOR, page.length < GC_PAGE_KEYS ? "" : (page.at(-1) as { key: string }).key);
       if (tombstonesCollected > 0)
         storage.metrics.add("gc_tombstones_collected_total", machine.region, tombstonesCollected);
+      if (expiredCollected > 0) storage.metrics.add("gc_expired_collected_total", machine.region, expiredCollected);
     });
   const conflictsDropped = storage.transaction(() => trimConflicts(machine, settings, nowMs));
-  return { tombstonesCollected, conflictsDropped };
+  return { tombstonesCollected, expiredCollected, conflictsDropped };
 }
 
 /** Drops the oldest conflicts beyond the row bound, then those past retention, a page at most. */

@@ -12,6 +12,7 @@ import {
   type LwwRegister,
   lwwApply,
   lwwEmpty,
+  lwwExpired,
   lwwMergeReport,
   readLww,
   writeLww,
@@ -70,9 +71,13 @@ export function keyVersion(state: KeyState): string {
   return formatVv(keyVv(state));
 }
 
-/** Whether the key reads as present: a live register, or any counter or set that was ever written. */
-export function keyIsLive(state: KeyState): boolean {
-  return state.type !== "register" || state.register.value !== null;
+/**
+ * Whether the key reads as present: a live register, or any counter or set that was ever
+ * written. With `nowMs`, a register whose expiration has passed by then is not.
+ */
+export function keyIsLive(state: KeyState, nowMs?: number): boolean {
+  if (state.type !== "register") return true;
+  return state.register.value !== null && (nowMs === undefined || !lwwExpired(state.register, nowMs));
 }
 
 function typeMismatch<T>(existing: KeyType, wanted: KeyType): Result<T> {

@@ -8,7 +8,7 @@ import { orsetMembers } from "../crdt/or-set.ts";
 import { pnValue } from "../crdt/pn-counter.ts";
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector } from "../version-vector.ts";
-import { lwwEmpty } from "../crdt/lww-register.ts";
+import { lwwEmpty, lwwExpired } from "../crdt/lww-register.ts";
 import { type TaggedConflict } from "./epochs.ts";
 import {
   type KeyOp,
@@ -35,24 +35,35 @@ export type KeyView =
       readonly live: boolean;
       readonly stamp: string;
       readonly contentType: string;
+      /** Null for a deleted key, and for one whose expiration has passed by the reader's clock. */
       readonly value: Uint8Array | null;
+      /** The writer's metadata (JSON text), or null. */
+      readonly metadata: string | null;
+      /** When the value expires (unix seconds), or null. */
+      readonly expirationSeconds: number | null;
     }
   | { readonly type: "counter"; readonly version: string; readonly value: number }
   | { readonly type: "set"; readonly version: string; readonly members: string[] };
 
-/** The reader's view of a state; fails with `counter_overflow` for a counter beyond the safe range. */
-export function keyView(state: KeyState): Result<KeyView> {
+/**
+ * The reader's view of a state at `nowMs` (the reader's clock): an expired register reads as
+ * absent. Fails with `counter_overflow` for a counter beyond the safe range.
+ */
+export function keyView(state: KeyState, nowMs: number): Result<KeyView> {
   const version = keyVersion(state);
   switch (state.type) {
     case "register": {
       const r = state.register;
+      const live = r.value !== null && !lwwExpired(r, nowMs);
       return ok({
         type: "register",
         version,
-        live: r.value !== null,
+        live,
         stamp: formatHlc(r.stamp),
         contentType: r.contentType,
-        value: r.value,
+        value: live ? r.value : null,
+        metadata: live ? r.metadata : null,
+        expirationSeconds: live ? r.expirationSeconds : null,
       });
     }
     case "counter": {
@@ -179,8 +190,13 @@ export interface WriteConditions {
 }
 
 /** Checks CAS conditions against the key's current state; `precondition_failed` when they do not hold. */
-export function checkConditions(current: KeyState | undefined, conditions: WriteConditions): Result<null> {
-  const live = current !== undefined && keyIsLive(current);
+export function checkConditions(
+  current: KeyState | undefined,
+  conditions: WriteConditions,
+  nowMs: number,
+): Result<null> {
+  // An expired value is absent, as a read at this moment would answer.
+  const live = current !== undefined && keyIsLive(current, nowMs);
   const version = current === undefined ? null : keyVersion(current);
   if (conditions.ifNoneMatch === true && live) {
     return fail("precondition_failed", "If-None-Match: * but the key exists", { version });

@@ -435,7 +435,7 @@ export class ReplicaMachine {
       if (strong !== undefined && !this.isPrimary(strong)) return this.fenced(strong);
       const row = this.storage.kv.get(key);
       const current = row === null ? undefined : decodeKeyState(row.encoded);
-      const checked = checkConditions(current, conditions);
+      const checked = checkConditions(current, conditions, nowMs);
       if (!checked.ok) return checked;
       // A key not held may have been collected: a new write descends from everything stable.
       const plan = planWrite(
@@ -450,7 +450,7 @@ export class ReplicaMachine {
       );
       if (!plan.ok) return plan;
       const { state, encoded, stamp, seq, logState } = plan.value;
-      const view = keyView(state);
+      const view = keyView(state, nowMs);
       if (!view.ok) return view;
       const epoch = strong?.epoch ?? 0;
       putKey(
@@ -506,11 +506,11 @@ export class ReplicaMachine {
     if (this.firstMs === 0 && seq > 0) this.firstMs = nowMs;
   }
 
-  /** The key's view as stored here, with its origin sequence numbers. */
-  readLocal(key: string): Result<{ view: KeyView | null; seqs: VersionVector }> {
+  /** The key's view as stored here at `nowMs` (this replica's clock), with its origin sequence numbers. */
+  readLocal(key: string, nowMs: number): Result<{ view: KeyView | null; seqs: VersionVector }> {
     const row = this.storage.kv.get(key);
     if (row === null) return ok({ view: null, seqs: EMPTY_VV });
-    const view = keyView(decodeKeyState(row.encoded));
+    const view = keyView(decodeKeyState(row.encoded), nowMs);
     return view.ok ? ok({ view: view.value, seqs: row.seqs }) : view;
   }
 

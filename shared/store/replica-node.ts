@@ -236,10 +236,10 @@ export class ReplicaNode {
       // not yet safe to show.
       const durable = await this.quorumHolds(key, options.strong);
       if (!durable.ok) return durable;
-      const view = durable.value.state === null ? ok(null) : keyView(decodeKeyState(durable.value.state));
+      const view = durable.value.state === null ? ok(null) : keyView(decodeKeyState(durable.value.state), now);
       return view.ok ? ok({ region: this.region, view: view.value, ...lag, seqs: durable.value.seqs }) : view;
     }
-    const local = this.machine.readLocal(key);
+    const local = this.machine.readLocal(key, now);
     return local.ok ? ok({ region: this.region, view: local.value.view, ...lag, seqs: local.value.seqs }) : local;
   }
 
@@ -438,7 +438,7 @@ export class ReplicaNode {
           reason: "bootstrapping",
         },
       );
-    const rows = this.machine.storage.kv.list(low, high, after, limit + 1);
+    const rows = this.machine.storage.kv.list(low, high, after, limit + 1, this.ports.now());
     return ok({ keys: rows.slice(0, limit), more: rows.length > limit });
   }
 

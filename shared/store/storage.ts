@@ -40,6 +40,10 @@ export interface KeyRow extends StoredKey {
 export interface KeyListing {
   readonly name: string;
   readonly version: string;
+  /** When the value expires (unix seconds), for a register value that has an expiration. */
+  readonly expiration?: number;
+  /** The writer's metadata (JSON text), for a register value that has it. */
+  readonly metadata?: string;
 }
 
 /** A row of the outbox: one write this region originated, waiting to reach every peer. */
@@ -187,12 +191,18 @@ export interface ReplicaStorage {
     ): KeyRow[];
     /** How many keys are stored: live ones, and tombstones (deleted registers). */
     counts(): { live: number; tombstones: number };
-    /** Tombstones (deleted registers) after `after` in key order, at most `limit`, for collection. */
-    tombstones(after: string | null, limit: number): KeyRow[];
+    /**
+     * Tombstones (deleted registers), and values whose expiration was before `expiredBeforeMs`,
+     * after `after` in key order, at most `limit`, for collection.
+     */
+    tombstones(after: string | null, limit: number, expiredBeforeMs: number): KeyRow[];
     /** Keys stored before the Merkle tree existed (no digest yet), at most `limit`. */
     undigested(limit: number): KeyRow[];
-    /** Live keys in `[low, high)` after `after` (exclusive), in key order, at most `limit`. */
-    list(low: string, high: string | null, after: string | null, limit: number): KeyListing[];
+    /**
+     * Live keys in `[low, high)` after `after` (exclusive), in key order, at most `limit`, less
+     * those expired at `nowMs`.
+     */
+    list(low: string, high: string | null, after: string | null, limit: number, nowMs: number): KeyListing[];
     /** Every stored key (tombstones too) in `[low, high)` after `after`, in key order, at most `limit`. */
     rows(low: string, high: string | null, after: string | null, limit: number): KeyRow[];
   };

@@ -176,6 +176,50 @@ describe("advancing the collectable frontier", () => {
   });
 });
 
+describe("collecting expired values", () => {
+  it("collects a stable value once its expiration is older than the grace period, like a tombstone", () => {
+    const machine = machineOf("wnam");
+    const expirationSeconds = Math.floor(NOW / 1000) + 60;
+    const expiring: KeyOp = {
+      type: "register",
+      op: { kind: "put", value: new Uint8Array([1]), contentType: "text/plain", expirationSeconds },
+    };
+    ok(machine.write("e", expiring, {}, undefined, NOW));
+    ok(machine.write("k", put("v"), {}, undefined, NOW));
+    everyoneApplied(machine);
+    const expiredMs = expirationSeconds * 1000;
+    gcStep(machine, GC, NOW + 1);
+    // Stable and expired, but not yet by the grace period: every region's clock may not be past it.
+    expect(gcStep(machine, GC, expiredMs + GRACE_MS - 1)).toMatchObject({
+      expiredCollected: 0,
+      tombstonesCollected: 0,
+    });
+    expect(machine.storage.kv.get("e")).not.toBeNull();
+    expect(gcStep(machine, GC, expiredMs + GRACE_MS)).toMatchObject({ expiredCollected: 1, tombstonesCollected: 0 });
+    expect(machine.storage.kv.get("e")).toBeNull();
+    // A value without an expiration stays.
+    expect(machine.storage.kv.get("k")).not.toBeNull();
+  });
+
+  it("keeps an expired value no region has confirmed yet", () => {
+    const machine = machineOf("wnam");
+    const expirationSeconds = Math.floor(NOW / 1000) + 1;
+    ok(
+      machine.write(
+        "e",
+        { type: "register", op: { kind: "put", value: new Uint8Array([1]), contentType: "x", expirationSeconds } },
+        {},
+        undefined,
+        NOW,
+      ),
+    );
+    report(machine, "enam", 0, { wnam: 0, weur: 0 });
+    report(machine, "weur", 0, { wnam: 0, enam: 0 });
+    for (let i = 0; i < 3; i += 1) gcStep(machine, GC, NOW + 10 * GRACE_MS);
+    expect(machine.storage.kv.get("e")).not.toBeNull();
+  });
+});
+
 describe("collecting tombstones", () => {
   it("collects a stable tombstone once it is older than the grace period, not before", () => {
     const machine = withTombstone("k", NOW);

@@ -54,48 +54,84 @@ function registerOf(state: KeyState) {
   return state.register;
 }
 
+/** The reader's clock in these tests: long after every stamp they write. */
+const NOW_MS = 1_800_000_000_000;
+
 describe("keyView", () => {
   it("shows a live register with its version, stamp text, content type and value", () => {
     const state = written(undefined, put("hello"), "weur", stamp(1_000, "weur", 2));
-    expect(value(keyView(state))).toEqual({
+    expect(value(keyView(state, NOW_MS))).toEqual({
       type: "register",
       version: keyVersion(state),
       live: true,
       stamp: formatHlc(stamp(1_000, "weur", 2)),
       contentType: "text/plain",
       value: utf8("hello"),
+      metadata: null,
+      expirationSeconds: null,
     });
   });
 
   it("shows a deleted register as not live, with no value and no content type", () => {
     const state = written(written(undefined, put("x"), "weur", stamp(1, "weur")), del, "apac", stamp(2, "apac"));
-    expect(value(keyView(state))).toEqual({
+    expect(value(keyView(state, NOW_MS))).toEqual({
       type: "register",
       version: keyVersion(state),
       live: false,
       stamp: formatHlc(stamp(2, "apac")),
       contentType: "",
       value: null,
+      metadata: null,
+      expirationSeconds: null,
     });
+  });
+
+  it("shows metadata and expiration, and an expired value as absent from its expiration on", () => {
+    const expiring = written(
+      undefined,
+      {
+        type: "register",
+        op: { kind: "put", value: utf8("v"), contentType: "text/plain", metadata: '{"a":1}', expirationSeconds: 2_000 },
+      },
+      "weur",
+      stamp(1_000, "weur"),
+    );
+    expect(value(keyView(expiring, 1_999_999))).toMatchObject({
+      live: true,
+      value: utf8("v"),
+      metadata: '{"a":1}',
+      expirationSeconds: 2_000,
+    });
+    expect(value(keyView(expiring, 2_000_000))).toMatchObject({
+      live: false,
+      value: null,
+      metadata: null,
+      expirationSeconds: null,
+      version: keyVersion(expiring),
+    });
+    // Compare-and-set sees what a read sees: an expired key is absent.
+    expect(checkConditions(expiring, { ifNoneMatch: true }, 2_000_000)).toEqual({ ok: true, value: null });
+    expect(checkConditions(expiring, { ifNoneMatch: true }, 1_999_999).ok).toBe(false);
+    expect(checkConditions(expiring, { ifMatch: keyVersion(expiring) }, 2_000_000).ok).toBe(false);
   });
 
   it("shows a counter's value and a set's members", () => {
     const counter = written(written(undefined, add(5), "weur", stamp(1, "weur")), add(-7), "apac", stamp(2, "apac"));
-    expect(value(keyView(counter))).toEqual({ type: "counter", version: keyVersion(counter), value: -2 });
+    expect(value(keyView(counter, NOW_MS))).toEqual({ type: "counter", version: keyVersion(counter), value: -2 });
     const created = written(undefined, change(["b", "a", "c"]), "weur", stamp(1, "weur"));
     const set = written(created, change([], ["c"]), "apac", stamp(2, "apac"));
-    expect(value(keyView(set))).toEqual({ type: "set", version: keyVersion(set), members: ["a", "b"] });
+    expect(value(keyView(set, NOW_MS))).toEqual({ type: "set", version: keyVersion(set), members: ["a", "b"] });
   });
 
   it("fails with counter_overflow for a merged counter beyond the safe range, instead of rounding", () => {
     const a = written(undefined, add(MAX), "weur", stamp(1, "weur"));
     const b = written(undefined, add(MAX), "apac", stamp(1, "apac"));
     const merged = mergeKeyState(a, b).state;
-    const view = keyView(merged);
+    const view = keyView(merged, NOW_MS);
     expect(view.ok ? view.value : view.error.code).toBe("counter_overflow");
     // Bringing it back in range makes it readable again.
     const back = written(merged, add(-MAX), "enam", stamp(2, "enam"));
-    expect(value(keyView(back))).toEqual({ type: "counter", version: keyVersion(back), value: MAX });
+    expect(value(keyView(back, NOW_MS))).toEqual({ type: "counter", version: keyVersion(back), value: MAX });
   });
 });
 
@@ -206,13 +242,13 @@ describe("checkConditions", () => {
 
   it("passes anything with no conditions", () => {
     for (const state of [undefined, live, deleted, counter])
-      expect(checkConditions(state, {})).toEqual({ ok: true, value: null });
+      expect(checkConditions(state, {}, NOW_MS)).toEqual({ ok: true, value: null });
   });
 
   it("If-Match passes only for a live key at exactly that version", () => {
-    expect(checkConditions(live, { ifMatch: keyVersion(live) })).toEqual({ ok: true, value: null });
-    expect(checkConditions(counter, { ifMatch: keyVersion(counter) })).toEqual({ ok: true, value: null });
-    expect(checkConditions(live, { ifMatch: keyVersion(deleted) })).toEqual({
+    expect(checkConditions(live, { ifMatch: keyVersion(live) }, NOW_MS)).toEqual({ ok: true, value: null });
+    expect(checkConditions(counter, { ifMatch: keyVersion(counter) }, NOW_MS)).toEqual({ ok: true, value: null });
+    expect(checkConditions(live, { ifMatch: keyVersion(deleted) }, NOW_MS)).toEqual({
       ok: false,
       error: {
         code: "precondition_failed",
@@ -225,7 +261,7 @@ describe("checkConditions", () => {
   it("If-Match fails on an absent key and on a deleted key, even at the tombstone's own version", () => {
     for (const state of [undefined, deleted]) {
       const version = keyVersion(deleted);
-      expect(checkConditions(state, { ifMatch: version })).toEqual({
+      expect(checkConditions(state, { ifMatch: version }, NOW_MS)).toEqual({
         ok: false,
         error: {
           code: "precondition_failed",
@@ -237,10 +273,10 @@ describe("checkConditions", () => {
   });
 
   it("If-None-Match passes for an absent or deleted key and fails for a live one, naming its version", () => {
-    expect(checkConditions(undefined, { ifNoneMatch: true })).toEqual({ ok: true, value: null });
-    expect(checkConditions(deleted, { ifNoneMatch: true })).toEqual({ ok: true, value: null });
+    expect(checkConditions(undefined, { ifNoneMatch: true }, NOW_MS)).toEqual({ ok: true, value: null });
+    expect(checkConditions(deleted, { ifNoneMatch: true }, NOW_MS)).toEqual({ ok: true, value: null });
     for (const state of [live, counter]) {
-      expect(checkConditions(state, { ifNoneMatch: true })).toEqual({
+      expect(checkConditions(state, { ifNoneMatch: true }, NOW_MS)).toEqual({
         ok: false,
         error: {
           code: "precondition_failed",
@@ -249,7 +285,7 @@ describe("checkConditions", () => {
         },
       });
     }
-    expect(checkConditions(live, { ifNoneMatch: false })).toEqual({ ok: true, value: null });
+    expect(checkConditions(live, { ifNoneMatch: false }, NOW_MS)).toEqual({ ok: true, value: null });
   });
 });
 

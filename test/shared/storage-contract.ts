@@ -41,6 +41,38 @@ const putOp = (value: string): KeyOp => ({
 const LIVE = stateOf(putOp("v1"), "wnam", 1_000);
 const TOMBSTONE = stateOf({ type: "register", op: { kind: "delete" } }, "enam", 2_000, LIVE);
 const COUNTER = stateOf({ type: "counter", delta: 3 }, "weur", 3_000);
+/** A value with metadata that expires at 5,000 s (unix), long before the listings below look. */
+const EXPIRING = stateOf(
+  {
+    type: "register",
+    op: {
+      kind: "put",
+      value: new Uint8Array([1]),
+      contentType: "text/plain",
+      metadata: '{"m":1}',
+      expirationSeconds: 5_000,
+    },
+  },
+  "apac",
+  4_000,
+);
+/** A value with metadata and an expiration far ahead. */
+const LASTING = stateOf(
+  {
+    type: "register",
+    op: {
+      kind: "put",
+      value: new Uint8Array([2]),
+      contentType: "text/plain",
+      metadata: '{"m":2}',
+      expirationSeconds: 4_000_000_000,
+    },
+  },
+  "apac",
+  4_000,
+);
+/** When the listings look: after EXPIRING's expiration, before LASTING's. */
+const NOW_MS = 1_800_000_000_000;
 const SET = stateOf({ type: "set", add: ["x"], remove: [] }, "apac", 4_000);
 const SEQS: VersionVector = vvFrom([
   ["wnam", 7],
@@ -111,7 +143,7 @@ const byNameAndPeer = (rows: readonly MetricRow[]): MetricRow[] =>
 function tables(s: ReplicaStorage) {
   return {
     kv: s.kv.rows("", null, null, 100),
-    listing: s.kv.list("", null, null, 100),
+    listing: s.kv.list("", null, null, 100, NOW_MS),
     log: s.log.after(0, 100, Number.MAX_SAFE_INTEGER),
     logCount: s.log.count(),
     peerSend: [...s.peerSend.all()].sort(),
@@ -250,7 +282,7 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           s.kv.delete("never-written");
           expect([s.kv.get("a"), s.kv.get("b")]).toEqual([null, null]);
           expect(s.kv.rows("", null, null, 10).map((r) => r.key)).toEqual(["c"]);
-          expect(s.kv.list("", null, null, 10).map((r) => r.name)).toEqual(["c"]);
+          expect(s.kv.list("", null, null, 10, NOW_MS).map((r) => r.name)).toEqual(["c"]);
         }));
 
       it("lists live keys only, with their versions, in [low, high) after the cursor, at most limit", () =>
@@ -261,8 +293,8 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           put(s, "d", SET);
           put(s, "e", LIVE);
           const names = (low: string, high: string | null, after: string | null, limit: number) =>
-            s.kv.list(low, high, after, limit).map((r) => r.name);
-          expect(s.kv.list("", null, null, 10)).toEqual([
+            s.kv.list(low, high, after, limit, NOW_MS).map((r) => r.name);
+          expect(s.kv.list("", null, null, 10, NOW_MS)).toEqual([
             { name: "a", version: keyVersion(LIVE) },
             { name: "c", version: keyVersion(COUNTER) },
             { name: "d", version: keyVersion(SET) },
@@ -277,6 +309,26 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           expect(names("", null, "e", 10)).toEqual([]);
         }));
 
+      it("lists a value's expiration and metadata, and leaves out values expired by then", () =>
+        withStorage((s, reopen) => {
+          put(s, "a", EXPIRING);
+          put(s, "b", LASTING);
+          put(s, "c", LIVE);
+          const expected = [
+            { name: "b", version: keyVersion(LASTING), expiration: 4_000_000_000, metadata: '{"m":2}' },
+            { name: "c", version: keyVersion(LIVE) },
+          ];
+          expect(s.kv.list("", null, null, 10, NOW_MS)).toEqual(expected);
+          expect(reopen().kv.list("", null, null, 10, NOW_MS)).toEqual(expected);
+          // Before its expiration it is listed like any other value.
+          expect(s.kv.list("", null, null, 1, 4_999_999)).toEqual([
+            { name: "a", version: keyVersion(EXPIRING), expiration: 5_000, metadata: '{"m":1}' },
+          ]);
+          // A later plain write replaces both, as in Workers KV.
+          put(s, "b", LIVE);
+          expect(s.kv.list("b", null, null, 1, NOW_MS)).toEqual([{ name: "b", version: keyVersion(LIVE) }]);
+        }));
+
       it("orders keys by UTF-8 bytes, where characters beyond U+FFFF sort after U+E000..U+FFFF", () =>
         withStorage((s) => {
           const keys = ["\u{1F600}", "z", "\uFFFD", "\u{10000}", "\uE000", "a"];
@@ -284,14 +336,14 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           // The fixture must tell the two orders apart, or this test could not fail.
           expect([...keys].sort()).not.toEqual(utf8Order);
           for (const key of keys) put(s, key, LIVE);
-          expect(s.kv.list("", null, null, 10).map((r) => r.name)).toEqual(utf8Order);
+          expect(s.kv.list("", null, null, 10, NOW_MS).map((r) => r.name)).toEqual(utf8Order);
           expect(s.kv.rows("", null, null, 10).map((r) => r.key)).toEqual(utf8Order);
-          expect(s.kv.list("\uE000", "\u{1F600}", null, 10).map((r) => r.name)).toEqual([
+          expect(s.kv.list("\uE000", "\u{1F600}", null, 10, NOW_MS).map((r) => r.name)).toEqual([
             "\uE000",
             "\uFFFD",
             "\u{10000}",
           ]);
-          expect(s.kv.list("", null, "\uFFFD", 10).map((r) => r.name)).toEqual(["\u{10000}", "\u{1F600}"]);
+          expect(s.kv.list("", null, "\uFFFD", 10, NOW_MS).map((r) => r.name)).toEqual(["\u{10000}", "\u{1F600}"]);
           expect(s.kv.rows("\uFFFE", null, "\u{10000}", 10).map((r) => r.key)).toEqual(["\u{1F600}"]);
         }));
 
@@ -561,12 +613,22 @@ export function storageContract(name: string, withStorage: WithStorage): void {
         for (const key of ["x1", "x2", "x3", "x4"])
           expect(r.kv.bucket(bucketOf(key)).find((e) => e.key === key)?.digest).toEqual(s.kv.get(key)?.digest);
         expect(r.kv.counts()).toEqual({ live: 2, tombstones: 2 });
-        expect(r.kv.tombstones(null, 10).map((row) => [row.key, row.epoch])).toEqual([
+        expect(r.kv.tombstones(null, 10, NOW_MS).map((row) => [row.key, row.epoch])).toEqual([
           ["x2", 0],
           ["x4", 2],
         ]);
-        expect(r.kv.tombstones("x2", 10).map((row) => row.key)).toEqual(["x4"]);
-        expect(r.kv.tombstones(null, 1).map((row) => row.key)).toEqual(["x2"]);
+        expect(r.kv.tombstones("x2", 10, NOW_MS).map((row) => row.key)).toEqual(["x4"]);
+        expect(r.kv.tombstones(null, 1, NOW_MS).map((row) => row.key)).toEqual(["x2"]);
+        // Values expired before the given time page with them; those expiring later do not.
+        put(s, "x0", EXPIRING);
+        put(s, "x5", LASTING);
+        expect(
+          reopen()
+            .kv.tombstones(null, 10, NOW_MS)
+            .map((row) => row.key),
+        ).toEqual(["x0", "x2", "x4"]);
+        expect(s.kv.tombstones(null, 10, 5_000_000).map((row) => row.key)).toEqual(["x0", "x2", "x4"]);
+        expect(s.kv.tombstones(null, 10, 4_999_999).map((row) => row.key)).toEqual(["x2", "x4"]);
         expect(r.kv.undigested(10)).toEqual([]);
       }));
 

@@ -39,6 +39,8 @@ interface KvEntry extends StoredKey {
   readonly live: boolean;
   readonly version: string;
   readonly bucket: number | null;
+  readonly expiration: number | null;
+  readonly metadata: string | null;
 }
 
 /** A replica's storage held in maps. */
@@ -157,6 +159,8 @@ export class MemoryStorage implements ReplicaStorage {
         bucket,
         live: keyIsLive(state),
         version: keyVersion(state),
+        expiration: state.type === "register" ? state.register.expirationSeconds : null,
+        metadata: state.type === "register" ? state.register.metadata : null,
       });
     },
     bucket: (bucket: number): MerkleEntry[] =>
@@ -187,9 +191,12 @@ export class MemoryStorage implements ReplicaStorage {
       for (const row of this.kvRows.values()) if (row.live) live += 1;
       return { live, tombstones: this.kvRows.size - live };
     },
-    tombstones: (after: string | null, limit: number): KeyRow[] =>
+    tombstones: (after: string | null, limit: number, expiredBeforeMs: number): KeyRow[] =>
       this.sortedKeys("", null, after)
-        .filter((k) => this.kvRows.get(k)?.live === false)
+        .filter((k) => {
+          const row = this.kvRows.get(k);
+          return row?.live === false || (row?.expiration != null && row.expiration * 1000 <= expiredBeforeMs);
+        })
         .slice(0, limit)
         .map((key) => this.keyRow(key)),
     undigested: (limit: number): KeyRow[] =>
@@ -204,11 +211,22 @@ export class MemoryStorage implements ReplicaStorage {
       this.touch(this.kvRows, key);
       this.kvRows.delete(key);
     },
-    list: (low: string, high: string | null, after: string | null, limit: number): KeyListing[] =>
+    list: (low: string, high: string | null, after: string | null, limit: number, nowMs: number): KeyListing[] =>
       this.sortedKeys(low, high, after)
-        .filter((k) => this.kvRows.get(k)?.live === true)
+        .filter((k) => {
+          const row = this.kvRows.get(k);
+          return row?.live === true && (row.expiration === null || row.expiration * 1000 > nowMs);
+        })
         .slice(0, limit)
-        .map((name) => ({ name, version: (this.kvRows.get(name) as KvEntry).version })),
+        .map((name) => {
+          const row = this.kvRows.get(name) as KvEntry;
+          return {
+            name,
+            version: row.version,
+            ...(row.expiration === null ? {} : { expiration: row.expiration }),
+            ...(row.metadata === null ? {} : { metadata: row.metadata }),
+          };
+        }),
     rows: (low: string, high: string | null, after: string | null, limit: number): KeyRow[] =>
       this.sortedKeys(low, high, after)
         .slice(0, limit)

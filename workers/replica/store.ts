@@ -142,7 +142,7 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         bucket: number,
       ): void {
         sql.exec(
-          "INSERT INTO kv (key, type, live, version, state, seqs, epoch, digest, bucket) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6, epoch = ?7, digest = ?8, bucket = ?9",
+          "INSERT INTO kv (key, type, live, version, state, seqs, epoch, digest, bucket, expiration, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (key) DO UPDATE SET type = ?2, live = ?3, version = ?4, state = ?5, seqs = ?6, epoch = ?7, digest = ?8, bucket = ?9, expiration = ?10, metadata = ?11",
           key,
           state.type,
           keyIsLive(state) ? 1 : 0,
@@ -152,6 +152,8 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
           epoch,
           digest,
           bucket,
+          state.type === "register" ? state.register.expirationSeconds : null,
+          state.type === "register" ? state.register.metadata : null,
         );
       },
       bucket(bucket: number): MerkleEntry[] {
@@ -195,12 +197,13 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         // Counters and sets are always live; only a deleted register is a tombstone.
         return { live: total - tombstones, tombstones };
       },
-      tombstones(after: string | null, limit: number): KeyRow[] {
+      tombstones(after: string | null, limit: number, expiredBeforeMs: number): KeyRow[] {
         return sql
           .exec<KvRow>(
-            `SELECT ${KV_COLUMNS} FROM kv WHERE live = 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2`,
+            `SELECT ${KV_COLUMNS} FROM kv WHERE (live = 0 OR (expiration IS NOT NULL AND expiration * 1000 <= ?3)) AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2`,
             after,
             limit,
+            expiredBeforeMs,
           )
           .toArray()
           .map(keyRow);
@@ -214,19 +217,25 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       delete(key: string): void {
         sql.exec("DELETE FROM kv WHERE key = ?", key);
       },
-      list(low: string, high: string | null, after: string | null, limit: number): KeyListing[] {
+      list(low: string, high: string | null, after: string | null, limit: number, nowMs: number): KeyListing[] {
         // Compare in SQLite, whose text order (UTF-8 bytes) is the listing order; JavaScript
         // compares UTF-16 code units, which disagrees for characters beyond U+FFFF.
         return sql
-          .exec<{ key: string; version: string }>(
-            "SELECT key, version FROM kv WHERE live = 1 AND key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
+          .exec<{ key: string; version: string; expiration: number | null; metadata: string | null }>(
+            "SELECT key, version, expiration, metadata FROM kv WHERE live = 1 AND (expiration IS NULL OR expiration * 1000 > ?5) AND key >= ?1 AND (?2 IS NULL OR key > ?2) AND (?3 IS NULL OR key < ?3) ORDER BY key LIMIT ?4",
             low,
             after,
             high,
             limit,
+            nowMs,
           )
           .toArray()
-          .map((row) => ({ name: row.key, version: row.version }));
+          .map((row) => ({
+            name: row.key,
+            version: row.version,
+            ...(row.expiration === null ? {} : { expiration: row.expiration }),
+            ...(row.metadata === null ? {} : { metadata: row.metadata }),
+          }));
       },
       rows(low: string, high: string | null, after: string | null, limit: number): KeyRow[] {
         return sql

@@ -289,6 +289,7 @@ async function quorum(
   const closest = answered[0] as RegionId;
   const seqs: VersionVector = merged.seqs;
   if (merged.state === null) return { region: closest, view: null, lagMs: 0, seqs };
-  // Lag does not apply: the answer includes every write any answering region had.
-  return { region: closest, view: unwrap(keyView(decodeKeyState(merged.state))), lagMs: 0, seqs };
+  // Lag does not apply: the answer includes every write any answering region had. The merged
+  // state is judged for expiry by this router's clock: no one replica's answer is the read.
+  return { region: closest, view: unwrap(keyView(decodeKeyState(merged.state), platformClock.now())), lagMs: 0, seqs };
 }

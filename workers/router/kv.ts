@@ -2,7 +2,10 @@
  * Routes of the key-value API: PUT, GET and DELETE one key, and listing by prefix.
  */
 import { type Hono } from "hono";
-import { StoreError } from "../../shared/errors.ts";
+import { StoreError, unwrap } from "../../shared/errors.ts";
+import { headerJson, parseExpiration, parseMetadata } from "../../shared/kv-extras.ts";
+import { type KeyListing } from "../../shared/store/storage.ts";
+import { platformClock } from "../clock.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { type AppEnv } from "./env.ts";
@@ -38,6 +41,12 @@ export function registerOnly(view: KeyView, key: string): Extract<KeyView, { typ
   return view;
 }
 
+/** A listed key as answered: its metadata as the JSON value it is. */
+function listed(key: KeyListing): { name: string; version: string; expiration?: number; metadata?: unknown } {
+  const { metadata, ...rest } = key;
+  return metadata === undefined ? rest : { ...rest, metadata: JSON.parse(metadata) as unknown };
+}
+
 /** Mounts the key-value routes. */
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
@@ -68,7 +77,7 @@ export function mountKv(app: Hono<AppEnv>): void {
       return home ? 0 : layout.from === null ? null : 1;
     });
     c.header("X-Served-By", region);
-    return c.json({ keys: page.keys, cursor: page.cursor === null ? null : encodeCursor(page.cursor) });
+    return c.json({ keys: page.keys.map(listed), cursor: page.cursor === null ? null : encodeCursor(page.cursor) });
   });
 
   app.put(`${KV_PREFIX}*`, async (c) => {
@@ -77,8 +86,16 @@ export function mountKv(app: Hono<AppEnv>): void {
     if (contentType.length > CONTENT_TYPE_CHARS_MAX) {
       throw new StoreError("invalid_body", `Content-Type is longer than ${CONTENT_TYPE_CHARS_MAX} characters`);
     }
+    // Judged before the body is read: a bad expiration or metadata stores nothing.
+    const expirationSeconds = unwrap(
+      parseExpiration(c.req.query("expiration"), c.req.query("expiration_ttl"), platformClock.now()),
+    );
+    const metadata = unwrap(parseMetadata(c.req.header("x-kv-metadata")));
     const value = await readBodyCapped(c.req.raw, VALUE_BYTES_MAX);
-    const written = await performWrite(c, key, { type: "register", op: { kind: "put", value, contentType } });
+    const written = await performWrite(c, key, {
+      type: "register",
+      op: { kind: "put", value, contentType, metadata, expirationSeconds },
+    });
     return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
   });
 
@@ -100,6 +117,8 @@ export function mountKv(app: Hono<AppEnv>): void {
     }
     c.header("ETag", `"${view.version}"`);
     c.header("Content-Type", view.contentType);
+    if (view.metadata !== null) c.header("X-KV-Metadata", headerJson(view.metadata));
+    if (view.expirationSeconds !== null) c.header("X-KV-Expiration", String(view.expirationSeconds));
     return c.body(view.value.slice().buffer);
   });
 }

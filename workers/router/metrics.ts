@@ -85,6 +85,7 @@ const COUNTERS: Readonly<Record<string, string>> = {
   bootstrap_seconds_total:
     "Time a region spent bootstrapping, from its probe until it held what its peers did, summed over its bootstraps.",
   gc_tombstones_collected_total: "Tombstones a region collected once every region had merged them.",
+  gc_expired_collected_total: "Expired values a region collected once every region had merged them.",
   gc_late_copies_dropped_total:
     "Late or duplicated copies of collected keys a region dropped instead of resurrecting them, by origin peer.",
   conflicts_dropped_total: "Conflict log rows dropped past CONFLICT_LOG_RETENTION_MS or CONFLICT_LOG_MAX_ROWS.",
