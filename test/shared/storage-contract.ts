@@ -41,36 +41,26 @@ const putOp = (value: string): KeyOp => ({
 const LIVE = stateOf(putOp("v1"), "wnam", 1_000);
 const TOMBSTONE = stateOf({ type: "register", op: { kind: "delete" } }, "enam", 2_000, LIVE);
 const COUNTER = stateOf({ type: "counter", delta: 3 }, "weur", 3_000);
-/** A value with metadata that expires at 5,000 s (unix), long before the listings below look. */
-const EXPIRING = stateOf(
-  {
-    type: "register",
-    op: {
-      kind: "put",
-      value: new Uint8Array([1]),
-      contentType: "text/plain",
-      metadata: '{"m":1}',
-      expirationSeconds: 5_000,
+/** A value with metadata `{"m":<byte>}` that expires at `expirationSeconds` (unix). */
+const withExtras = (byte: number, expirationSeconds: number): KeyState =>
+  stateOf(
+    {
+      type: "register",
+      op: {
+        kind: "put",
+        value: new Uint8Array([byte]),
+        contentType: "text/plain",
+        metadata: `{"m":${byte}}`,
+        expirationSeconds,
+      },
     },
-  },
-  "apac",
-  4_000,
-);
-/** A value with metadata and an expiration far ahead. */
-const LASTING = stateOf(
-  {
-    type: "register",
-    op: {
-      kind: "put",
-      value: new Uint8Array([2]),
-      contentType: "text/plain",
-      metadata: '{"m":2}',
-      expirationSeconds: 4_000_000_000,
-    },
-  },
-  "apac",
-  4_000,
-);
+    "apac",
+    4_000,
+  );
+/** Expires at 5,000 s (unix), long before the listings below look. */
+const EXPIRING = withExtras(1, 5_000);
+/** Expires far ahead. */
+const LASTING = withExtras(2, 4_000_000_000);
 /** When the listings look: after EXPIRING's expiration, before LASTING's. */
 const NOW_MS = 1_800_000_000_000;
 const SET = stateOf({ type: "set", add: ["x"], remove: [] }, "apac", 4_000);
