@@ -61,6 +61,7 @@ describe("replica writes", () => {
       "0005_deferred",
       "0006_merkle",
       "0007_lifecycle",
+      "0008_extras",
     ]);
   });
 
