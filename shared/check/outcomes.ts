@@ -21,7 +21,12 @@ export interface CommittedWrite {
   readonly region: RegionId;
   readonly key: string;
   readonly op:
-    | { readonly type: "register"; readonly value: string | null }
+    | {
+        readonly type: "register";
+        readonly value: string | null;
+        /** The metadata the write set (null or absent: none). */
+        readonly metadata?: string | null;
+      }
     | { readonly type: "counter"; readonly delta: number }
     | { readonly type: "set"; readonly add: readonly string[]; readonly remove: readonly string[] };
   /** The key's version right after the write (version-vector text). */
@@ -241,6 +246,15 @@ function checkKey(
       const winner = maximal.reduce((best, w) => (compareHlc(stamp(w), stamp(best)) > 0 ? w : best));
       const expected = winner.op.type === "register" ? winner.op.value : null;
       const actual = text(state.register.value);
+      // The extras belong to the write: the winner's value comes with the winner's metadata.
+      const metadata = winner.op.type === "register" && expected !== null ? (winner.op.metadata ?? null) : null;
+      if (actual === expected && state.register.metadata !== metadata)
+        return [
+          {
+            rule: "register_not_last_writer",
+            message: `${key} shows the last writer's value (write ${winner.id}) with metadata ${JSON.stringify(state.register.metadata)}; it wrote ${JSON.stringify(metadata)}`,
+          },
+        ];
       return actual === expected
         ? []
         : [

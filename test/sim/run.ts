@@ -129,7 +129,9 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
       key,
       op:
         op.type === "register"
-          ? { type: "register", value: op.op.kind === "put" ? new TextDecoder().decode(op.op.value) : null }
+          ? op.op.kind === "put"
+            ? { type: "register", value: new TextDecoder().decode(op.op.value), metadata: op.op.metadata ?? null }
+            : { type: "register", value: null }
           : op.type === "counter"
             ? { type: "counter", delta: op.delta }
             : { type: "set", add: op.add, remove: op.remove },

@@ -29,9 +29,15 @@ export async function clientLoop(client: SimClient, cluster: Cluster, random: Ra
     const roll = random.next();
     if (roll < 0.25) {
       const key = random.pick(REGISTER_KEYS);
+      // Every third put carries metadata (from the count, so the seed's draws stay as they were):
+      // the extras travel through every merge and repair path with the value.
+      const metadata = count % 3 === 0 ? JSON.stringify({ by: unique }) : null;
       const op: KeyOp = random.chance(0.1)
         ? { type: "register", op: { kind: "delete" } }
-        : { type: "register", op: { kind: "put", value: new TextEncoder().encode(unique), contentType: "text/plain" } };
+        : {
+            type: "register",
+            op: { kind: "put", value: new TextEncoder().encode(unique), contentType: "text/plain", metadata },
+          };
       await client.write(key, op, acks);
     } else if (roll < 0.35) {
       await client.write(random.pick(COUNTER_KEYS), { type: "counter", delta: random.int(-5, 9) }, acks);
