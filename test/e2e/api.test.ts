@@ -1,5 +1,5 @@
 // Black-box API behaviour: auth, bad input answered with its code and nothing lost, and the
-// operational views (regions with lag, Prometheus metrics).
+// operational views (regions with lag, Prometheus metrics), and values that carry metadata and expire.
 import { describe, expect, it } from "vitest";
 import { READ_TOKEN, REGIONS, call, eventually, json, readValue, uniqueKey } from "./client.ts";
 
@@ -102,5 +102,37 @@ describe("operations views", () => {
       expect(text).toContain("# TYPE replication_errors_total counter");
       expect(text).toContain("http_request_duration_seconds_bucket");
     });
+  });
+});
+
+describe("metadata and expiration", () => {
+  it("replicate with the value to every region, which all stop serving it once it expires", async () => {
+    const key = uniqueKey("extras");
+    const put = await call(`/v1/kv/${key}?region=weur&expiration_ttl=8`, {
+      method: "PUT",
+      body: "soon gone",
+      headers: { "X-KV-Metadata": '{"owner":"e2e"}' },
+    });
+    expect(put.status).toBe(200);
+    const expiration = Math.floor(Date.now() / 1000) + 8;
+    // Every region shows it with its extras, and lists it with them, until it expires.
+    for (const region of REGIONS) {
+      const res = await eventually(async () => {
+        const answer = await call(`/v1/kv/${key}?region=${region}`);
+        expect(answer.status).toBe(200);
+        return answer;
+      });
+      expect(JSON.parse(res.headers.get("x-kv-metadata") ?? "null")).toEqual({ owner: "e2e" });
+      expect(Math.abs(Number(res.headers.get("x-kv-expiration")) - expiration)).toBeLessThanOrEqual(1);
+    }
+    const listed = await json<{ keys: Array<{ name: string; metadata?: unknown; expiration?: number }> }>(
+      `/v1/kv?prefix=${encodeURIComponent(key)}&region=apac`,
+    );
+    expect(listed.keys).toMatchObject([{ name: key, metadata: { owner: "e2e" } }]);
+    // Then 404 everywhere, and gone from listings.
+    for (const region of REGIONS)
+      await eventually(async () => expect((await call(`/v1/kv/${key}?region=${region}`)).status).toBe(404), 20_000);
+    const after = await json<{ keys: unknown[] }>(`/v1/kv?prefix=${encodeURIComponent(key)}&region=wnam`);
+    expect(after.keys).toEqual([]);
   });
 });
