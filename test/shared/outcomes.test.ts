@@ -37,12 +37,16 @@ function put(
   return { state: applied.value, write };
 }
 
+/** One replica's final keys: `k` at `state`. */
+function finals(state: KeyState) {
+  return new Map([["k", { encoded: encodeKeyState(state), epoch: 0 }]]);
+}
+
 describe("checkOutcome on registers", () => {
   it("accepts the last writer's value with its metadata, and reports it with another write's", () => {
     const first = put(0, undefined, "a", '{"by":"first"}', 1_000);
     const second = put(1, first.state, "b", null, 2_000);
     const writes = [first.write, second.write];
-    const finals = (state: KeyState) => new Map([["k", { encoded: encodeKeyState(state), epoch: 0 }]]);
     expect(checkOutcome(finals(second.state), writes, [])).toEqual([]);
     // The last writer's value, but the first write's metadata kept on it.
     const mixed: KeyState =
