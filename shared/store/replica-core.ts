@@ -8,7 +8,7 @@ import { orsetMembers } from "../crdt/or-set.ts";
 import { pnValue } from "../crdt/pn-counter.ts";
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, type VersionVector } from "../version-vector.ts";
-import { lwwEmpty, lwwExpired } from "../crdt/lww-register.ts";
+import { lwwEmpty } from "../crdt/lww-register.ts";
 import { type TaggedConflict } from "./epochs.ts";
 import {
   type KeyOp,
@@ -54,7 +54,7 @@ export function keyView(state: KeyState, nowMs: number): Result<KeyView> {
   switch (state.type) {
     case "register": {
       const r = state.register;
-      const live = r.value !== null && !lwwExpired(r, nowMs);
+      const live = keyIsLive(state, nowMs);
       return ok({
         type: "register",
         version,
