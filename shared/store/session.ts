@@ -83,6 +83,16 @@ export function seenIn(seen: SessionSeen, shard: ShardIndex): VersionVector {
   return seen.get(shard) ?? EMPTY_VV;
 }
 
+/** Most tokens one X-Session-Token header may carry (a client's answers that crossed in flight). */
+export const SESSION_TOKENS_MAX = 16;
+
+/** Everything `a` or `b` has seen: the session of two answers that crossed in flight. */
+export function joinSeen(a: SessionSeen, b: SessionSeen): SessionSeen {
+  let out = a;
+  for (const [shard, vv] of b) out = seeAlso(out, shard, vv);
+  return out;
+}
+
 /** `seen` having also seen `vv` in `shard`. */
 export function seeAlso(seen: SessionSeen, shard: ShardIndex, vv: VersionVector): SessionSeen {
   const out = new Map(seen);

@@ -210,4 +210,30 @@ describe("through the router", () => {
     expect(refused.status).toBe(400);
     expect(await errorCode(refused)).toBe("invalid_session_token");
   });
+
+  it("joins the tokens of answers that crossed in flight, and refuses the list if one is bad", async () => {
+    const a = await signSession(
+      DURING,
+      new Map([
+        [0, { enam: 2 }],
+        [1, { wnam: 3 }],
+      ]),
+    );
+    const b = await signSession(DURING, new Map([[1, { wnam: 1, apac: 7 }]]));
+    const joined = await verifySession(DURING, `${a}, ${b}`);
+    expect([...joined].sort(([x], [y]) => x - y)).toEqual([...SEEN]);
+    // The old secret's token still verifies beside the new one's during the rotation.
+    const old = await signSession(BEFORE, new Map([[2, { oc: 1 }]]));
+    expect(await outcome(DURING, `${a},${old}`)).toBe(
+      `ok ${JSON.stringify([
+        [0, { enam: 2 }],
+        [1, { wnam: 3 }],
+        [2, { oc: 1 }],
+      ])}`,
+    );
+    expect(await outcome(AFTER, `${a},${old}`)).toBe("invalid_session_token");
+    expect(await outcome(DURING, `${a},garbage`)).toBe("invalid_session_token");
+    expect(await outcome(DURING, Array.from({ length: 17 }, () => a).join(","))).toBe("invalid_session_token");
+    expect(await outcome(DURING, Array.from({ length: 16 }, () => a).join(","))).toMatch(/^ok /);
+  });
 });

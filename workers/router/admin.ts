@@ -3,6 +3,8 @@
  * demand, the dead-letter queue's records and their replay, and (when enabled) fault injection.
  */
 import { type Hono } from "hono";
+import { LOG_PAGE_MAX, ROUTES } from "../../shared/api.ts";
+import { mount } from "./mount.ts";
 import { StoreError } from "../../shared/errors.ts";
 import { NO_FAULTS, faultsBodySchema, faultsFrom } from "../../shared/faults.ts";
 import { rememberFaults } from "../faults.ts";
@@ -14,7 +16,7 @@ import { callReplicaPlain, intParam, readJson } from "./http.ts";
 import { controlOf } from "../stubs.ts";
 import { clusterView, rememberView } from "./view.ts";
 import { isHealthy } from "../../shared/store/cluster.ts";
-import { LOG_PAGE_MAX, logPage, shardsNow } from "./observe.ts";
+import { logPage, shardsNow } from "./observe.ts";
 import { regionDigest } from "../../shared/store/region-status.ts";
 import { replicaOf } from "../stubs.ts";
 import { parsePinnedRegion } from "./routing.ts";
@@ -30,17 +32,17 @@ function faultsEnabled(env: Env): void {
 /** Mounts the admin routes. */
 export function mountAdmin(app: Hono<AppEnv>): void {
   // Fault injection for tests and drills (`shared/faults.ts`): what is set replaces what was.
-  app.get("/v1/admin/faults", async (c) => {
+  mount(app, ROUTES.getFaults, async (c) => {
     faultsEnabled(c.env);
     return c.json({ faults: await controlOf(c.env).getFaults() });
   });
-  app.post("/v1/admin/faults", async (c) => {
+  mount(app, ROUTES.setFaults, async (c) => {
     faultsEnabled(c.env);
     const faults = faultsFrom(await readJson(c.req.raw, faultsBodySchema));
     rememberFaults(await controlOf(c.env).setFaults(faults));
     return c.json({ faults });
   });
-  app.delete("/v1/admin/faults", async (c) => {
+  mount(app, ROUTES.clearFaults, async (c) => {
     faultsEnabled(c.env);
     rememberFaults(await controlOf(c.env).setFaults(NO_FAULTS));
     return c.json({ faults: NO_FAULTS });
@@ -48,8 +50,8 @@ export function mountAdmin(app: Hono<AppEnv>): void {
 
   // Takes a region out of service (or puts it back) as if it were down: nothing is routed to
   // it, deliveries to it wait, and a strong prefix it leads fails over if configured to.
-  app.post("/v1/admin/regions/:id/health", async (c) => {
-    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+  mount(app, ROUTES.setRegionHealth, async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id") ?? "");
     const body = await readJson(c.req.raw, healthBodySchema);
     const { view, pending } = await controlOf(c.env).setHealth(region, body.healthy);
     rememberView(view);
@@ -67,9 +69,9 @@ export function mountAdmin(app: Hono<AppEnv>): void {
 
   // A region's digest: key counts and its Merkle root over every shard (equal roots mean
   // identical regions), with each shard's own digest.
-  app.get("/v1/admin/regions/:id/digest", async (c) => {
+  mount(app, ROUTES.regionDigest, async (c) => {
     const config = loadConfig(c.env);
-    const region = parsePinnedRegion(config, c.req.param("id"));
+    const region = parsePinnedRegion(config, c.req.param("id") ?? "");
     const shards = await Promise.all(
       (await shardsNow(c.env)).map((shard) => callReplicaPlain(region, () => replicaOf(c.env, region, shard).digest())),
     );
@@ -79,7 +81,7 @@ export function mountAdmin(app: Hono<AppEnv>): void {
   // One anti-entropy round between every pair of healthy regions in every shard, now: each pair
   // once, run by the first of the two in configured order (a round repairs both ways); a
   // pair's figures are summed over its shards.
-  app.post("/v1/admin/anti-entropy", async (c) => {
+  mount(app, ROUTES.antiEntropy, async (c) => {
     const config = loadConfig(c.env);
     const view = await clusterView(c.env);
     const healthy = config.regions.filter((r) => isHealthy(view, r));
@@ -110,8 +112,8 @@ export function mountAdmin(app: Hono<AppEnv>): void {
     return c.json({ pairs: runs.flat(), skipped: config.regions.filter((r) => !healthy.includes(r)) });
   });
 
-  app.get("/v1/admin/regions/:id/dead-letters", async (c) => {
-    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id"));
+  mount(app, ROUTES.deadLetters, async (c) => {
+    const region = parsePinnedRegion(loadConfig(c.env), c.req.param("id") ?? "");
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, 100);
     const { page, cursor } = await logPage(
       c.env,
@@ -136,9 +138,9 @@ export function mountAdmin(app: Hono<AppEnv>): void {
     });
   });
 
-  app.post("/v1/admin/regions/:id/dead-letters/replay", async (c) => {
+  mount(app, ROUTES.replayDeadLetters, async (c) => {
     const config = loadConfig(c.env);
-    const region = parsePinnedRegion(config, c.req.param("id"));
+    const region = parsePinnedRegion(config, c.req.param("id") ?? "");
     const results = await Promise.all(
       (await shardsNow(c.env)).map((shard) =>
         callReplicaPlain(region, () => replicaOf(c.env, region, shard).replayDeadLetters()),

@@ -6,19 +6,15 @@ import { Hono } from "hono";
 import { routePath } from "hono/route";
 import { type ErrorBody, StoreError } from "../../shared/errors.ts";
 import { loadConfig } from "../config.ts";
+import { ROUTES } from "../../shared/api.ts";
 import { mountAdmin } from "./admin.ts";
-import { type Scope, authorize } from "./auth.ts";
+import { mountDocs } from "./docs.ts";
+import { mount } from "./mount.ts";
 import { type AppEnv } from "./env.ts";
 import { mountKv } from "./kv.ts";
 import { observeRequest } from "./metrics.ts";
 import { mountObserve } from "./observe.ts";
 import { mountTypes } from "./types.ts";
-
-/** The scope a request needs: admin routes need admin, other reads need read, the rest write. */
-function neededScope(method: string, path: string): Scope {
-  if (path.startsWith("/v1/admin/")) return "admin";
-  return method === "GET" || method === "HEAD" ? "read" : "write";
-}
 
 /** Headers a route set before it failed that the error answer keeps (a deleted key's 404 names its version). */
 const KEPT_HEADERS = [
@@ -51,16 +47,8 @@ export function createApp(): Hono<AppEnv> {
     observeRequest(c.req.method, routePath(c), c.res.status, (performance.now() - started) / 1000);
   });
 
-  app.get("/healthz", (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
-
-  app.use("/v1/*", async (c, next) => {
-    await authorize(c.req.header("authorization"), c.env.AUTH_TOKENS, neededScope(c.req.method, c.req.path));
-    await next();
-  });
-  app.use("/metrics", async (c, next) => {
-    await authorize(c.req.header("authorization"), c.env.AUTH_TOKENS, "read");
-    await next();
-  });
+  mount(app, ROUTES.healthz, (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
+  mountDocs(app);
 
   mountKv(app);
   mountTypes(app);

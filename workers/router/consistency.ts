@@ -6,6 +6,7 @@
  * core's (`shared/store/router-core.ts`); this module parses and answers.
  */
 import { type Context } from "hono";
+import { ACK_TIMEOUT_MS_MAX, CONSISTENCIES } from "../../shared/api.ts";
 import { StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ClusterView, majority } from "../../shared/store/cluster.ts";
@@ -28,8 +29,6 @@ import { callReplica, intParam } from "./http.ts";
 import { edgeOf, parsePinnedRegion, regionPreference, viewAtEdge } from "./routing.ts";
 import { sessionSecrets, signSession, verifySession } from "./session.ts";
 
-/** Longest `timeout_ms` a client may ask for. */
-export const ACK_TIMEOUT_MS_MAX = 60_000;
 /** How long a quorum read waits for each region. */
 const QUORUM_READ_TIMEOUT_MS = 2000;
 
@@ -152,11 +151,6 @@ async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp, named?: Sha
   c.header("X-Session-Token", token);
   return { region: outcome.region, view: outcome.view, acked: outcome.acked };
 }
-
-/** Read consistency levels. */
-export type Consistency = "eventual" | "session" | "quorum" | "bounded" | "strong";
-
-const CONSISTENCIES: readonly Consistency[] = ["eventual", "session", "quorum", "bounded", "strong"];
 
 /** A read's result as the routes answer it. */
 export interface ReadAnswer {

@@ -4,18 +4,12 @@
  * Every problem is thrown as a `StoreError` and answered by the one error handler.
  */
 import { type z } from "zod";
+import { JSON_BODY_BYTES_MAX } from "../../shared/api.ts";
 import { DecodeError, fromBase64Url, toBase64Url, utf8 } from "../../shared/bytes.ts";
 import { type Result, StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { checkKey } from "../../shared/store/keys.ts";
 import { isAssertion } from "../../shared/store/ports.ts";
-
-/** Largest value a register holds: 1 MiB. */
-export const VALUE_BYTES_MAX = 1024 * 1024;
-/** Largest JSON body of a counter or set request. */
-export const JSON_BODY_BYTES_MAX = 1024 * 1024;
-/** Longest stored Content-Type. */
-export const CONTENT_TYPE_CHARS_MAX = 256;
 
 /** The key after `prefix` in the request path, percent-decoded and checked (1..512 bytes of UTF-8). */
 export function keyFromPath(request: Request, prefix: string): string {

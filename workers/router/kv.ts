@@ -2,6 +2,8 @@
  * Routes of the key-value API: PUT, GET and DELETE one key, and listing by prefix.
  */
 import { type Hono } from "hono";
+import { CONTENT_TYPE_CHARS_MAX, LIST_LIMIT_MAX, ROUTES, VALUE_BYTES_MAX } from "../../shared/api.ts";
+import { mount } from "./mount.ts";
 import { StoreError, unwrap } from "../../shared/errors.ts";
 import { headerJson, parseExpiration, parseMetadata } from "../../shared/kv-extras.ts";
 import { type KeyListing } from "../../shared/store/storage.ts";
@@ -10,16 +12,7 @@ import { prefixEnd } from "../../shared/store/keys.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { type AppEnv } from "./env.ts";
 import { performRead, performWrite, servingRegionOf } from "./consistency.ts";
-import {
-  CONTENT_TYPE_CHARS_MAX,
-  VALUE_BYTES_MAX,
-  callReplica,
-  decodeCursor,
-  encodeCursor,
-  intParam,
-  keyFromPath,
-  readBodyCapped,
-} from "./http.ts";
+import { callReplica, decodeCursor, encodeCursor, intParam, keyFromPath, readBodyCapped } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
 import { loadConfig } from "../config.ts";
 import { shardOf } from "../../shared/shards.ts";
@@ -28,8 +21,6 @@ import { mergeKeyPages } from "../../shared/store/listing.ts";
 import { edgeOf, viewAtEdge } from "./routing.ts";
 
 const KV_PREFIX = "/v1/kv/";
-/** Page size bounds for listing, as in Workers KV. */
-export const LIST_LIMIT_MAX = 1000;
 
 /** Narrows a view to a register, or answers `type_mismatch`. */
 export function registerOnly(view: KeyView, key: string): Extract<KeyView, { type: "register" }> {
@@ -50,7 +41,7 @@ function listed(key: KeyListing): { name: string; version: string; expiration?: 
 /** Mounts the key-value routes. */
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
-  app.get("/v1/kv", async (c) => {
+  mount(app, ROUTES.listKeys, async (c) => {
     const view = await viewAtEdge(c);
     const region = servingRegionOf(c, view);
     const prefix = c.req.query("prefix") ?? "";
@@ -80,7 +71,7 @@ export function mountKv(app: Hono<AppEnv>): void {
     return c.json({ keys: page.keys.map(listed), cursor: page.cursor === null ? null : encodeCursor(page.cursor) });
   });
 
-  app.put(`${KV_PREFIX}*`, async (c) => {
+  mount(app, ROUTES.putKey, async (c) => {
     const key = keyFromPath(c.req.raw, KV_PREFIX);
     const contentType = c.req.header("content-type") ?? "application/octet-stream";
     if (contentType.length > CONTENT_TYPE_CHARS_MAX) {
@@ -99,13 +90,13 @@ export function mountKv(app: Hono<AppEnv>): void {
     return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
   });
 
-  app.delete(`${KV_PREFIX}*`, async (c) => {
+  mount(app, ROUTES.deleteKey, async (c) => {
     const key = keyFromPath(c.req.raw, KV_PREFIX);
     const written = await performWrite(c, key, { type: "register", op: { kind: "delete" } });
     return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
   });
 
-  app.get(`${KV_PREFIX}*`, async (c) => {
+  mount(app, ROUTES.getKey, async (c) => {
     const key = keyFromPath(c.req.raw, KV_PREFIX);
     const read = await performRead(c, key);
     const view = read.view === null ? null : registerOnly(read.view, key);

@@ -3,6 +3,8 @@
  * and Prometheus metrics.
  */
 import { type Hono } from "hono";
+import { LOG_PAGE_DEFAULT, LOG_PAGE_MAX, ROUTES } from "../../shared/api.ts";
+import { mount } from "./mount.ts";
 import { REGION_LOCATIONS, type RegionId } from "../../shared/regions.ts";
 import { describeState } from "../../shared/store/describe.ts";
 import { loadConfig } from "../config.ts";
@@ -23,9 +25,6 @@ import { platformClock } from "../clock.ts";
 
 /** How long a status fan-out waits for a region before calling it unreachable. */
 export const STATUS_TIMEOUT_MS = 2000;
-/** Page size bounds for the conflict log and dead letters. */
-export const LOG_PAGE_MAX = 1000;
-const LOG_PAGE_DEFAULT = 100;
 
 /** Every configured region's status per shard (index = shard), null for a replica that did not answer in time. */
 export async function gatherStatuses(env: Env): Promise<ShardStatuses> {
@@ -115,7 +114,7 @@ interface PairLag {
 
 /** Mounts the observation routes. */
 export function mountObserve(app: Hono<AppEnv>): void {
-  app.get("/v1/regions", async (c) => {
+  mount(app, ROUTES.regions, async (c) => {
     const config = loadConfig(c.env);
     const detail = c.req.query("detail");
     if (detail !== undefined && detail !== "shards")
@@ -167,7 +166,7 @@ export function mountObserve(app: Hono<AppEnv>): void {
     return c.json({ regions, closest, primaries, shards });
   });
 
-  app.get("/v1/conflicts", async (c) => {
+  mount(app, ROUTES.conflicts, async (c) => {
     const config = loadConfig(c.env);
     const region = servingRegion(config, c.req.raw, c.req.query("region"));
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, LOG_PAGE_DEFAULT);
@@ -193,7 +192,7 @@ export function mountObserve(app: Hono<AppEnv>): void {
     return c.json({ region, conflicts, cursor });
   });
 
-  app.get("/metrics", async (c) => {
+  mount(app, ROUTES.metrics, async (c) => {
     const text = renderMetrics(await gatherStatuses(c.env), Date.now());
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });

@@ -8,9 +8,11 @@ import { fromBase64Url, toBase64Url, utf8, DecodeError } from "../../shared/byte
 import { StoreError } from "../../shared/errors.ts";
 import {
   EMPTY_SEEN,
+  SESSION_TOKENS_MAX,
   type SessionSeen,
   decodeSessionPayload,
   encodeSessionPayload,
+  joinSeen,
   joinSessionToken,
   sessionCandidates,
   sessionKidInput,
@@ -79,18 +81,33 @@ export async function signSession(secrets: SessionSecrets, seen: SessionSeen): P
 }
 
 /**
- * What a token says its session has seen; nothing when there is no token. A token verifies when it
- * was signed with the current or the previous secret. A garbled, forged or retired token is
- * `invalid_session_token`, never silently ignored: ignoring it would quietly drop the client's
- * read-your-writes guarantee.
+ * What a session has seen; nothing when there is no token. The header holds one token, or several
+ * separated by commas (answers that crossed in flight: the session has seen what all of them
+ * have). A token verifies when it was signed with the current or the previous secret. A
+ * garbled, forged or retired token is `invalid_session_token`, never silently ignored: ignoring
+ * it would quietly drop the client's read-your-writes guarantee.
  */
-export async function verifySession(secrets: SessionSecrets, token: string | undefined): Promise<SessionSeen> {
-  if (token === undefined || token === "") return EMPTY_SEEN;
+export async function verifySession(secrets: SessionSecrets, header: string | undefined): Promise<SessionSeen> {
+  const tokens = (header ?? "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
+  if (tokens.length > SESSION_TOKENS_MAX) {
+    throw new StoreError(
+      "invalid_session_token",
+      `X-Session-Token carries ${tokens.length} tokens; at most ${SESSION_TOKENS_MAX}: send the latest answer's token`,
+    );
+  }
+  const seens = await Promise.all(tokens.map((token) => verifyOne(secrets, token)));
+  return seens.reduce(joinSeen, EMPTY_SEEN);
+}
+
+async function verifyOne(secrets: SessionSecrets, token: string): Promise<SessionSeen> {
   const invalid = new StoreError(
     "invalid_session_token",
     "the X-Session-Token header is malformed or was not issued by this store; send back a token exactly as received, or none",
   );
-  const parts = splitSessionToken(token.trim());
+  const parts = splitSessionToken(token);
   if (parts === undefined) throw invalid;
   let mac: Uint8Array;
   try {

@@ -2,6 +2,8 @@
  * Routes of the typed values: PN-counters and add-wins sets.
  */
 import { type Hono } from "hono";
+import { ROUTES } from "../../shared/api.ts";
+import { mount } from "./mount.ts";
 import { StoreError } from "../../shared/errors.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { counterBodySchema, setBodySchema } from "../../shared/store/wire.ts";
@@ -21,7 +23,7 @@ function expectType<T extends KeyView["type"]>(view: KeyView, type: T, key: stri
 
 /** Mounts the counter and set routes. */
 export function mountTypes(app: Hono<AppEnv>): void {
-  app.post(`${COUNTERS}*`, async (c) => {
+  mount(app, ROUTES.addToCounter, async (c) => {
     const key = keyFromPath(c.req.raw, COUNTERS);
     const body = await readJson(c.req.raw, counterBodySchema);
     const written = await performWrite(c, key, { type: "counter", delta: body.delta });
@@ -33,7 +35,7 @@ export function mountTypes(app: Hono<AppEnv>): void {
     });
   });
 
-  app.get(`${COUNTERS}*`, async (c) => {
+  mount(app, ROUTES.getCounter, async (c) => {
     const key = keyFromPath(c.req.raw, COUNTERS);
     const read = await performRead(c, key);
     if (read.view === null)
@@ -43,7 +45,7 @@ export function mountTypes(app: Hono<AppEnv>): void {
     return c.json({ key, value: view.value });
   });
 
-  app.post(`${SETS}*`, async (c) => {
+  mount(app, ROUTES.updateSet, async (c) => {
     const key = keyFromPath(c.req.raw, SETS);
     const body = await readJson(c.req.raw, setBodySchema);
     const written = await performWrite(c, key, { type: "set", add: body.add, remove: body.remove });
@@ -55,7 +57,7 @@ export function mountTypes(app: Hono<AppEnv>): void {
     });
   });
 
-  app.get(`${SETS}*`, async (c) => {
+  mount(app, ROUTES.getSet, async (c) => {
     const key = keyFromPath(c.req.raw, SETS);
     const read = await performRead(c, key);
     if (read.view === null) throw new StoreError("not_found", `set "${key}" does not exist in region ${read.region}`);
