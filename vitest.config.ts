@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/shared/**/*.test.ts", "test/sim/**/*.test.ts"],
+          include: ["test/shared/**/*.test.ts", "test/sim/**/*.test.ts", "test/client/**/*.test.ts"],
           environment: "node",
         },
       },
@@ -18,6 +18,8 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              // A real local Workers KV namespace: the conformance suite's reference.
+              kvNamespaces: ["CONFORMANCE_KV"],
               bindings: {
                 AUTH_TOKENS: "test-admin:admin,test-write:write,test-read:read",
                 SESSION_SECRET: "test-session-secret",

@@ -74,7 +74,7 @@ const key = z
   .min(1)
   .openapi({
     param: { name: "key", in: "path" },
-    description: `1 to ${KEY_BYTES_MAX} bytes of UTF-8, percent-encoded; may contain "/". "." and ".." must be percent-encoded.`,
+    description: `1 to ${KEY_BYTES_MAX} bytes of UTF-8, percent-encoded; may contain "/" (encoded as %2F or not). The keys "." and ".." cannot be addressed: URLs resolve them, as in Workers KV, which refuses them.`,
     example: "users/42",
   });
 const regionId = z.enum(LOCATION_HINTS).openapi({ description: "A region: a Durable Object location hint." });
@@ -494,7 +494,7 @@ export const ROUTES = {
     path: "/v1/sets/{key}",
     tag: "Sets",
     auth: "write",
-    summary: "Adds and removes members of an add-wins set (idempotent: safe to retry).",
+    summary: "Adds and removes members of an add-wins set (an add wins over a concurrent remove).",
     request: { params: z.object({ key }), query: writeQuery, headers: writeHeaders, body: json(setBodySchema) },
     ok: { description: "The set's members after the update.", json: setWriteAnswer, headers: writeAnswerHeaders },
     errors: [

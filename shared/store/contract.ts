@@ -32,6 +32,11 @@ export interface WriteOptions extends WriteConditions {
   readonly acks: number;
   readonly timeoutMs: number;
   readonly strong?: StrongScope;
+  /**
+   * What the writer's session has seen in this shard: the key is first caught up with it (as a
+   * session read is), so a session's write follows what it read and wrote before, in any region.
+   */
+  readonly session?: VersionVector;
 }
 
 /** A write's answer. */

@@ -155,6 +155,13 @@ export class ReplicaNode {
     if (!placed.ok) return placed;
     const present = await this.ready(key);
     if (!present.ok) return present;
+    // A session's write follows what the session saw: a remove sees the add it follows, and a
+    // put's stamp is above the stamps of the writes it follows, whatever this region's clock.
+    // (A strong prefix's primary holds everything its epoch kept.)
+    if (options.session !== undefined && options.strong === undefined) {
+      const caughtUp = await this.catchUp(key, options.session);
+      if (!caughtUp.ok) return caughtUp;
+    }
     if (options.strong !== undefined) {
       const confirmed = await this.confirm(options.strong);
       if (!confirmed.ok) return confirmed;

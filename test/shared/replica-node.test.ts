@@ -486,3 +486,52 @@ describe("a strong prefix's primary under its lease", () => {
     expect(write.ok ? "ok" : write.error.code).toBe("fenced");
   });
 });
+
+describe("a session's write", () => {
+  /** enam's set "s" holding "a" (enam's write 1). */
+  function enamSet(): KeyState {
+    const result = applyKeyOp(undefined, { type: "set", add: ["a"], remove: [] }, "enam", hlcNow(hlcZero("enam"), NOW));
+    if (!result.ok) throw new Error(result.error.message);
+    return result.value;
+  }
+  const removeA: KeyOp = { type: "set", add: [], remove: ["a"] };
+  const viewOf = (h: Harness, key: string) => {
+    const read = h.node.machine.readLocal(key, NOW);
+    return read.ok ? read.value.view : read.error.code;
+  };
+
+  it("first catches the key up with what the session saw, so a remove covers the add it follows", async () => {
+    const h = harness("weur");
+    const added = enamSet();
+    let asked = 0;
+    h.peers.set("enam", {
+      snapshot: async () => {
+        asked += 1;
+        return ok({ state: encodeKeyState(added), seqs: { enam: 1 }, epoch: 0 });
+      },
+    });
+    const written = await h.node.write("s", removeA, { acks: 1, timeoutMs: 0, session: { enam: 1 } });
+    expect(asked).toBe(1);
+    expect(written.ok && written.value.view).toMatchObject({ type: "set", members: [] });
+    // The add arriving later by replication changes nothing: the remove observed it.
+    h.node.repair("s", { state: encodeKeyState(added), seqs: { enam: 1 }, epoch: 0 });
+    expect(viewOf(h, "s")).toMatchObject({ members: [] });
+  });
+
+  it("without a session, does not wait: a remove of an add it never saw leaves the add", async () => {
+    const h = harness("weur");
+    h.peers.set("enam", { snapshot: () => Promise.reject(new Error("not asked")) });
+    const written = await h.node.write("s", removeA, { acks: 1, timeoutMs: 0 });
+    expect(written.ok).toBe(true);
+    h.node.repair("s", { state: encodeKeyState(enamSet()), seqs: { enam: 1 }, epoch: 0 });
+    expect(viewOf(h, "s")).toMatchObject({ members: ["a"] });
+  });
+
+  it("is refused, with nothing written, when the region it lags does not answer", async () => {
+    const h = harness("weur");
+    h.peers.set("enam", { snapshot: () => Promise.reject(new Error("enam is down")) });
+    const written = await h.node.write("s", removeA, { acks: 1, timeoutMs: 0, session: { enam: 1 } });
+    expect(codes([written])).toEqual(["region_unavailable"]);
+    expect(h.node.machine.storage.kv.get("s")).toBeNull();
+  });
+});

@@ -124,6 +124,7 @@ async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp, named?: Sha
     region = unwrap(chooseRegion(regionPreference(config, c.req.raw), view, pinned));
   }
   const shard = named ?? routedShard(key, layoutOf(view, config.shards));
+  if (seen.has(shard)) options.session = seenIn(seen, shard);
   const outcome = await callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).write(key, op, options));
   const token = await signSession(secrets, seeAlso(seen, shard, vvFrom([[outcome.region, outcome.seq]])));
   if (!outcome.complete) {
