@@ -13,7 +13,7 @@ async function streamText(stream: ReadableStream | null): Promise<string> {
 /** Runs the suite against the namespace `make` answers; `label` names it. */
 export function kvConformance(label: string, make: () => KVNamespace): void {
   describe(`Workers KV conformance: ${label}`, () => {
-    const kv = (): KVNamespace => make();
+    const kv = make;
     let n = 0;
     const run = Math.random().toString(36).slice(2, 8);
     /** A key of its own per case, under this run's prefix. */

@@ -487,19 +487,19 @@ describe("a strong prefix's primary under its lease", () => {
   });
 });
 
-describe("a session's write", () => {
-  /** enam's set "s" holding "a" (enam's write 1). */
-  function enamSet(): KeyState {
-    const result = applyKeyOp(undefined, { type: "set", add: ["a"], remove: [] }, "enam", hlcNow(hlcZero("enam"), NOW));
-    if (!result.ok) throw new Error(result.error.message);
-    return result.value;
-  }
-  const removeA: KeyOp = { type: "set", add: [], remove: ["a"] };
-  const viewOf = (h: Harness, key: string) => {
-    const read = h.node.machine.readLocal(key, NOW);
-    return read.ok ? read.value.view : read.error.code;
-  };
+/** enam's set "s" holding "a" (enam's write 1). */
+function enamSet(): KeyState {
+  const result = applyKeyOp(undefined, { type: "set", add: ["a"], remove: [] }, "enam", hlcNow(hlcZero("enam"), NOW));
+  if (!result.ok) throw new Error(result.error.message);
+  return result.value;
+}
+const removeA: KeyOp = { type: "set", add: [], remove: ["a"] };
+const viewOf = (h: Harness, key: string) => {
+  const read = h.node.machine.readLocal(key, NOW);
+  return read.ok ? read.value.view : read.error.code;
+};
 
+describe("a session's write", () => {
   it("first catches the key up with what the session saw, so a remove covers the add it follows", async () => {
     const h = harness("weur");
     const added = enamSet();
