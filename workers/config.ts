@@ -47,6 +47,8 @@ export interface Config {
   readonly wan: WanSettings;
   /** Whether fault injection may be used (`POST /v1/admin/faults`); off in production. */
   readonly faults: boolean;
+  /** Origins whose pages may call the API from a browser (CORS); `*` for any; empty for none. */
+  readonly corsOrigins: readonly string[];
 }
 
 /** Local WAN emulation: every cross-region hop waits the one-way latency between its regions. */
@@ -92,6 +94,27 @@ function flag(name: string, raw: string | undefined): boolean {
   return value === "on";
 }
 
+/** `CORS_ORIGINS`: comma-separated origins (`https://app.example.com`), or `*`; default none. */
+function corsOrigins(raw: string | undefined): string[] {
+  const origins = (raw ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  for (const origin of origins) {
+    let parsed: string | undefined;
+    try {
+      parsed = new URL(origin).origin;
+    } catch {
+      parsed = undefined;
+    }
+    assert(
+      origin === "*" || parsed === origin,
+      `CORS_ORIGINS must list origins such as https://app.example.com, or *; got "${origin}"`,
+    );
+  }
+  return origins;
+}
+
 /** `SHARDS`: 1 to {@link SHARDS_MAX}, default 1. */
 function shardCount(raw: string | undefined): number {
   const shards = positiveInt("SHARDS", raw, 1);
@@ -125,6 +148,7 @@ export function loadConfig(env: Env): Config {
     env.WAN_JITTER_MS,
     env.WAN_SEED,
     env.FAULTS,
+    env.CORS_ORIGINS,
   ].join("|");
   if (cached?.key === key) return cached.config;
   const list = parseRegionList(env.REGIONS);
@@ -177,6 +201,7 @@ export function loadConfig(env: Env): Config {
       seed: nonNegativeInt("WAN_SEED", env.WAN_SEED, 1, 0xffff_ffff),
     },
     faults: flag("FAULTS", env.FAULTS),
+    corsOrigins: corsOrigins(env.CORS_ORIGINS),
   };
   cached = { key, config };
   return config;

@@ -3,6 +3,7 @@
  * place where errors become HTTP answers.
  */
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import { routePath } from "hono/route";
 import { type ErrorBody, StoreError } from "../../shared/errors.ts";
 import { loadConfig } from "../config.ts";
@@ -16,8 +17,14 @@ import { observeRequest } from "./metrics.ts";
 import { mountObserve } from "./observe.ts";
 import { mountTypes } from "./types.ts";
 
-/** Headers a route set before it failed that the error answer keeps (a deleted key's 404 names its version). */
+/**
+ * Headers a route set before it failed that the error answer keeps (a deleted key's 404 names
+ * its version; a browser may read the error only with its CORS headers).
+ */
 const KEPT_HEADERS = [
+  "Access-Control-Allow-Origin",
+  "Access-Control-Expose-Headers",
+  "Vary",
   "Allow",
   "ETag",
   "X-Served-By",
@@ -46,6 +53,39 @@ export function createApp(): Hono<AppEnv> {
     await next();
     observeRequest(c.req.method, routePath(c), c.res.status, (performance.now() - started) / 1000);
   });
+
+  // Browsers on the origins CORS_ORIGINS lists may call the API, and read the headers a client
+  // needs (the session token above all); preflights are answered here, before auth.
+  app.use(
+    "*",
+    cors({
+      origin: (origin, c) => {
+        const allowed = loadConfig(c.env).corsOrigins;
+        return allowed.includes("*") || allowed.includes(origin) ? origin : null;
+      },
+      allowMethods: ["GET", "HEAD", "PUT", "POST", "DELETE"],
+      allowHeaders: [
+        "Authorization",
+        "Content-Type",
+        "If-Match",
+        "If-None-Match",
+        "X-Session-Token",
+        "X-KV-Metadata",
+        "X-Client-Location",
+      ],
+      exposeHeaders: [
+        "ETag",
+        "X-Served-By",
+        "X-Session-Token",
+        "X-Replication-Lag-Ms",
+        "X-Replication-Lag-Unknown",
+        "X-KV-Metadata",
+        "X-KV-Expiration",
+        "Retry-After",
+      ],
+      maxAge: 600,
+    }),
+  );
 
   mount(app, ROUTES.healthz, (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
   mountDocs(app);
