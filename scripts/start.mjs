@@ -4,7 +4,7 @@
 // Environment: PORT, KV_PERSIST_DIR (where local state lives; default .wrangler/state),
 // AUTH_TOKENS and SESSION_SECRET (override the development defaults below), KV_VARS
 // (semicolon-separated NAME:value overrides of wrangler.toml vars, e.g.
-// "DIRECT_PUSH:on;REGIONS:wnam,enam"), WRANGLER_REGISTRY_PATH and KV_INSPECTOR_PORT (to run
+// "DIRECT_PUSH:on;REGIONS:wnam,enam"; CORS_ORIGINS defaults to * here), WRANGLER_REGISTRY_PATH and KV_INSPECTOR_PORT (to run
 // several stores side by side without them sharing wrangler's registry or inspector port).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -24,8 +24,13 @@ const env = {
 };
 const args = ["dev", "--ip", "127.0.0.1", "--port", port, "--show-interactive-dev-session=false"];
 if (process.env.KV_PERSIST_DIR) args.push("--persist-to", process.env.KV_PERSIST_DIR);
-for (const pair of (process.env.KV_VARS ?? "").split(";").filter((p) => p.trim() !== ""))
-  args.push("--var", pair.trim());
+const vars = (process.env.KV_VARS ?? "")
+  .split(";")
+  .map((p) => p.trim())
+  .filter((p) => p !== "");
+// Locally, a page from any origin may call the store (CORS); wrangler.toml's default is none.
+if (!vars.some((pair) => pair.startsWith("CORS_ORIGINS:"))) vars.push("CORS_ORIGINS:*");
+for (const pair of vars) args.push("--var", pair);
 if (process.env.KV_INSPECTOR_PORT) args.push("--inspector-port", process.env.KV_INSPECTOR_PORT);
 if (process.env.KV_LOG_LEVEL) args.push("--log-level", process.env.KV_LOG_LEVEL);
 
