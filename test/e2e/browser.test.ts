@@ -70,7 +70,7 @@ describe("the client in a browser", () => {
     const page = await browser.newPage();
     await page.goto(`${base}/healthz`);
     await page.addScriptTag({ content: bundle.outputFiles[0]!.text });
-    const written = uniqueKey("browser");
+    const browserKey = uniqueKey("browser");
     const outcome = await page.evaluate(
       async ({ url, token, key }) => {
         const { createClient } = (globalThis as unknown as { GeoKV: typeof import("../../client/index.ts") }).GeoKV;
@@ -94,7 +94,7 @@ describe("the client in a browser", () => {
           refused,
         };
       },
-      { url: api, token: ADMIN_TOKEN, key: written },
+      { url: api, token: ADMIN_TOKEN, key: browserKey },
     );
     expect(outcome.origin).not.toBe(new URL(api).origin);
     expect(outcome).toMatchObject({
