@@ -9,7 +9,12 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/shared/**/*.test.ts", "test/sim/**/*.test.ts", "test/client/**/*.test.ts"],
+          include: [
+            "test/shared/**/*.test.ts",
+            "test/sim/**/*.test.ts",
+            "test/client/**/*.test.ts",
+            "test/monitoring/**/*.test.ts",
+          ],
           environment: "node",
         },
       },

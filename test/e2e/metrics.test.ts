@@ -28,5 +28,8 @@ describe("metrics", () => {
     expect(text).toMatch(/store_keys\{region="enam",shard="\d+",state="live"\} [1-9]\d*/);
     expect(text).toMatch(/store_keys\{region="enam",shard="\d+",state="tombstone"\} \d+/);
     expect(text).toMatch(/anti_entropy_rounds_total\{region="wnam",shard="\d+",peer="enam"\} [1-9]/);
+    // Every configured region's health, as /v1/regions judges it (all serve here).
+    for (const region of ["wnam", "enam", "weur", "apac"])
+      expect(text).toContain(`region_healthy{region="${region}"} 1`);
   });
 });

@@ -106,7 +106,11 @@ const COUNTERS: Readonly<Record<string, string>> = {
  * Renders the exposition text from replica statuses (null for a region that did not answer),
  * gathered at about `nowMs` by this router's clock.
  */
-export function renderMetrics(statuses: ShardStatuses, nowMs: number): string {
+export function renderMetrics(
+  statuses: ShardStatuses,
+  nowMs: number,
+  healthy: ReadonlyMap<RegionId, boolean> = new Map(),
+): string {
   const lines: string[] = [];
   const replicas = labelled(statuses);
   lines.push(
@@ -158,6 +162,11 @@ export function renderMetrics(statuses: ShardStatuses, nowMs: number): string {
   lines.push("# TYPE replication_dead_letters gauge");
   for (const { labels: at, status } of replicas)
     if (status !== null) lines.push(`replication_dead_letters{${at}} ${status.deadLetters}`);
+  lines.push(
+    "# HELP region_healthy Whether a region serves: every shard answered, none is bootstrapping, and the control object has it in service.",
+  );
+  lines.push("# TYPE region_healthy gauge");
+  for (const [region, up] of healthy) lines.push(`region_healthy{region="${region}"} ${up ? 1 : 0}`);
   lines.push("# HELP region_up Whether the region's replica answered this scrape.");
   lines.push("# TYPE region_up gauge");
   for (const { labels: at, status } of replicas) lines.push(`region_up{${at}} ${status === null ? 0 : 1}`);

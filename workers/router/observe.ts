@@ -112,6 +112,20 @@ interface PairLag {
   readonly delay?: { readonly p50Ms: number; readonly p99Ms: number; readonly samples: number };
 }
 
+/**
+ * Whether a region serves: it answered, holds its peers' data, and the control object has it in
+ * service; else why not.
+ */
+export function healthOf(
+  status: ReplicaStatus | null,
+  health: { readonly healthy: boolean; readonly reason?: string | null } | undefined,
+): { healthy: boolean; reason: string | null } {
+  const bootstrapping = status?.bootstrapping ?? false;
+  const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);
+  const reason = status === null ? "unreachable" : bootstrapping ? "bootstrapping" : (health?.reason ?? null);
+  return { healthy, reason };
+}
+
 /** Mounts the observation routes. */
 export function mountObserve(app: Hono<AppEnv>): void {
   mount(app, ROUTES.regions, async (c) => {
@@ -126,10 +140,8 @@ export function mountObserve(app: Hono<AppEnv>): void {
       // A region is as current as its least current shard (`region-status.ts`).
       const status = regionStatus(shards);
       const lag = pairLags(id, status);
-      const health = view.health[id];
       const bootstrapping = status?.bootstrapping ?? false;
-      const healthy = status !== null && !bootstrapping && (health?.healthy ?? true);
-      const reason = status === null ? "unreachable" : bootstrapping ? "bootstrapping" : (health?.reason ?? null);
+      const { healthy, reason } = healthOf(status, view.health[id]);
       const clockOffsetMs = offsets.get(id) ?? null;
       return {
         id,
@@ -193,7 +205,14 @@ export function mountObserve(app: Hono<AppEnv>): void {
   });
 
   mount(app, ROUTES.metrics, async (c) => {
-    const text = renderMetrics(await gatherStatuses(c.env), Date.now());
+    const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
+    const healthy = new Map(
+      loadConfig(c.env).regions.map((id) => [
+        id,
+        healthOf(regionStatus(statuses.get(id) ?? []), view.health[id]).healthy,
+      ]),
+    );
+    const text = renderMetrics(statuses, Date.now(), healthy);
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });
 }
