@@ -47,6 +47,7 @@ const ROUTE_TABLE = {
   getKey: ["get", "/v1/kv/{key}"],
   putKey: ["put", "/v1/kv/{key}"],
   deleteKey: ["delete", "/v1/kv/{key}"],
+  watch: ["get", "/v1/watch"],
   addToCounter: ["post", "/v1/counters/{key}"],
   getCounter: ["get", "/v1/counters/{key}"],
   updateSet: ["post", "/v1/sets/{key}"],

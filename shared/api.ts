@@ -433,6 +433,31 @@ export const ROUTES = {
       "ack_timeout",
     ],
   },
+  watch: {
+    operationId: "watch",
+    method: "get",
+    path: "/v1/watch",
+    tag: "Keys",
+    auth: "read",
+    summary: "A change feed: Server-Sent Events, one per change applied in the region to a key under the prefix.",
+    description:
+      'Each event\'s `id` is the region\'s stream position (send it back as `Last-Event-ID` to resume with no gap and no duplicate while the region still keeps it: the last 10,000 changes of each shard) and its `data` is `{"key","type","version","origin","deleted"?}` (no values). A position no longer kept gets one `event: reset` first. A reader that falls 1,024 changes behind gets `event: cutoff` and the stream ends (reconnect with the last id). Comment lines keep an idle stream open.',
+    request: {
+      query: z.object({
+        region,
+        prefix: z
+          .string()
+          .optional()
+          .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes; default all).` }),
+      }),
+      headers: z.object({
+        "last-event-id": z.string().optional().openapi({ description: "The `id` of the last event received." }),
+        "x-client-location": clientLocation,
+      }),
+    },
+    ok: { description: "An event stream (`text/event-stream`).", mediaType: "text/event-stream" },
+    errors: ["invalid_query", "invalid_header", "unknown_region", "overloaded", "region_unavailable"],
+  },
   addToCounter: {
     operationId: "addToCounter",
     method: "post",

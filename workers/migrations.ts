@@ -16,6 +16,7 @@ import replica0005 from "../migrations/0005_deferred.sql";
 import replica0006 from "../migrations/0006_merkle.sql";
 import replica0007 from "../migrations/0007_lifecycle.sql";
 import replica0008 from "../migrations/0008_extras.sql";
+import replica0009 from "../migrations/0009_changes.sql";
 
 /** One migration file. */
 export interface Migration {
@@ -34,6 +35,7 @@ export const REPLICA_MIGRATIONS: readonly Migration[] = [
   { id: 6, name: "0006_merkle", sql: replica0006 },
   { id: 7, name: "0007_lifecycle", sql: replica0007 },
   { id: 8, name: "0008_extras", sql: replica0008 },
+  { id: 9, name: "0009_changes", sql: replica0009 },
 ];
 
 /** The control object's migrations, in order. Append only. */

@@ -8,6 +8,7 @@
  * Synchronous on purpose: Durable Object SQLite is synchronous, and a decision that awaited
  * between a read and a write would let other requests interleave (see PLATFORM.md).
  */
+import { type ChangeInput, type ChangeListener, type ChangeRecord } from "./changes.ts";
 import { type MerkleEntry } from "../merkle.ts";
 import { type RegionId } from "../regions.ts";
 import { type VersionVector } from "../version-vector.ts";
@@ -242,6 +243,16 @@ export interface ReplicaStorage {
     page(afterId: number, limit: number): ConflictRow[];
     delete(ids: readonly number[]): void;
     count(): number;
+  };
+  /** The change journal (`changes.ts`): appended by `tree.ts` `putKey`, read by watchers. */
+  readonly changes: {
+    append(change: ChangeInput): void;
+    /** Records after position `pos`, oldest first, at most `limit`. */
+    after(pos: number, limit: number): ChangeRecord[];
+    /** The oldest retained position (head + 1 when none is) and the newest (0 when none was recorded). */
+    bounds(): { readonly oldest: number; readonly head: number };
+    /** Hears every committed change, after its outermost transaction; answers how to stop. */
+    listen(listener: ChangeListener): () => void;
   };
   readonly deadLetters: {
     insert(row: DeadLetterInput): void;

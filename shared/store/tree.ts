@@ -15,6 +15,7 @@ import {
   stateDigest,
 } from "../merkle.ts";
 import { type VersionVector } from "../version-vector.ts";
+import { changeOf } from "./changes.ts";
 import { type KeyState, decodeKeyState } from "./key-state.ts";
 import { type ReplicaStorage, type StoredKey } from "./storage.ts";
 
@@ -35,6 +36,8 @@ export function putKey(
   const digest = stateDigest(encoded, epoch);
   const bucket = bucketOf(key);
   storage.kv.put(key, state, encoded, seqs, epoch, digest, bucket);
+  const change = changeOf(key, before, state, encoded, seqs);
+  if (change !== null) storage.changes.append(change);
   const delta = entryDelta(key, before?.digest ?? null, digest);
   if (!isZero(delta)) storage.merkle.add(bucket, delta);
 }

@@ -8,6 +8,8 @@ import { describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type KeyOp, type KeyState, applyKeyOp, encodeKeyState, keyVersion } from "../../shared/store/key-state.ts";
+import { CHANGES_RETAINED } from "../../shared/store/changes.ts";
+import { putKey } from "../../shared/store/tree.ts";
 import { EMPTY_PROGRESS, type PeerProgress } from "../../shared/store/progress.ts";
 import {
   type ConflictInput,
@@ -223,6 +225,15 @@ function thrownBy(fn: () => unknown): unknown {
 }
 
 /** Declares the contract's tests for the adapter called `name`. */
+/** A change record's input for `key`. */
+const change = (key: string, origin: RegionId = "wnam") => ({
+  key,
+  type: "register" as const,
+  version: `v-${key}`,
+  origin,
+  deleted: false,
+});
+
 export function storageContract(name: string, withStorage: WithStorage): void {
   describe(`${name} satisfies the ReplicaStorage contract`, () => {
     it("starts empty in every group", () =>
@@ -785,6 +796,77 @@ export function storageContract(name: string, withStorage: WithStorage): void {
           expect(thrown).toBe(failure);
           expect([s.kv.get("inner"), s.meta.get("inner")]).toEqual([null, undefined]);
           expect(s.metrics.all()).toEqual([]);
+        }));
+    });
+
+    describe("changes", () => {
+      it("numbers changes from 1, pages them in order, and keeps them across a reopen", () =>
+        withStorage((s, reopen) => {
+          expect(s.changes.bounds()).toEqual({ oldest: 1, head: 0 });
+          for (const key of ["a", "b", "c", "d"]) s.transaction(() => s.changes.append(change(key)));
+          expect(s.changes.bounds()).toEqual({ oldest: 1, head: 4 });
+          expect(s.changes.after(0, 2)).toEqual([
+            { pos: 1, ...change("a") },
+            { pos: 2, ...change("b") },
+          ]);
+          expect(s.changes.after(2, 10).map((r) => r.key)).toEqual(["c", "d"]);
+          expect(s.changes.after(4, 10)).toEqual([]);
+          const again = reopen();
+          expect(again.changes.bounds()).toEqual({ oldest: 1, head: 4 });
+          again.transaction(() => again.changes.append(change("e", "apac")));
+          expect(again.changes.after(4, 10)).toEqual([{ pos: 5, ...change("e", "apac") }]);
+        }));
+
+      it("tell listeners what committed, once the outermost transaction commits, and forget what rolled back", () =>
+        withStorage((s) => {
+          const heard: string[][] = [];
+          const stop = s.changes.listen((records) => heard.push(records.map((r) => `${r.pos}:${r.key}`)));
+          s.transaction(() => {
+            s.changes.append(change("a"));
+            s.transaction(() => s.changes.append(change("b")));
+            expect(heard).toEqual([]);
+          });
+          expect(heard).toEqual([["1:a", "2:b"]]);
+          thrownBy(() =>
+            s.transaction(() => {
+              s.changes.append(change("lost"));
+              throw new Error("roll back");
+            }),
+          );
+          expect(heard).toHaveLength(1);
+          s.transaction(() => s.changes.append(change("c")));
+          // The rolled-back change's position is taken again: no gap a watcher could see.
+          expect(heard).toEqual([["1:a", "2:b"], ["3:c"]]);
+          expect(s.changes.after(0, 10).map((r) => r.key)).toEqual(["a", "b", "c"]);
+          stop();
+          s.transaction(() => s.changes.append(change("d")));
+          expect(heard).toHaveLength(2);
+        }));
+
+      it(`keep the newest ${CHANGES_RETAINED} changes`, () =>
+        withStorage((s) => {
+          const total = CHANGES_RETAINED + 600;
+          s.transaction(() => {
+            for (let i = 1; i <= total; i += 1) s.changes.append(change(`k${i}`));
+          });
+          const { oldest, head } = s.changes.bounds();
+          expect(head).toBe(total);
+          expect(head - oldest + 1).toBeGreaterThanOrEqual(CHANGES_RETAINED);
+          expect(head - oldest + 1).toBeLessThan(CHANGES_RETAINED + 300);
+          expect(s.changes.after(0, 1)[0]?.pos).toBe(oldest);
+        }));
+
+      it("are recorded by putKey for each write a key takes in, not for a state it already held", () =>
+        withStorage((s) => {
+          const through = (state: KeyState, seqs: VersionVector) =>
+            putKey(s, "k", s.kv.get("k"), state, encodeKeyState(state), seqs, 0);
+          through(LIVE, { wnam: 1 });
+          through(LIVE, { wnam: 1 });
+          through(TOMBSTONE, { wnam: 1, enam: 1 });
+          expect(s.changes.after(0, 10)).toEqual([
+            { pos: 1, key: "k", type: "register", version: keyVersion(LIVE), origin: "wnam", deleted: false },
+            { pos: 2, key: "k", type: "register", version: keyVersion(TOMBSTONE), origin: "enam", deleted: true },
+          ]);
         }));
     });
   });

@@ -3,6 +3,7 @@
 // undoing their writes. A crash keeps this object (storage survives); a storage loss replaces it.
 import { MERKLE_DIGEST_BYTES, type MerkleEntry, MerkleLevels, isZero, xorInto } from "../../shared/merkle.ts";
 import { type KeyState, keyIsLive, keyVersion } from "../../shared/store/key-state.ts";
+import { ChangeJournal, type ChangeRecord } from "../../shared/store/changes.ts";
 import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
 import { EMPTY_PROGRESS, type PeerProgress } from "../../shared/store/progress.ts";
 import {
@@ -70,6 +71,21 @@ export class MemoryStorage implements ReplicaStorage {
   });
   private nextConflictId = 1;
   private nextLetterId = 1;
+  /** The change journal's rows, by position. */
+  private readonly changeRows = new Map<number, ChangeRecord>();
+  private readonly journal = new ChangeJournal({
+    insert: (record) => {
+      this.touch(this.changeRows, record.pos);
+      this.changeRows.set(record.pos, record);
+    },
+    trimThrough: (pos) => {
+      for (const at of [...this.changeRows.keys()].filter((p) => p <= pos)) {
+        this.touch(this.changeRows, at);
+        this.changeRows.delete(at);
+      }
+    },
+    head: () => Math.max(0, ...this.changeRows.keys()),
+  });
   /** Told of every key the replica forgets (collection, or a strong prefix's settling), for the simulator's checks. */
   onDrop: ((key: string, row: StoredKey & { readonly live: boolean }) => void) | undefined;
   /** Undo actions of the open transaction, newest last; undefined outside one. */
@@ -102,13 +118,17 @@ export class MemoryStorage implements ReplicaStorage {
     if (this.undo !== undefined) return fn();
     this.undo = [];
     this.buffer.begin();
+    this.journal.begin();
     try {
       const result = fn();
       this.buffer.commit();
+      this.undo = undefined;
+      this.journal.commit();
       return result;
     } catch (error) {
-      for (const action of this.undo.reverse()) action();
+      for (const action of (this.undo ?? []).reverse()) action();
       this.buffer.rollback();
+      this.journal.rollback();
       this.levels = undefined;
       throw error;
     } finally {
@@ -372,6 +392,20 @@ export class MemoryStorage implements ReplicaStorage {
       }
     },
     count: (): number => this.conflictRows.size,
+  };
+
+  readonly changes = {
+    append: (change: Omit<ChangeRecord, "pos">): void => this.journal.append(change),
+    after: (pos: number, limit: number): ChangeRecord[] =>
+      [...this.changeRows.values()]
+        .filter((r) => r.pos > pos)
+        .sort((a, b) => a.pos - b.pos)
+        .slice(0, limit),
+    bounds: (): { oldest: number; head: number } => {
+      const head = this.journal.head();
+      return { oldest: this.changeRows.size === 0 ? head + 1 : Math.min(...this.changeRows.keys()), head };
+    },
+    listen: (listener: (records: readonly ChangeRecord[]) => void): (() => void) => this.journal.listen(listener),
   };
 
   readonly deadLetters = {

@@ -11,6 +11,7 @@ import { replica } from "./helpers.ts";
 
 /** Every table of the replica's schema that the storage interface reads or writes. */
 const TABLES = [
+  "changes",
   "conflicts",
   "dead_letters",
   "deferred",

@@ -8,7 +8,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { assert } from "../../shared/assert.ts";
-import { type Result } from "../../shared/errors.ts";
+import { type Result, fail } from "../../shared/errors.ts";
 import { type MerkleEntry } from "../../shared/merkle.ts";
 import { type RegionId, parseRegionId } from "../../shared/regions.ts";
 import { parseReplicaName } from "../../shared/shards.ts";
@@ -43,6 +43,7 @@ import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
 import { replicaPorts } from "./ports.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { replicaStore } from "./store.ts";
+import { WATCHERS_MAX, WATCH_QUEUE_MAX, WatchHub, type WatchSink } from "../../shared/store/watch.ts";
 
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
 const SILENT_HEARTBEATS_MAX = 3;
@@ -51,6 +52,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   private readonly machine: ReplicaMachine;
   private readonly node: ReplicaNode;
   private readonly ports: ReplicaPorts;
+  /** Watchers of this replica's changes (`GET /v1/watch`). */
+  private readonly hub: WatchHub;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -89,6 +92,8 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       if (view !== null) this.machine.applyView(view);
       if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
     });
+    this.hub = new WatchHub(this.machine.storage.changes);
+    this.machine.storage.changes.listen((records) => this.hub.committed(records));
     // New storage: ask the peers what they hold before the first write (in the background).
     this.node.start();
   }
@@ -180,6 +185,37 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   }
 
   /** What the operator's digest endpoint shows: key counts and the Merkle root. */
+  /**
+   * A feed of this replica's changes to keys under `prefix` after journal position `after`
+   * (null: from now), as NDJSON lines (`shared/store/watch.ts`); `overloaded` when it serves
+   * as many watchers as it may.
+   */
+  watch(prefix: string, after: number | null): Result<ReadableStream<Uint8Array>> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    if (this.hub.size >= WATCHERS_MAX)
+      return fail("overloaded", `region ${this.machine.region} serves ${WATCHERS_MAX} watchers already; retry later`);
+    const encoder = new TextEncoder();
+    let handle: { pull(): void; cancel(): void } | null = null;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          const sink: WatchSink = {
+            get desiredSize() {
+              return controller.desiredSize;
+            },
+            push: (line) => controller.enqueue(encoder.encode(`${JSON.stringify(line)}\n`)),
+            close: () => controller.close(),
+          };
+          handle = this.hub.open(prefix, after, sink);
+        },
+        pull: () => handle?.pull(),
+        cancel: () => handle?.cancel(),
+      },
+      new CountQueuingStrategy({ highWaterMark: WATCH_QUEUE_MAX }),
+    );
+    return { ok: true, value: stream };
+  }
+
   async digest(): Promise<ReplicaDigest> {
     return this.node.digest();
   }

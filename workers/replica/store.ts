@@ -30,6 +30,7 @@ import {
   isZero,
   xorInto,
 } from "../../shared/merkle.ts";
+import { ChangeJournal, type ChangeRecord } from "../../shared/store/changes.ts";
 import { MetricBuffer } from "../../shared/store/metric-buffer.ts";
 import { merkleChildren } from "../../shared/store/tree.ts";
 
@@ -95,14 +96,34 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
     const row = sql.exec<{ digest: ArrayBuffer }>("SELECT digest FROM merkle WHERE bucket = ?", bucket).toArray()[0];
     return row === undefined ? new Uint8Array(MERKLE_DIGEST_BYTES) : new Uint8Array(row.digest);
   };
+  const journal = new ChangeJournal({
+    insert: (r) =>
+      sql.exec(
+        "INSERT INTO changes (pos, key, type, version, origin, deleted) VALUES (?, ?, ?, ?, ?, ?)",
+        r.pos,
+        r.key,
+        r.type,
+        r.version,
+        r.origin,
+        r.deleted ? 1 : 0,
+      ),
+    trimThrough: (pos) => sql.exec("DELETE FROM changes WHERE pos <= ?", pos),
+    head: () => sql.exec<{ head: number | null }>("SELECT max(pos) AS head FROM changes").one().head ?? 0,
+  });
   let depth = 0;
   return {
     transaction<T>(fn: () => T): T {
       depth += 1;
-      if (depth === 1) metrics.begin();
+      if (depth === 1) {
+        metrics.begin();
+        journal.begin();
+      }
       try {
         const result = storage.transactionSync(fn);
-        if (depth === 1) metrics.commit();
+        if (depth === 1) {
+          metrics.commit();
+          journal.commit();
+        }
         return result;
       } catch (error) {
         progress.clear();
@@ -110,7 +131,10 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
         primariesCache = undefined;
         reportsCache = undefined;
         levels = undefined;
-        if (depth === 1) metrics.rollback();
+        if (depth === 1) {
+          metrics.rollback();
+          journal.rollback();
+        }
         throw error;
       } finally {
         depth -= 1;
@@ -474,6 +498,32 @@ export function replicaStore(storage: DurableObjectStorage): ReplicaStorage {
       count(): number {
         return sql.exec<{ n: number }>("SELECT count(*) AS n FROM conflicts").one().n;
       },
+    },
+    changes: {
+      append: (change) => journal.append(change),
+      after(pos: number, limit: number): ChangeRecord[] {
+        return sql
+          .exec<{ pos: number; key: string; type: string; version: string; origin: string; deleted: number }>(
+            "SELECT pos, key, type, version, origin, deleted FROM changes WHERE pos > ? ORDER BY pos LIMIT ?",
+            pos,
+            limit,
+          )
+          .toArray()
+          .map((r) => ({
+            pos: r.pos,
+            key: r.key,
+            type: r.type as ChangeRecord["type"],
+            version: r.version,
+            origin: r.origin as RegionId,
+            deleted: r.deleted === 1,
+          }));
+      },
+      bounds() {
+        const head = journal.head();
+        const oldest = sql.exec<{ oldest: number | null }>("SELECT min(pos) AS oldest FROM changes").one().oldest;
+        return { oldest: oldest ?? head + 1, head };
+      },
+      listen: (listener) => journal.listen(listener),
     },
     deadLetters: {
       insert(row): void {

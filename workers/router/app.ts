@@ -16,6 +16,7 @@ import { mountKv } from "./kv.ts";
 import { observeRequest } from "./metrics.ts";
 import { mountObserve } from "./observe.ts";
 import { mountTypes } from "./types.ts";
+import { mountWatch } from "./watch.ts";
 
 /**
  * Headers a route set before it failed that the error answer keeps (a deleted key's 404 names
@@ -91,6 +92,7 @@ export function createApp(): Hono<AppEnv> {
   mountDocs(app);
 
   mountKv(app);
+  mountWatch(app);
   mountTypes(app);
   mountObserve(app);
   mountAdmin(app);

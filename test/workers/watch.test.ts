@@ -1,0 +1,135 @@
+// The change feed through the router: Server-Sent Events of the changes a region applies under
+// a prefix (its own writes and replicated ones), resumable with Last-Event-ID with no gap and
+// no duplicate, a reset when the position is not kept, and errors for a garbled id.
+import { afterEach, describe, expect, it } from "vitest";
+import { hlcNow, hlcZero } from "../../shared/hlc.ts";
+import { applyKeyOp } from "../../shared/store/key-state.ts";
+import { api, deliver, entries, uniqueKey } from "./helpers.ts";
+
+interface SseEvent {
+  id?: string;
+  event?: string;
+  data?: unknown;
+}
+
+/** Reads events off a stream as they come. */
+function events(body: ReadableStream<Uint8Array>) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const pending: SseEvent[] = [];
+  return {
+    async next(): Promise<SseEvent> {
+      for (;;) {
+        const event = pending.shift();
+        if (event !== undefined) return event;
+        const { done, value } = await reader.read();
+        if (done) throw new Error("the stream ended");
+        buffered += decoder.decode(value, { stream: true });
+        let end = buffered.indexOf("\n\n");
+        while (end >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const fields: SseEvent = {};
+          for (const line of block.split("\n")) {
+            if (line.startsWith("id: ")) fields.id = line.slice(4);
+            else if (line.startsWith("event: ")) fields.event = line.slice(7);
+            else if (line.startsWith("data: ")) fields.data = JSON.parse(line.slice(6));
+          }
+          if (fields.data !== undefined) pending.push(fields);
+          end = buffered.indexOf("\n\n");
+        }
+      }
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
+const keyOf = (e: SseEvent) => (e.data as { key: string }).key;
+
+const open: Array<{ cancel(): Promise<void> }> = [];
+afterEach(async () => {
+  for (const stream of open.splice(0)) await stream.cancel().catch(() => undefined);
+});
+
+async function watch(query: string, lastEventId?: string) {
+  const res = await api(
+    `/v1/watch?${query}`,
+    lastEventId === undefined ? {} : { headers: { "Last-Event-ID": lastEventId } },
+  );
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toContain("text/event-stream");
+  const feed = events(res.body!);
+  open.push(feed);
+  return feed;
+}
+
+const put = (key: string, region = "enam") =>
+  api(`/v1/kv/${encodeURIComponent(key)}?region=${region}`, { method: "PUT", body: "v" });
+
+describe("GET /v1/watch", () => {
+  it("streams the region's changes under the prefix, its own and replicated ones", async () => {
+    const prefix = `${uniqueKey("watch")}/`;
+    const feed = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`);
+    expect((await put(`${prefix}a`)).status).toBe(200);
+    expect((await put(`other-${prefix}`)).status).toBe(200);
+    expect((await put(`${prefix}b`)).status).toBe(200);
+    const first = await feed.next();
+    expect(first.data).toMatchObject({ key: `${prefix}a`, type: "register", origin: "enam" });
+    expect(first.id).toMatch(/^w(\.\d+)+$/);
+    expect((await feed.next()).data).toMatchObject({ key: `${prefix}b` });
+
+    // A write of wnam's, replicated into enam.
+    const state = applyKeyOp(
+      undefined,
+      { type: "register", op: { kind: "put", value: new TextEncoder().encode("r"), contentType: "text/plain" } },
+      "wnam",
+      hlcNow(hlcZero("wnam"), Date.now()),
+    );
+    if (!state.ok) throw new Error(state.error.message);
+    const key = `${prefix}r`;
+    const message = entries("wnam", "enam", 1_000_000, [
+      { key, state: state.value, stamp: hlcNow(hlcZero("wnam"), Date.now()) },
+    ]);
+    await deliver("kv-replication", [message]);
+    expect((await feed.next()).data).toMatchObject({ key, origin: "wnam" });
+
+    expect((await api(`/v1/kv/${encodeURIComponent(`${prefix}a`)}?region=enam`, { method: "DELETE" })).status).toBe(
+      200,
+    );
+    const deleted = await feed.next();
+    expect(deleted.data).toEqual(expect.objectContaining({ key: `${prefix}a`, deleted: true }));
+  });
+
+  it("resumes after Last-Event-ID with no gap and no duplicate", async () => {
+    const prefix = `${uniqueKey("resume")}/`;
+    const feed = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`);
+    for (const name of ["1", "2", "3"]) await put(`${prefix}${name}`);
+    // Keys of different shards may come in any order between shards; each shard's in order.
+    const seen = [await feed.next(), await feed.next(), await feed.next()];
+    expect(seen.map(keyOf).sort()).toEqual(["1", "2", "3"].map((n) => `${prefix}${n}`));
+    await feed.cancel();
+    // Written while nobody watched.
+    await put(`${prefix}4`);
+    const resumed = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`, seen[0]!.id);
+    const again = [await resumed.next(), await resumed.next(), await resumed.next()];
+    expect(again.map(keyOf).sort()).toEqual([keyOf(seen[1]!), keyOf(seen[2]!), `${prefix}4`].sort());
+  });
+
+  it("starts with a reset when the position is not kept, and refuses a garbled id", async () => {
+    const prefix = `${uniqueKey("reset")}/`;
+    const future = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`, "w.999999999.999999999");
+    const reset = await future.next();
+    expect(reset.event).toBe("reset");
+    await put(`${prefix}x`);
+    expect((await future.next()).data).toMatchObject({ key: `${prefix}x` });
+    const layout = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`, "w.1");
+    expect((await layout.next()).event).toBe("reset");
+
+    const garbled = await api("/v1/watch?region=enam", { headers: { "Last-Event-ID": "not-an-id" } });
+    expect(garbled.status).toBe(400);
+    expect(((await garbled.json()) as { error: { code: string } }).error.code).toBe("invalid_header");
+    expect((await api("/v1/watch", { token: null })).status).toBe(401);
+    expect((await api(`/v1/watch?prefix=${"p".repeat(513)}`)).status).toBe(400);
+  });
+});

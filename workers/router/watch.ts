@@ -1,0 +1,159 @@
+/**
+ * `GET /v1/watch`: the change feed as Server-Sent Events. Each shard's replica in the serving
+ * region streams its changes (`shared/store/watch.ts`); this merges them into one stream whose
+ * event ids carry every shard's position, so `Last-Event-ID` resumes each shard where it was.
+ */
+import { type Hono } from "hono";
+import { ROUTES } from "../../shared/api.ts";
+import { StoreError } from "../../shared/errors.ts";
+import { type ChangeRecord } from "../../shared/store/changes.ts";
+import { type WatchLine, formatWatchCursor, parseWatchCursor } from "../../shared/store/watch.ts";
+import { servingRegionOf } from "./consistency.ts";
+import { type AppEnv } from "./env.ts";
+import { callReplica } from "./http.ts";
+import { mount } from "./mount.ts";
+import { shardsNow } from "./observe.ts";
+import { edgeOf, viewAtEdge } from "./routing.ts";
+import { replicaOf } from "../stubs.ts";
+
+/** How often an idle stream carries a comment, so proxies keep it open. */
+export const WATCH_HEARTBEAT_MS = 15_000;
+
+const encoder = new TextEncoder();
+
+/** One SSE event. */
+function sse(fields: { id?: string; event?: string; data: unknown }): Uint8Array {
+  const lines = [
+    ...(fields.id === undefined ? [] : [`id: ${fields.id}`]),
+    ...(fields.event === undefined ? [] : [`event: ${fields.event}`]),
+    `data: ${JSON.stringify(fields.data)}`,
+  ];
+  return encoder.encode(`${lines.join("\n")}\n\n`);
+}
+
+/** A change as an event's data: no position (that is the id), `deleted` only when true. */
+function changeData(change: ChangeRecord): Record<string, unknown> {
+  return {
+    key: change.key,
+    type: change.type,
+    version: change.version,
+    origin: change.origin,
+    ...(change.deleted ? { deleted: true } : {}),
+  };
+}
+
+/** NDJSON lines of a replica's feed, as they arrive. */
+async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<WatchLine> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of stream) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let newline = buffered.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      if (line !== "") yield JSON.parse(line) as WatchLine;
+      newline = buffered.indexOf("\n");
+    }
+  }
+}
+
+/** Mounts the change feed. */
+export function mountWatch(app: Hono<AppEnv>): void {
+  mount(app, ROUTES.watch, async (c) => {
+    const view = await viewAtEdge(c);
+    const region = servingRegionOf(c, view);
+    const prefix = c.req.query("prefix") ?? "";
+    if (encoder.encode(prefix).length > 512)
+      throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
+    const shards = await shardsNow(c.env);
+    const cursor = parseWatchCursor(c.req.header("last-event-id"), shards.length);
+    if (cursor === "garbled")
+      throw new StoreError("invalid_header", "Last-Event-ID must be the id of an event this feed sent, unchanged");
+    const asked = Array.isArray(cursor) ? cursor : shards.map(() => null);
+    const feeds = await Promise.all(
+      shards.map((shard, i) =>
+        callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).watch(prefix, asked[i] ?? null)),
+      ),
+    );
+    const readers = feeds.map((feed) => linesOf(feed));
+    // Every feed opens with where it starts: the first id, and whether anything was skipped.
+    const positions: number[] = [];
+    let reset = cursor === "other-layout";
+    for (const reader of readers) {
+      const first = (await reader.next()).value as WatchLine | undefined;
+      if (first === undefined || !("start" in first)) throw new Error("a replica's feed opens with its start");
+      positions.push(first.start.from);
+      reset ||= first.start.reset;
+    }
+
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    // Writes from every shard go one at a time, each waiting for the reader (backpressure).
+    let queue: Promise<void> = Promise.resolve();
+    let open = true;
+    const write = (bytes: Uint8Array): Promise<void> => {
+      queue = queue.then(async () => {
+        if (!open) return;
+        await writer.ready;
+        await writer.write(bytes);
+      });
+      return queue;
+    };
+    const stop = (): void => {
+      if (!open) return;
+      open = false;
+      clearInterval(heartbeat);
+      for (const reader of readers) void reader.return(undefined);
+      void writer.close().catch(() => undefined);
+    };
+    const heartbeat = setInterval(() => void write(encoder.encode(": keep-alive\n\n")).catch(stop), WATCH_HEARTBEAT_MS);
+
+    void write(encoder.encode(`retry: 1000\n: watching ${region}\n\n`)).catch(stop);
+    if (reset) {
+      void write(
+        sse({
+          id: formatWatchCursor(positions),
+          event: "reset",
+          data: {
+            reason:
+              cursor === "other-layout"
+                ? "the store's shards changed since that position; changes in between are not in this feed"
+                : "that position is no longer kept (or is from before the region's storage was restored); changes in between are not in this feed",
+          },
+        }),
+      ).catch(stop);
+    }
+    readers.forEach((reader, i) => {
+      void (async () => {
+        for await (const line of reader) {
+          if (!open) return;
+          if ("change" in line) {
+            positions[i] = line.change.pos;
+            await write(sse({ id: formatWatchCursor(positions), data: changeData(line.change) }));
+          } else if ("cutoff" in line) {
+            await write(
+              sse({
+                event: "cutoff",
+                data: {
+                  reason: "the reader fell too far behind and was cut off; reconnect with Last-Event-ID to resume",
+                },
+              }),
+            );
+            stop();
+            return;
+          }
+        }
+        // A replica ended its feed (it went away or was taken out): the client reconnects.
+        stop();
+      })().catch(stop);
+    });
+
+    c.header("X-Served-By", region);
+    return c.body(readable, 200, {
+      "Content-Type": "text/event-stream; charset=utf-8",
+      "Cache-Control": "no-cache, no-transform",
+      "X-Accel-Buffering": "no",
+    });
+  });
+}
