@@ -17,8 +17,9 @@ describe("the fault campaign, short", () => {
     for (const r of results) {
       expect(r.converged).toBe(true);
       // The workload ran: a run without load completes a handful of operations, one with it
-      // hundreds (about 230 and 260 on an idle machine; 132 was seen on a busy one).
-      expect(r.ops).toBeGreaterThan(100);
+      // hundreds on an idle machine (about 230 and 260), fewer on a busy one (132 and 72 were
+      // seen). The bound tells the two apart without depending on the machine's speed.
+      expect(r.ops).toBeGreaterThan(40);
     }
   }, 170_000);
 });
