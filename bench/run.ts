@@ -34,6 +34,8 @@
  *   BENCH_VARIANTS             store variants to run, each on a fresh store: NAME:value pairs joined by
  *                              "+" (KV_VARS), or on|off for DIRECT_PUSH: SHARDS:1,SHARDS:2,SHARDS:8
  *   BENCH_LOAD_WRITES          per-object load: writes to fresh keys (each shard's share counted): 1500
+ *   BENCH_WATCHERS             change-feed watchers of the written keys open during the "store write,
+ *                              watched" scenario, held against "store write" (0 drops it): 100
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; "half" is half
@@ -75,7 +77,8 @@ import {
   verdicts,
 } from "./lib/report.ts";
 import { medianDrainMs, runRounds } from "./lib/rounds.ts";
-import { baseScenarios, keySpace, valuePool, writeOp } from "./lib/scenarios.ts";
+import { WATCHED_WRITE, baseScenarios, keySpace, valuePool, writeOp } from "./lib/scenarios.ts";
+import { type WatcherTally, withWatchers } from "./lib/watchers.ts";
 import { settle } from "./lib/settle.ts";
 import { snapshot } from "./lib/source.ts";
 import { type KvTarget, floorTarget, storeHealthRegions, storeTarget, storeText } from "./lib/targets.ts";
@@ -133,6 +136,19 @@ async function runVariant(
     const keys = keySpace("bench", config.keys);
     const values = valuePool(config.valueBytes);
     const scenarios = baseScenarios(floor, store, keys, values, { floor: floorCpu, store: () => server.cpuSeconds() });
+    // The same writes with change-feed watchers of the written keys open: what they cost the write path.
+    const tally: WatcherTally = { events: 0 };
+    if (config.watchers > 0) {
+      scenarios.push({
+        name: WATCHED_WRITE,
+        kind: "write",
+        system: "store",
+        op: writeOp(store, keys, values),
+        cpuSeconds: () => server.cpuSeconds(),
+        baseline: "store write",
+        around: withWatchers(server.baseUrl, config.token, config.region, "bench", config.watchers, tally),
+      });
+    }
 
     log(`warm-up: ${keys.length} keys written once to each, then ${config.warmupMs} ms per scenario`);
     await populate(floor, keys, values);
@@ -157,6 +173,7 @@ async function runVariant(
         log,
       });
       passes.push({ concurrency, rounds, drainMs: medianDrainMs(rounds) });
+      if (config.watchers > 0) log(`  ${config.watchers} watchers received ${tally.events} change events so far`);
     }
 
     const modes: ModesResult[] = [];

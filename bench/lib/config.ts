@@ -22,6 +22,8 @@ export interface BenchConfig {
   readonly variants: readonly Variant[];
   /** Writes to fresh keys of the per-object load measurement. */
   readonly loadWrites: number;
+  /** Change-feed watchers open during the "store write, watched" scenario (0: no such scenario). */
+  readonly watchers: number;
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
@@ -138,6 +140,7 @@ export function loadBenchConfig(): BenchConfig {
     variants,
     extraVars: text("BENCH_EXTRA_VARS", ""),
     loadWrites: int("BENCH_LOAD_WRITES", 1500, 10, 1_000_000),
+    watchers: int("BENCH_WATCHERS", 100, 0, 1000),
     convRatesPerSec: convRates(quick),
     convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),
     convSamplesPerSec: int("BENCH_CONV_SAMPLES_PER_SEC", 20, 1, 10_000),

@@ -5,6 +5,7 @@
 import { type ConvergenceSummary } from "./convergence.ts";
 import { MODE, type ModesResult } from "./modes.ts";
 import { type RoundsResult } from "./rounds.ts";
+import { WATCHED_WRITE } from "./scenarios.ts";
 
 /** The targets the store is held to. */
 export const TARGETS = {
@@ -24,6 +25,8 @@ export const TARGETS = {
   objectLoadRatioMax: 1.15,
   /** SHARDS=2 against SHARDS=1: the store/floor ratios of write p50, read p50 and write CPU. */
   shardingCostRatioMax: 1.1,
+  /** Writes with 100 change-feed watchers open against the same writes without: CPU per write. */
+  watchedWriteCpuRatioMax: 1.05,
 } as const;
 
 /** The per-object load verdict of a store with `shards` shards (the target is stated for 8). */
@@ -121,6 +124,18 @@ function passVerdicts(pass: LatencyPass, official: boolean): Verdict[] {
       value: write.cpu,
       target: `<= ${max}x`,
       met: write.cpu <= max,
+      official,
+    });
+  }
+  // What open watchers cost the write path, in the CPU the platform bills.
+  const watched = pass.rounds.relative[WATCHED_WRITE];
+  if (watched !== undefined && Number.isFinite(watched.cpu)) {
+    const max = TARGETS.watchedWriteCpuRatioMax;
+    out.push({
+      name: `write CPU watched/unwatched${at}`,
+      value: watched.cpu,
+      target: `<= ${max}x`,
+      met: watched.cpu <= max,
       official,
     });
   }

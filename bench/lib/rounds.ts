@@ -113,13 +113,21 @@ export async function runRounds(scenarios: readonly Scenario[], options: RoundsO
     const figures: Record<string, PhaseFigures> = {};
     for (const kind of ["write", "read"] as const) {
       for (const scenario of ordered(scenarios, kind, round)) {
-        const cpuBefore = scenario.cpuSeconds?.();
-        const run = await closedLoop(scenario.op, { concurrency, durationMs: phaseMs, errorsMax });
+        let cpuBefore: number | undefined;
+        let cpuAfter: number | undefined;
+        let run: Awaited<ReturnType<typeof closedLoop>> | undefined;
+        let drainMs: number | undefined;
+        const wroteStore = scenario.system === "store" && (scenario.kind === "write" || scenario.writesStore === true);
+        const measured = async (): Promise<void> => {
+          cpuBefore = scenario.cpuSeconds?.();
+          run = await closedLoop(scenario.op, { concurrency, durationMs: phaseMs, errorsMax });
+          drainMs = wroteStore ? await settleAfterStoreWrite() : undefined;
+          cpuAfter = scenario.cpuSeconds?.();
+        };
+        await (scenario.around === undefined ? measured() : scenario.around(measured));
+        if (run === undefined) throw new Error(`${scenario.name}: the phase did not run`);
         mergeInto(merged.get(scenario.name) as Histogram, run.latency);
         errors += run.errors;
-        const wroteStore = scenario.system === "store" && (scenario.kind === "write" || scenario.writesStore === true);
-        const drainMs = wroteStore ? await settleAfterStoreWrite() : undefined;
-        const cpuAfter = scenario.cpuSeconds?.();
         const cpuMsPerOp =
           cpuBefore === undefined || cpuAfter === undefined || run.ok === 0
             ? Number.NaN

@@ -27,7 +27,15 @@ export interface Scenario {
   readonly baseline?: string;
   /** CPU seconds the system's runtime has used so far: a phase's CPU per operation is taken from it. */
   readonly cpuSeconds?: () => number;
+  /**
+   * Runs each measured phase (from the CPU reading before it to the one after its replication
+   * drained) inside a setting made for it, such as open watchers, made and undone outside it.
+   */
+  readonly around?: (phase: () => Promise<void>) => Promise<void>;
 }
+
+/** The store write scenario run with change-feed watchers open (bench/lib/watchers.ts). */
+export const WATCHED_WRITE = "store write, watched";
 
 /** Distinct values cycled through by writes, so consecutive writes do not send identical bytes. */
 const VALUE_POOL_SIZE = 64;
