@@ -40,6 +40,7 @@ export type CallInput<R extends RouteName> = (PartOf<RequestOf<R>, "params"> ext
 /** Every route's method and path, checked against the definitions: a change there fails here. */
 const ROUTE_TABLE = {
   healthz: ["get", "/healthz"],
+  dashboard: ["get", "/"],
   openapi: ["get", "/openapi.json"],
   docs: ["get", "/docs"],
   docsAsset: ["get", "/docs/{asset}"],

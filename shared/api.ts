@@ -283,6 +283,17 @@ export const ROUTES = {
     ok: { description: "An HTML page.", mediaType: "text/html" },
     errors: [],
   },
+  dashboard: {
+    operationId: "dashboard",
+    method: "get",
+    path: "/",
+    tag: "Meta",
+    auth: null,
+    summary:
+      "The live dashboard: regions on a map, health, lag per pair, traffic, conflicts, dead letters, primaries, and admin actions. The page asks for a token; its data comes from the routes below.",
+    ok: { description: "An HTML page.", mediaType: "text/html" },
+    errors: [],
+  },
   docsAsset: {
     operationId: "docsAsset",
     method: "get",

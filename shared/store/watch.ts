@@ -37,6 +37,13 @@ export function watchStart(
   return { from: bounds.head, reset: true };
 }
 
+/** A page of a replica's journal, with its bounds (the router's replay for a resuming watcher). */
+export interface ChangePage {
+  readonly records: ChangeRecord[];
+  readonly oldest: number;
+  readonly head: number;
+}
+
 /** Where a watcher's lines go: a stream's controller, in the adapter. */
 export interface WatchSink {
   /** Room left before the sink's high-water mark (<= 0: the reader is behind). */

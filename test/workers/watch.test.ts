@@ -101,6 +101,17 @@ describe("GET /v1/watch", () => {
     expect(deleted.data).toEqual(expect.objectContaining({ key: `${prefix}a`, deleted: true }));
   });
 
+  it("gives each of several watchers every change", async () => {
+    const prefix = `${uniqueKey("many")}/`;
+    const feeds = await Promise.all([1, 2, 3].map(() => watch(`region=enam&prefix=${encodeURIComponent(prefix)}`)));
+    await put(`${prefix}a`);
+    await put(`${prefix}b`);
+    for (const feed of feeds) {
+      const got = [await feed.next(), await feed.next()];
+      expect(got.map(keyOf).sort()).toEqual([`${prefix}a`, `${prefix}b`]);
+    }
+  });
+
   it("resumes after Last-Event-ID with no gap and no duplicate", async () => {
     const prefix = `${uniqueKey("resume")}/`;
     const feed = await watch(`region=enam&prefix=${encodeURIComponent(prefix)}`);

@@ -43,10 +43,33 @@ import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
 import { replicaPorts } from "./ports.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { replicaStore } from "./store.ts";
-import { WATCHERS_MAX, WATCH_QUEUE_MAX, WatchHub, type WatchSink } from "../../shared/store/watch.ts";
+import {
+  type ChangePage,
+  WATCHERS_MAX,
+  WATCH_QUEUE_MAX,
+  WATCH_REPLAY_PAGE,
+  WatchHub,
+  type WatchLine,
+  type WatchSink,
+} from "../../shared/store/watch.ts";
 
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
 const SILENT_HEARTBEATS_MAX = 3;
+
+const encoder = new TextEncoder();
+/** Each change's line, encoded once for every watcher it goes to. */
+const encodedChanges = new WeakMap<object, Uint8Array>();
+
+/** A feed line as NDJSON bytes (a change's from the cache). */
+function lineBytes(line: WatchLine): Uint8Array {
+  if (!("change" in line)) return encoder.encode(`${JSON.stringify(line)}\n`);
+  let bytes = encodedChanges.get(line.change);
+  if (bytes === undefined) {
+    bytes = encoder.encode(`${JSON.stringify(line)}\n`);
+    encodedChanges.set(line.change, bytes);
+  }
+  return bytes;
+}
 
 export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdminApi, SiblingApi {
   private readonly machine: ReplicaMachine;
@@ -194,7 +217,6 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     if (this.machine.takenOut()) return this.machine.unavailable();
     if (this.hub.size >= WATCHERS_MAX)
       return fail("overloaded", `region ${this.machine.region} serves ${WATCHERS_MAX} watchers already; retry later`);
-    const encoder = new TextEncoder();
     let handle: { pull(): void; cancel(): void } | null = null;
     const stream = new ReadableStream<Uint8Array>(
       {
@@ -203,7 +225,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
             get desiredSize() {
               return controller.desiredSize;
             },
-            push: (line) => controller.enqueue(encoder.encode(`${JSON.stringify(line)}\n`)),
+            push: (line) => controller.enqueue(lineBytes(line)),
             close: () => controller.close(),
           };
           handle = this.hub.open(prefix, after, sink);
@@ -214,6 +236,16 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       new CountQueuingStrategy({ highWaterMark: WATCH_QUEUE_MAX }),
     );
     return { ok: true, value: stream };
+  }
+
+  /** Journal records after position `after` (at most `limit`), with the journal's bounds. */
+  changesAfter(after: number, limit: number): Result<ChangePage> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    const changes = this.machine.storage.changes;
+    return {
+      ok: true,
+      value: { records: changes.after(after, Math.min(limit, WATCH_REPLAY_PAGE)), ...changes.bounds() },
+    };
   }
 
   async digest(): Promise<ReplicaDigest> {

@@ -9,6 +9,7 @@ import { type ErrorBody, StoreError } from "../../shared/errors.ts";
 import { loadConfig } from "../config.ts";
 import { ROUTES } from "../../shared/api.ts";
 import { mountAdmin } from "./admin.ts";
+import { mountDashboard } from "./dashboard.ts";
 import { mountDocs } from "./docs.ts";
 import { mount } from "./mount.ts";
 import { type AppEnv } from "./env.ts";
@@ -90,6 +91,7 @@ export function createApp(): Hono<AppEnv> {
 
   mount(app, ROUTES.healthz, (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
   mountDocs(app);
+  mountDashboard(app);
 
   mountKv(app);
   mountWatch(app);
