@@ -37,13 +37,6 @@ export function watchStart(
   return { from: bounds.head, reset: true };
 }
 
-/** A page of a replica's journal, with its bounds (the router's replay for a resuming watcher). */
-export interface ChangePage {
-  readonly records: ChangeRecord[];
-  readonly oldest: number;
-  readonly head: number;
-}
-
 /** Where a watcher's lines go: a stream's controller, in the adapter. */
 export interface WatchSink {
   /** Room left before the sink's high-water mark (<= 0: the reader is behind). */
@@ -153,6 +146,31 @@ export class WatchHub {
     }
     watcher.pos = record.pos;
   }
+}
+
+/**
+ * A change as the feed carries it between replica and router: `C<pos> <event data JSON>`, the
+ * data already as the SSE event's (`{"key","type","version","origin","deleted"?}`), so the
+ * router forwards it without parsing it. Other lines are JSON {@link WatchLine}s.
+ */
+export function changeLine(change: ChangeRecord): string {
+  const data = {
+    key: change.key,
+    type: change.type,
+    version: change.version,
+    origin: change.origin,
+    ...(change.deleted ? { deleted: true } : {}),
+  };
+  return `C${change.pos} ${JSON.stringify(data)}`;
+}
+
+/** A feed line: a change's position and event data, or another {@link WatchLine}. */
+export function parseFeedLine(line: string): { readonly pos: number; readonly data: string } | WatchLine {
+  if (line.startsWith("C")) {
+    const space = line.indexOf(" ");
+    return { pos: Number(line.slice(1, space)), data: line.slice(space + 1) };
+  }
+  return JSON.parse(line) as WatchLine;
 }
 
 /** The router's cursor over every shard's position: `w.<p0>.<p1>...`, the SSE event id. */

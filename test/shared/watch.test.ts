@@ -11,7 +11,9 @@ import {
   type WatchLine,
   type WatchSink,
   WatchHub,
+  changeLine,
   formatWatchCursor,
+  parseFeedLine,
   parseWatchCursor,
   watchStart,
 } from "../../shared/store/watch.ts";
@@ -183,6 +185,29 @@ describe("positions", () => {
     expect(watchStart(3, { oldest: 5, head: 9 })).toEqual({ from: 9, reset: true });
     expect(watchStart(10, { oldest: 5, head: 9 })).toEqual({ from: 9, reset: true });
     expect(watchStart(0, { oldest: 1, head: 0 })).toEqual({ from: 0, reset: false });
+  });
+
+  it("carry a change between replica and router as one line, whatever its key holds", () => {
+    const record = {
+      pos: 42,
+      key: "a b\nc\u2028é",
+      type: "register" as const,
+      version: "v",
+      origin: "apac" as const,
+      deleted: true,
+    };
+    const line = changeLine(record);
+    expect(line.includes("\n")).toBe(false);
+    const parsed = parseFeedLine(line);
+    expect(parsed).toEqual({ pos: 42, data: expect.any(String) });
+    expect(JSON.parse((parsed as { data: string }).data)).toEqual({
+      key: record.key,
+      type: "register",
+      version: "v",
+      origin: "apac",
+      deleted: true,
+    });
+    expect(parseFeedLine(JSON.stringify({ cutoff: { pos: 3 } }))).toEqual({ cutoff: { pos: 3 } });
   });
 
   it("round-trip as an event id per shard, and a cursor of another layout is invalid", () => {

@@ -44,13 +44,12 @@ import { replicaPorts } from "./ports.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { replicaStore } from "./store.ts";
 import {
-  type ChangePage,
   WATCHERS_MAX,
   WATCH_QUEUE_MAX,
-  WATCH_REPLAY_PAGE,
   WatchHub,
   type WatchLine,
   type WatchSink,
+  changeLine,
 } from "../../shared/store/watch.ts";
 
 /** A peer silent for this many heartbeat periods no longer counts as current for lag. */
@@ -65,7 +64,7 @@ function lineBytes(line: WatchLine): Uint8Array {
   if (!("change" in line)) return encoder.encode(`${JSON.stringify(line)}\n`);
   let bytes = encodedChanges.get(line.change);
   if (bytes === undefined) {
-    bytes = encoder.encode(`${JSON.stringify(line)}\n`);
+    bytes = encoder.encode(`${changeLine(line.change)}\n`);
     encodedChanges.set(line.change, bytes);
   }
   return bytes;
@@ -236,16 +235,6 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       new CountQueuingStrategy({ highWaterMark: WATCH_QUEUE_MAX }),
     );
     return { ok: true, value: stream };
-  }
-
-  /** Journal records after position `after` (at most `limit`), with the journal's bounds. */
-  changesAfter(after: number, limit: number): Result<ChangePage> {
-    if (this.machine.takenOut()) return this.machine.unavailable();
-    const changes = this.machine.storage.changes;
-    return {
-      ok: true,
-      value: { records: changes.after(after, Math.min(limit, WATCH_REPLAY_PAGE)), ...changes.bounds() },
-    };
   }
 
   async digest(): Promise<ReplicaDigest> {

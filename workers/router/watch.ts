@@ -6,8 +6,7 @@
 import { type Hono } from "hono";
 import { ROUTES } from "../../shared/api.ts";
 import { StoreError } from "../../shared/errors.ts";
-import { type ChangeRecord } from "../../shared/store/changes.ts";
-import { type WatchLine, formatWatchCursor, parseWatchCursor } from "../../shared/store/watch.ts";
+import { formatWatchCursor, parseFeedLine, parseWatchCursor } from "../../shared/store/watch.ts";
 import { servingRegionOf } from "./consistency.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplica } from "./http.ts";
@@ -31,30 +30,17 @@ function sse(fields: { id?: string; event?: string; data: unknown }): Uint8Array
   return encoder.encode(`${lines.join("\n")}\n\n`);
 }
 
-/** A change as an event's data: no position (that is the id), `deleted` only when true. */
-function changeData(change: ChangeRecord): Record<string, unknown> {
-  return {
-    key: change.key,
-    type: change.type,
-    version: change.version,
-    origin: change.origin,
-    ...(change.deleted ? { deleted: true } : {}),
-  };
-}
-
-/** NDJSON lines of a replica's feed, as they arrive. */
-async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<WatchLine> {
+/** A replica's feed, as the lines of each chunk that arrives (a chunk's lines go out together). */
+async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string[]> {
   const decoder = new TextDecoder();
   let buffered = "";
   for await (const chunk of stream) {
     buffered += decoder.decode(chunk, { stream: true });
-    let newline = buffered.indexOf("\n");
-    while (newline >= 0) {
-      const line = buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-      if (line !== "") yield JSON.parse(line) as WatchLine;
-      newline = buffered.indexOf("\n");
-    }
+    const end = buffered.lastIndexOf("\n");
+    if (end < 0) continue;
+    const lines = buffered.slice(0, end).split("\n");
+    buffered = buffered.slice(end + 1);
+    yield lines.filter((line) => line !== "");
   }
 }
 
@@ -76,15 +62,18 @@ export function mountWatch(app: Hono<AppEnv>): void {
         callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).watch(prefix, asked[i] ?? null)),
       ),
     );
-    const readers = feeds.map((feed) => linesOf(feed));
+    const readers = feeds.map((feed) => chunksOf(feed));
     // Every feed opens with where it starts: the first id, and whether anything was skipped.
     const positions: number[] = [];
+    const early: string[][] = [];
     let reset = cursor === "other-layout";
     for (const reader of readers) {
-      const first = (await reader.next()).value as WatchLine | undefined;
+      const lines = (await reader.next()).value ?? [];
+      const first = lines[0] === undefined ? undefined : parseFeedLine(lines[0]);
       if (first === undefined || !("start" in first)) throw new Error("a replica's feed opens with its start");
       positions.push(first.start.from);
       reset ||= first.start.reset;
+      early.push(lines.slice(1));
     }
 
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -124,25 +113,38 @@ export function mountWatch(app: Hono<AppEnv>): void {
         }),
       ).catch(stop);
     }
+    /** The SSE text of a chunk's lines from shard `i`; true in `ended` when the feed was cut off. */
+    const eventsOf = (i: number, lines: readonly string[]): { text: string; cutoff: boolean } => {
+      let text = "";
+      for (const line of lines) {
+        const parsed = parseFeedLine(line);
+        if ("data" in parsed) {
+          positions[i] = parsed.pos;
+          text += `id: ${formatWatchCursor(positions)}\ndata: ${parsed.data}\n\n`;
+        } else if ("cutoff" in parsed) {
+          return { text, cutoff: true };
+        }
+      }
+      return { text, cutoff: false };
+    };
+    const cutoffEvent = sse({
+      event: "cutoff",
+      data: { reason: "the reader fell too far behind and was cut off; reconnect with Last-Event-ID to resume" },
+    });
     readers.forEach((reader, i) => {
       void (async () => {
-        for await (const line of reader) {
-          if (!open) return;
-          if ("change" in line) {
-            positions[i] = line.change.pos;
-            await write(sse({ id: formatWatchCursor(positions), data: changeData(line.change) }));
-          } else if ("cutoff" in line) {
-            await write(
-              sse({
-                event: "cutoff",
-                data: {
-                  reason: "the reader fell too far behind and was cut off; reconnect with Last-Event-ID to resume",
-                },
-              }),
-            );
+        for (let lines = early[i] ?? []; ;) {
+          const { text, cutoff } = eventsOf(i, lines);
+          if (text !== "") await write(encoder.encode(text));
+          if (cutoff) {
+            await write(cutoffEvent);
             stop();
             return;
           }
+          if (!open) return;
+          const next = await reader.next();
+          if (next.done === true) break;
+          lines = next.value;
         }
         // A replica ended its feed (it went away or was taken out): the client reconnects.
         stop();
