@@ -1,39 +1,18 @@
 // In a real browser (headless Chromium, Debian's package): /docs renders the whole reference with
 // no request leaving the store, and the client works from a page of another origin (CORS, the
 // session token readable by the page).
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { build } from "esbuild";
-import { type Browser, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { ROUTES } from "../../shared/api.ts";
+import { useBrowser } from "./chromium.ts";
 import { ADMIN_TOKEN, uniqueKey } from "./client.ts";
 
-/** Chromium: CHROMIUM_PATH, else the one on the PATH (`.ci/run` installs Debian's). */
-function chromiumPath(): string {
-  const named = process.env.CHROMIUM_PATH;
-  if (named !== undefined && existsSync(named)) return named;
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium || command -v chromium-browser"], {
-      encoding: "utf8",
-    }).trim();
-  } catch {
-    throw new Error("these tests need Chromium: apt-get install chromium, or set CHROMIUM_PATH");
-  }
-}
-
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox"] });
-}, 60_000);
-afterAll(async () => {
-  await browser?.close();
-});
+const browser = useBrowser();
 
 describe("/docs in a browser", () => {
   it("renders every operation, and loads nothing from outside the store", async () => {
     const base = inject("baseUrl");
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     const elsewhere: string[] = [];
     await page.route("**/*", (route) => {
       const url = route.request().url();
@@ -67,7 +46,7 @@ describe("the client in a browser", () => {
       platform: "browser",
       target: "es2022",
     });
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     await page.goto(`${base}/healthz`);
     await page.addScriptTag({ content: bundle.outputFiles[0]!.text });
     const browserKey = uniqueKey("browser");

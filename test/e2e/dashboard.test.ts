@@ -2,30 +2,13 @@
 // after a token, every region and every pair's lag appear, on the map and in the tables; taking
 // a region out from the page turns it unhealthy there (and putting it back heals it); nothing
 // is loaded from outside the store. A screenshot is saved to test/artifacts/ (git-ignored).
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
-import { type Browser, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { mkdirSync } from "node:fs";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { useBrowser } from "./chromium.ts";
 import { ADMIN_TOKEN, REGIONS, json } from "./client.ts";
 
-function chromiumPath(): string {
-  const named = process.env.CHROMIUM_PATH;
-  if (named !== undefined && existsSync(named)) return named;
-  try {
-    return execFileSync("sh", ["-c", "command -v chromium || command -v chromium-browser"], {
-      encoding: "utf8",
-    }).trim();
-  } catch {
-    throw new Error("these tests need Chromium: apt-get install chromium, or set CHROMIUM_PATH");
-  }
-}
-
-let browser: Browser;
-beforeAll(async () => {
-  browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox"] });
-}, 60_000);
+const browser = useBrowser();
 afterAll(async () => {
-  await browser?.close();
   // Whatever happened, the shared store ends with every region in service.
   await json("/v1/admin/regions/weur/health", { method: "POST", body: '{"healthy":true}' }).catch(() => undefined);
 });
@@ -33,7 +16,7 @@ afterAll(async () => {
 describe("the dashboard", () => {
   it("shows every region and pair, and takes a region out and back from the page", async () => {
     const base = inject("baseUrl");
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const page = await browser().newPage({ viewport: { width: 1400, height: 1100 } });
     const elsewhere: string[] = [];
     await page.route("**/*", (route) => {
       const url = route.request().url();
@@ -78,7 +61,7 @@ describe("the dashboard", () => {
   }, 90_000);
 
   it("asks again for a token the store does not accept", async () => {
-    const page = await browser.newPage();
+    const page = await browser().newPage();
     await page.goto(`${inject("baseUrl")}/`);
     await page.fill("#token", "not-a-token");
     await page.click("#login button[type=submit]");
