@@ -185,6 +185,14 @@ function lagText(l) {
   const ms = l.ms === null || l.ms === undefined ? "? ms" : (l.ms < 1000 ? Math.round(l.ms) + " ms" : (l.ms / 1000).toFixed(1) + " s");
   return esc(l.entries) + " writes, " + ms + (l.reason ? '<br><span class="muted">' + esc(l.reason) + "</span>" : "");
 }
+const REASONS = {
+  admin: "taken out by an admin",
+  silent: "silent: no heartbeat heard lately",
+  unreachable: "not answering",
+  clock_skew: "clock too far from the others",
+  bootstrapping: "bootstrapping: still copying its peers' data",
+};
+const reasonText = (r) => REASONS[r] || r || "";
 const worse = (a, b) => ["ok", "warn", "bad", "unknown"].indexOf(a) > ["ok", "warn", "bad", "unknown"].indexOf(b) ? a : b;
 const project = (loc) => [((loc.lon + 180) / 360) * W, ((90 - loc.lat) / 180) * H];
 
@@ -217,11 +225,11 @@ function renderRegions(view, samples) {
   $("dots").innerHTML = view.regions.map((r) => {
     const [x, y] = project(r.location);
     const cls = r.healthy ? "ok" : "bad";
-    return '<g class="region ' + cls + '" data-region="' + esc(r.id) + '"><circle cx="' + x + '" cy="' + y + '" r="7" fill="currentColor" stroke="#fff" stroke-width="2"><title>' + esc(r.id + (r.healthy ? " serves" : " is out: " + (r.reason || ""))) + '</title></circle><text x="' + (x + 10) + '" y="' + (y + 4) + '" fill="currentColor">' + esc(r.id) + (r.id === view.closest ? " (you)" : "") + "</text></g>";
+    return '<g class="region ' + cls + '" data-region="' + esc(r.id) + '"><circle cx="' + x + '" cy="' + y + '" r="7" fill="currentColor" stroke="#fff" stroke-width="2"><title>' + esc(r.id + (r.healthy ? " serves" : " is out: " + reasonText(r.reason))) + '</title></circle><text x="' + (x + 10) + '" y="' + (y + 4) + '" fill="currentColor">' + esc(r.id) + (r.id === view.closest ? " (you)" : "") + "</text></g>";
   }).join("");
 
   $("regions").querySelector("tbody").innerHTML = view.regions.map((r) => {
-    const health = r.healthy ? '<span class="pill ok">serves</span>' : '<span class="pill bad">out</span> ' + esc(r.reason || "");
+    const health = r.healthy ? '<span class="pill ok">serves</span>' : '<span class="pill bad">out</span> ' + esc(reasonText(r.reason));
     const boot = r.bootstrapping ? ' <span class="pill warn">bootstrapping</span>' : "";
     const offset = r.clockOffsetMs === null ? "&ndash;" : Math.round(r.clockOffsetMs) + " ms";
     const out = r.healthy || r.reason !== "admin";
