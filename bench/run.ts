@@ -36,6 +36,7 @@
  *   BENCH_LOAD_WRITES          per-object load: writes to fresh keys (each shard's share counted): 1500
  *   BENCH_WATCHERS             change-feed watchers of the written keys open during the "store write,
  *                              watched" scenario, held against "store write" (0 drops it): 100
+ *   BENCH_WATCH_PREFIX         the prefix those watchers watch ("bench": every written key): bench
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; "half" is half
@@ -146,7 +147,7 @@ async function runVariant(
         op: writeOp(store, keys, values),
         cpuSeconds: () => server.cpuSeconds(),
         baseline: "store write",
-        around: withWatchers(server.baseUrl, config.token, config.region, "bench", config.watchers, tally),
+        around: withWatchers(server.baseUrl, config.token, config.region, config.watchPrefix, config.watchers, tally),
       });
     }
 

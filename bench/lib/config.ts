@@ -24,6 +24,8 @@ export interface BenchConfig {
   readonly loadWrites: number;
   /** Change-feed watchers open during the "store write, watched" scenario (0: no such scenario). */
   readonly watchers: number;
+  /** The prefix they watch: by default the written keys' ("bench"), so each gets every write. */
+  readonly watchPrefix: string;
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
@@ -141,6 +143,7 @@ export function loadBenchConfig(): BenchConfig {
     extraVars: text("BENCH_EXTRA_VARS", ""),
     loadWrites: int("BENCH_LOAD_WRITES", 1500, 10, 1_000_000),
     watchers: int("BENCH_WATCHERS", 100, 0, 1000),
+    watchPrefix: text("BENCH_WATCH_PREFIX", "bench"),
     convRatesPerSec: convRates(quick),
     convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),
     convSamplesPerSec: int("BENCH_CONV_SAMPLES_PER_SEC", 20, 1, 10_000),

@@ -62,6 +62,7 @@ describe("replica writes", () => {
       "0006_merkle",
       "0007_lifecycle",
       "0008_extras",
+      "0009_changes",
     ]);
   });
 
