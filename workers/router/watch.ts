@@ -31,11 +31,13 @@ function sse(fields: { id?: string; event?: string; data: unknown }): Uint8Array
 }
 
 /** A replica's feed, as the lines of each chunk that arrives (a chunk's lines go out together). */
-async function* chunksOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string[]> {
+async function* chunksOf(reader: ReadableStreamDefaultReader<Uint8Array>): AsyncGenerator<string[]> {
   const decoder = new TextDecoder();
   let buffered = "";
-  for await (const chunk of stream) {
-    buffered += decoder.decode(chunk, { stream: true });
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buffered += decoder.decode(value, { stream: true });
     const end = buffered.lastIndexOf("\n");
     if (end < 0) continue;
     const lines = buffered.slice(0, end).split("\n");
@@ -57,12 +59,22 @@ export function mountWatch(app: Hono<AppEnv>): void {
     if (cursor === "garbled")
       throw new StoreError("invalid_header", "Last-Event-ID must be the id of an event this feed sent, unchanged");
     const asked = Array.isArray(cursor) ? cursor : shards.map(() => null);
-    const feeds = await Promise.all(
+    const opened = await Promise.allSettled(
       shards.map((shard, i) =>
         callReplica(region, () => replicaOf(c.env, region, shard, edgeOf(c)).watch(prefix, asked[i] ?? null)),
       ),
     );
-    const readers = feeds.map((feed) => chunksOf(feed));
+    const streams = opened.flatMap((o) => (o.status === "fulfilled" ? [o.value.getReader()] : []));
+    // Cancelling a stream's reader ends its watcher at the replica at once, idle or not.
+    const cancelAll = (): void => {
+      for (const stream of streams) void stream.cancel().catch(() => undefined);
+    };
+    const failed = opened.find((o) => o.status === "rejected");
+    if (failed !== undefined) {
+      cancelAll();
+      throw failed.reason;
+    }
+    const readers = streams.map((stream) => chunksOf(stream));
     // Every feed opens with where it starts: the first id, and whether anything was skipped.
     const positions: number[] = [];
     const early: string[][] = [];
@@ -70,7 +82,10 @@ export function mountWatch(app: Hono<AppEnv>): void {
     for (const reader of readers) {
       const lines = (await reader.next()).value ?? [];
       const first = lines[0] === undefined ? undefined : parseFeedLine(lines[0]);
-      if (first === undefined || !("start" in first)) throw new Error("a replica's feed opens with its start");
+      if (first === undefined || !("start" in first)) {
+        cancelAll();
+        throw new Error("a replica's feed opens with its start");
+      }
       positions.push(first.start.from);
       reset ||= first.start.reset;
       early.push(lines.slice(1));
@@ -93,7 +108,7 @@ export function mountWatch(app: Hono<AppEnv>): void {
       if (!open) return;
       open = false;
       clearInterval(heartbeat);
-      for (const reader of readers) void reader.return(undefined);
+      cancelAll();
       void writer.close().catch(() => undefined);
     };
     const heartbeat = setInterval(() => void write(encoder.encode(": keep-alive\n\n")).catch(stop), WATCH_HEARTBEAT_MS);
