@@ -37,6 +37,7 @@
  *   BENCH_WATCHERS             change-feed watchers of the written keys open during the "store write,
  *                              watched" scenario, held against "store write" (0 drops it): 100
  *   BENCH_WATCH_PREFIX         the prefix those watchers watch ("bench": every written key): bench
+ *   BENCH_WATCH_TRANSPORT      how they watch: ws (WebSockets at the region's watch hub) or sse: ws
  *   BENCH_EXTRA_VARS           more KV_VARS for every store (";"-separated), e.g. "REGIONS:enam" for a
  *                              single-region reference (the per-mode pass then has no remote write)
  *   BENCH_CONV_RATES           convergence: offered writes per second, one run each; "half" is half
@@ -147,7 +148,15 @@ async function runVariant(
         op: writeOp(store, keys, values),
         cpuSeconds: () => server.cpuSeconds(),
         baseline: "store write",
-        around: withWatchers(server.baseUrl, config.token, config.region, config.watchPrefix, config.watchers, tally),
+        around: withWatchers(
+          server.baseUrl,
+          config.token,
+          config.region,
+          config.watchPrefix,
+          config.watchers,
+          tally,
+          config.watchTransport,
+        ),
       });
     }
 

@@ -6,6 +6,7 @@ import { DEAD_LETTER_QUEUE, consumeDeadLetters, consumeReplication } from "./que
 
 export { Control } from "./control/control.ts";
 export { Replica } from "./replica/replica.ts";
+export { Watchers } from "./watch/watchers.ts";
 
 const app = createApp();
 

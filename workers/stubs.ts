@@ -17,6 +17,7 @@ import { type WanSettings, loadConfig } from "./config.ts";
 import { faultsNow } from "./faults.ts";
 import type { Control } from "./control/control.ts";
 import type { Replica } from "./replica/replica.ts";
+import type { Watchers } from "./watch/watchers.ts";
 
 /** One jitter generator per isolate and seed. */
 let jitter: { seed: number; random: Random } | undefined;
@@ -99,6 +100,11 @@ export function replicaOf(env: Env, region: RegionId, shard: ShardIndex, from?: 
     locationHint: region as DurableObjectLocationHint,
   });
   return overWan(env, stub, from, region);
+}
+
+/** The stub of a region's watch hub (WebSocket watchers of its change feed), in the region. */
+export function watchersOf(env: Env, region: RegionId): DurableObjectStub<Watchers> {
+  return env.WATCHERS.getByName(region, { locationHint: region as DurableObjectLocationHint });
 }
 
 /** The control object's stub, called from `from` (over emulated WAN when it is on). */

@@ -26,6 +26,8 @@ export interface BenchConfig {
   readonly watchers: number;
   /** The prefix they watch: by default the written keys' ("bench"), so each gets every write. */
   readonly watchPrefix: string;
+  /** How they watch: Server-Sent Events (`sse`) or WebSockets at the region's watch hub (`ws`). */
+  readonly watchTransport: "sse" | "ws";
   /** Extra KV_VARS for every variant ("NAME:value;..."). */
   readonly extraVars: string;
   /** Offered write rates of the convergence runs; the first is the one held to the target. */
@@ -144,6 +146,7 @@ export function loadBenchConfig(): BenchConfig {
     loadWrites: int("BENCH_LOAD_WRITES", 1500, 10, 1_000_000),
     watchers: int("BENCH_WATCHERS", 100, 0, 1000),
     watchPrefix: text("BENCH_WATCH_PREFIX", "bench"),
+    watchTransport: text("BENCH_WATCH_TRANSPORT", "ws") === "sse" ? "sse" : "ws",
     convRatesPerSec: convRates(quick),
     convMs: int("BENCH_CONV_MS", quick ? 6000 : 15_000, 1000, 600_000),
     convSamplesPerSec: int("BENCH_CONV_SAMPLES_PER_SEC", 20, 1, 10_000),

@@ -9,7 +9,25 @@ export interface WatcherTally {
   events: number;
 }
 
-/** A scenario's `around`: runs the phase with `count` watchers of `prefix` open in `region`. */
+/** One WebSocket watcher (the region's watch hub), open once it is; closing it ends it. */
+async function socketWatcher(url: string, token: string, tally: WatcherTally): Promise<{ abort(): void }> {
+  const ws = new WebSocket(url.replace(/^http/, "ws"), {
+    headers: { Authorization: `Bearer ${token}` },
+  } as unknown as string[]);
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve(), { once: true });
+    ws.addEventListener("error", () => reject(new Error("watch: the WebSocket did not open")), { once: true });
+  });
+  ws.addEventListener("message", () => {
+    tally.events += 1;
+  });
+  return { abort: () => ws.close() };
+}
+
+/**
+ * A scenario's `around`: runs the phase with `count` watchers of `prefix` open in `region`, as
+ * Server-Sent Events streams (`sse`) or WebSockets held by the region's watch hub (`ws`).
+ */
 export function withWatchers(
   baseUrl: string,
   token: string,
@@ -17,8 +35,19 @@ export function withWatchers(
   prefix: string,
   count: number,
   tally: WatcherTally,
+  transport: "sse" | "ws" = "sse",
 ): (phase: () => Promise<void>) => Promise<void> {
   return async (phase) => {
+    if (transport === "ws") {
+      const url = `${baseUrl}/v1/watch?region=${region}&prefix=${encodeURIComponent(prefix)}`;
+      const sockets = await Promise.all(Array.from({ length: count }, () => socketWatcher(url, token, tally)));
+      try {
+        await phase();
+      } finally {
+        for (const s of sockets) s.abort();
+      }
+      return;
+    }
     const aborts = await Promise.all(
       Array.from({ length: count }, async () => {
         const abort = new AbortController();

@@ -43,9 +43,11 @@ import { REPLICA_MIGRATIONS, migrate } from "../migrations.ts";
 import { replicaPorts } from "./ports.ts";
 import { type ReplicaPorts } from "../../shared/store/ports.ts";
 import { replicaStore } from "./store.ts";
+import { watchersOf } from "../stubs.ts";
 import {
   WATCHERS_MAX,
   WATCH_QUEUE_MAX,
+  WATCH_REPLAY_PAGE,
   WatchHub,
   type WatchLine,
   type WatchSink,
@@ -76,6 +78,11 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
   private readonly ports: ReplicaPorts;
   /** Watchers of this replica's changes (`GET /v1/watch`). */
   private readonly hub: WatchHub;
+  /** Until when the region's watch hub wants this replica's changes pushed (`workers/watch/watchers.ts`). */
+  private watchersUntil = 0;
+  /** Change lines not yet pushed to the hub, and whether a push is in flight (pushes go one at a time). */
+  private readonly unpushed: string[] = [];
+  private pushing = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -115,7 +122,13 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(Date.now() + config.heartbeatIntervalMs);
     });
     this.hub = new WatchHub(this.machine.storage.changes);
-    this.machine.storage.changes.listen((records) => this.hub.committed(records));
+    this.machine.storage.changes.listen((records) => {
+      this.hub.committed(records);
+      if (Date.now() < this.watchersUntil) {
+        for (const record of records) this.unpushed.push(changeLine(record));
+        this.pushToWatchers();
+      }
+    });
     // New storage: ask the peers what they hold before the first write (in the background).
     this.node.start();
   }
@@ -235,6 +248,34 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
       new CountQueuingStrategy({ highWaterMark: WATCH_QUEUE_MAX }),
     );
     return { ok: true, value: stream };
+  }
+
+  /** The region's watch hub wants this replica's committed changes for `ms` more. */
+  subscribeWatchers(ms: number): void {
+    this.watchersUntil = Date.now() + Math.min(ms, 60_000);
+  }
+
+  /** Pushes the changes not yet pushed, one call at a time (what commits meanwhile goes next, together). */
+  private pushToWatchers(): void {
+    if (this.pushing || this.unpushed.length === 0) return;
+    this.pushing = true;
+    const lines = this.unpushed.splice(0);
+    const hub = watchersOf(this.env, this.machine.region);
+    void hub
+      .changes(this.machine.shard, lines)
+      .catch((error: unknown) => this.ports.warn("pushing changes to the watch hub failed", error))
+      .finally(() => {
+        this.pushing = false;
+        this.pushToWatchers();
+      });
+  }
+
+  /** Journal records after position `after` as feed lines (at most `limit`), with the journal's bounds. */
+  changesAfter(after: number, limit: number): Result<{ records: string[]; oldest: number; head: number }> {
+    if (this.machine.takenOut()) return this.machine.unavailable();
+    const changes = this.machine.storage.changes;
+    const records = changes.after(after, Math.min(limit, WATCH_REPLAY_PAGE)).map((r) => changeLine(r));
+    return { ok: true, value: { records, ...changes.bounds() } };
   }
 
   async digest(): Promise<ReplicaDigest> {

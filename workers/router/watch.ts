@@ -13,7 +13,7 @@ import { callReplica } from "./http.ts";
 import { mount } from "./mount.ts";
 import { shardsNow } from "./observe.ts";
 import { edgeOf, viewAtEdge } from "./routing.ts";
-import { replicaOf } from "../stubs.ts";
+import { replicaOf, watchersOf } from "../stubs.ts";
 
 /** How often an idle stream carries a comment, so proxies keep it open. */
 export const WATCH_HEARTBEAT_MS = 15_000;
@@ -55,6 +55,16 @@ export function mountWatch(app: Hono<AppEnv>): void {
     if (encoder.encode(prefix).length > 512)
       throw new StoreError("invalid_query", "prefix is longer than the longest key (512 bytes)");
     const shards = await shardsNow(c.env);
+    if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
+      // WebSocket watchers are held by the region's watch hub (`workers/watch/watchers.ts`).
+      const after = c.req.query("after");
+      if (parseWatchCursor(after, shards.length) === "garbled")
+        throw new StoreError("invalid_query", "after must be the id of a change this feed sent, unchanged");
+      const url = new URL("https://watch-hub/");
+      url.searchParams.set("prefix", prefix);
+      if (after !== undefined) url.searchParams.set("after", after);
+      return watchersOf(c.env, region).fetch(new Request(url, { headers: c.req.raw.headers }));
+    }
     const cursor = parseWatchCursor(c.req.header("last-event-id"), shards.length);
     if (cursor === "garbled")
       throw new StoreError("invalid_header", "Last-Event-ID must be the id of an event this feed sent, unchanged");
