@@ -439,7 +439,7 @@ export const ROUTES = {
     auth: "read",
     summary: "A change feed: Server-Sent Events, one per change applied in the region to a key under the prefix.",
     description:
-      'Each event\'s `id` is the region\'s stream position (send it back as `Last-Event-ID` to resume with no gap and no duplicate while the region still keeps it: the last 10,000 changes of each shard) and its `data` is `{"key","type","version","origin","deleted"?}` (no values). A position no longer kept gets one `event: reset` first. A reader that falls 1,024 changes behind gets `event: cutoff` and the stream ends (reconnect with the last id). Comment lines keep an idle stream open.',
+      'Each event\'s `id` is the region\'s stream position (send it back as `Last-Event-ID` to resume with no gap and no duplicate while the region still keeps it: the last 10,000 changes of each shard) and its `data` is `{"key","type","version","origin","deleted"?}` (no values). A position no longer kept gets one `event: reset` first. A reader that falls 1,024 changes behind gets `event: cutoff` and the stream ends (reconnect with the last id). Comment lines keep an idle stream open. With `Upgrade: websocket` the same feed comes over a WebSocket held by the region\'s watch hub (idle sockets hibernate): one text message per change, `{"id","key","type","version","origin","deleted"?}`, a `{"event":"reset"}` message first when the position is not kept, and `?after=<id>` to resume.',
     request: {
       query: z.object({
         region,
@@ -447,8 +447,16 @@ export const ROUTES = {
           .string()
           .optional()
           .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes; default all).` }),
+        after: z
+          .string()
+          .optional()
+          .openapi({ description: "WebSocket only: the `id` of the last change received, to resume after it." }),
       }),
       headers: z.object({
+        upgrade: z
+          .literal("websocket")
+          .optional()
+          .openapi({ description: "Watch over a WebSocket (answered 101) instead of Server-Sent Events." }),
         "last-event-id": z.string().optional().openapi({ description: "The `id` of the last event received." }),
         "x-client-location": clientLocation,
       }),

@@ -25,6 +25,9 @@ import { controlOf, replicaOf } from "../stubs.ts";
 /** How long a replica keeps pushing after the hub last asked; renewed at a third of it. */
 export const WATCH_SUBSCRIPTION_MS = 30_000;
 
+/** Where the hub keeps the last position it took in from each shard. */
+const RECEIVED = "received";
+
 /** One change as pushed or read: its position, key and the event data JSON. */
 interface Pushed {
   readonly pos: number;
@@ -32,13 +35,14 @@ interface Pushed {
   readonly data: string;
 }
 
-/** What a socket keeps across hibernation. */
+/** What a socket keeps across hibernation: its prefix (its positions are the hub's, below). */
 interface Attachment {
   readonly prefix: string;
-  readonly positions: number[];
 }
 
 interface Socket extends Attachment {
+  /** Per shard, the last position given to it (or skipped, outside its prefix). */
+  readonly positions: number[];
   /** While it replays the journals: pushed changes wait here. */
   held: Array<{ shard: number; changes: Pushed[] }> | null;
 }
@@ -62,10 +66,13 @@ export class Watchers extends DurableObject<Env> {
     const region = parseRegionId(ctx.id.name ?? "");
     assert(region !== undefined, "a watch hub is named by its region");
     this.region = region;
-    // Woken from hibernation: the sockets and where each one is.
+    // Woken from hibernation: the sockets, each where every live one was: at the last position
+    // the hub took in from each shard (kept in storage on every push; one write per push, not per socket).
+    const received = ctx.storage.kv.get<number[]>(RECEIVED) ?? [];
+    received.forEach((pos, shard) => this.received.set(shard, pos));
     for (const ws of ctx.getWebSockets()) {
       const attached = ws.deserializeAttachment() as Attachment | null;
-      if (attached !== null) this.sockets.set(ws, { ...attached, positions: [...attached.positions], held: null });
+      if (attached !== null) this.sockets.set(ws, { prefix: attached.prefix, positions: [...received], held: null });
     }
   }
 
@@ -82,6 +89,7 @@ export class Watchers extends DurableObject<Env> {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ prefix } satisfies Attachment);
     const socket: Socket = { prefix, positions: shards.map(() => 0), held: [] };
     this.sockets.set(server, socket);
     // Subscribed first, then the start read: every change after the start is pushed here.
@@ -145,7 +153,6 @@ export class Watchers extends DurableObject<Env> {
     const held = socket.held ?? [];
     socket.held = null;
     for (const { shard, changes } of held) this.deliver(ws, socket, shard, changes);
-    ws.serializeAttachment({ prefix: socket.prefix, positions: socket.positions });
   }
 
   /** A replica's committed changes (feed lines), in order; `shardIndex` is its place in the layout. */
@@ -175,12 +182,13 @@ export class Watchers extends DurableObject<Env> {
         changes = [...gap.value.records.map((line) => pushedOf(line)).filter((p) => p !== null), ...changes];
     }
     this.received.set(shardIndex, changes[changes.length - 1]?.pos ?? first.pos);
+    this.ctx.storage.kv.put(
+      RECEIVED,
+      Array.from({ length: Math.max(...this.received.keys()) + 1 }, (_, shard) => this.received.get(shard) ?? 0),
+    );
     for (const [ws, socket] of this.sockets) {
       if (socket.held !== null) socket.held.push({ shard: shardIndex, changes });
-      else {
-        this.deliver(ws, socket, shardIndex, changes);
-        ws.serializeAttachment({ prefix: socket.prefix, positions: socket.positions });
-      }
+      else this.deliver(ws, socket, shardIndex, changes);
     }
   }
 
