@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { applyKeyOp } from "../../shared/store/key-state.ts";
-import { api, deliver, entries, uniqueKey } from "./helpers.ts";
+import { api, deliver, entries, keyInShard, replica, uniqueKey } from "./helpers.ts";
 
 interface SseEvent {
   id?: string;
@@ -189,6 +189,22 @@ describe("GET /v1/watch over a WebSocket", () => {
     const resumed = await socket(`region=enam&prefix=${encodeURIComponent(prefix)}&after=${String(got[0]?.id)}`);
     const again = [await resumed.next(), await resumed.next()];
     expect(again.map((m) => m.key).sort()).toEqual([String(got[1]?.key), `${prefix}c`].sort());
+  });
+
+  it("fills a push that never came from the replica's journal", async () => {
+    const prefix = `${uniqueKey("gap")}/`;
+    const feed = await socket(`region=enam&prefix=${encodeURIComponent(prefix)}`);
+    const first = keyInShard(`${prefix}first`, 0);
+    await put(first);
+    expect((await feed.next()).key).toBe(first);
+    // The replica stops pushing (as if its calls failed), takes a write, then pushes again.
+    const lost = keyInShard(`${prefix}lost`, 0);
+    const after = keyInShard(`${prefix}after`, 0);
+    await replica("enam", 0).subscribeWatchers(0);
+    await put(lost);
+    await replica("enam", 0).subscribeWatchers(30_000);
+    await put(after);
+    expect([(await feed.next()).key, (await feed.next()).key]).toEqual([lost, after]);
   });
 
   it("starts with a reset for a position not kept, and refuses a garbled one", async () => {
