@@ -63,7 +63,12 @@ export function mountWatch(app: Hono<AppEnv>): void {
       const url = new URL("https://watch-hub/");
       url.searchParams.set("prefix", prefix);
       if (after !== undefined) url.searchParams.set("after", after);
-      return watchersOf(c.env, region).fetch(new Request(url, { headers: c.req.raw.headers }));
+      try {
+        return await watchersOf(c.env, region).fetch(new Request(url, { headers: c.req.raw.headers }));
+      } catch (error) {
+        console.error(`watch hub of ${region} failed:`, error);
+        throw new StoreError("region_unavailable", `region ${region}'s watch hub did not answer; retry`, { region });
+      }
     }
     const cursor = parseWatchCursor(c.req.header("last-event-id"), shards.length);
     if (cursor === "garbled")

@@ -93,8 +93,15 @@ export class Watchers extends DurableObject<Env> {
     const socket: Socket = { prefix, positions: shards.map(() => 0), held: [] };
     this.sockets.set(server, socket);
     // Subscribed first, then the start read: every change after the start is pushed here.
-    await this.subscribe(shards);
-    const reset = await this.start(socket, shards, cursor === "garbled" ? null : cursor);
+    let reset: boolean;
+    try {
+      await this.subscribe(shards);
+      reset = await this.start(socket, shards, cursor === "garbled" ? null : cursor);
+    } catch (error) {
+      this.sockets.delete(server);
+      server.close(1011, "the region's replicas did not answer");
+      throw error;
+    }
     if (reset) server.send(JSON.stringify({ event: "reset", id: formatWatchCursor(socket.positions) }));
     this.ctx.waitUntil(this.catchUp(server, socket, shards));
     return new Response(null, { status: 101, webSocket: client });
@@ -124,7 +131,8 @@ export class Watchers extends DurableObject<Env> {
     let reset = cursor === "other-layout";
     for (const [i, shard] of shards.entries()) {
       const bounds = await replicaOf(this.env, this.region, shard).changesAfter(Number.MAX_SAFE_INTEGER, 1);
-      if (!bounds.ok) continue;
+      // A replica that cannot say where its journal stands: no watch starts (the router answers 503).
+      if (!bounds.ok) throw new Error(`shard ${shard} of ${this.region}: ${bounds.error.message}`);
       const start = watchStart(Array.isArray(cursor) ? (cursor[i] ?? null) : null, bounds.value);
       reset ||= start.reset;
       socket.positions[i] = start.from;
