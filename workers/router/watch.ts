@@ -143,7 +143,7 @@ export function mountWatch(app: Hono<AppEnv>): void {
         }),
       ).catch(stop);
     }
-    /** The SSE text of a chunk's lines from shard `i`; true in `ended` when the feed was cut off. */
+    /** The SSE text of a chunk's lines from shard `i`, and whether the feed was cut off there. */
     const eventsOf = (i: number, lines: readonly string[]): { text: string; cutoff: boolean } => {
       let text = "";
       for (const line of lines) {
