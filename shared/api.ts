@@ -135,7 +135,8 @@ const writeHeaders = z.object({
   "x-session-token": sessionToken,
   "x-client-location": clientLocation,
   "if-match": z.string().optional().openapi({
-    description: "Write only if the key's version (its ETag) is this one.",
+    description:
+      'Write only if the key exists (`*`) or is at one of these versions (its ETag, `"<version>"`; a list is comma-separated). Compared strongly: a weak tag (`W/"…"`) never matches.',
   }),
   "if-none-match": z.literal("*").optional().openapi({ description: "Write only if the key does not exist." }),
 });
@@ -269,6 +270,7 @@ const READ_ERRORS: readonly ErrorCode[] = [
 /** What a write of one key may answer besides its acknowledgement. */
 const WRITE_ERRORS: readonly ErrorCode[] = [
   "invalid_key",
+  "invalid_precondition",
   "invalid_body",
   "invalid_query",
   "invalid_ack",
@@ -374,16 +376,25 @@ export const ROUTES = {
     tag: "Keys",
     auth: "read",
     summary: "Reads a key's value, at the consistency asked for.",
-    request: { params: z.object({ key }), query: readQuery, headers: readHeaders },
+    request: {
+      params: z.object({ key }),
+      query: readQuery,
+      headers: readHeaders.extend({
+        "if-none-match": z.string().optional().openapi({
+          description: "Answer 304 Not Modified, with no body, when the key's ETag is one of these (or `*`: any).",
+        }),
+      }),
+    },
     ok: {
-      description: "The value, as stored, with the Content-Type it was written with.",
+      description:
+        "The value, as stored, with the Content-Type it was written with (or 304 Not Modified when If-None-Match holds it already).",
       mediaType: "application/octet-stream",
       headers: readAnswerHeaders.extend({
         "X-KV-Metadata": z.string().optional().openapi({ description: "The key's metadata (JSON, ASCII)." }),
         "X-KV-Expiration": z.string().optional().openapi({ description: "When the key expires, in Unix seconds." }),
       }),
     },
-    errors: READ_ERRORS,
+    errors: [...READ_ERRORS, "invalid_precondition"],
   },
   putKey: {
     operationId: "putKey",

@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   invalid_ack: 400,
   invalid_consistency: 400,
   invalid_session_token: 400,
+  invalid_precondition: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,

@@ -183,8 +183,8 @@ export function fencedRecord(
 
 /** Conditions of a compare-and-set write (HTTP `If-Match` / `If-None-Match: *`). */
 export interface WriteConditions {
-  /** The write applies only if the key is live at exactly this version. */
-  readonly ifMatch?: string;
+  /** The write applies only if the key is live (`*`), or live at one of these versions. */
+  readonly ifMatch?: "*" | readonly string[];
   /** The write applies only if the key is absent or deleted. */
   readonly ifNoneMatch?: boolean;
 }
@@ -201,10 +201,13 @@ export function checkConditions(
   if (conditions.ifNoneMatch === true && live) {
     return fail("precondition_failed", "If-None-Match: * but the key exists", { version });
   }
-  if (conditions.ifMatch !== undefined && (!live || version !== conditions.ifMatch)) {
+  const wanted = conditions.ifMatch;
+  if (wanted !== undefined && (!live || (wanted !== "*" && !wanted.includes(version ?? "")))) {
+    const named =
+      wanted === "*" ? "*" : wanted.length === 0 ? "(only weak tags, which never match)" : wanted.join(", ");
     return fail(
       "precondition_failed",
-      `If-Match ${conditions.ifMatch} but the key is ${live ? `at version ${version}` : "absent"}`,
+      `If-Match ${named} but the key is ${live ? `at version ${version}` : "absent"}`,
       {
         version: live ? version : null,
       },

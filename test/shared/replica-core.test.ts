@@ -112,7 +112,7 @@ describe("keyView", () => {
     // Compare-and-set sees what a read sees: an expired key is absent.
     expect(checkConditions(expiring, { ifNoneMatch: true }, 2_000_000)).toEqual({ ok: true, value: null });
     expect(checkConditions(expiring, { ifNoneMatch: true }, 1_999_999).ok).toBe(false);
-    expect(checkConditions(expiring, { ifMatch: keyVersion(expiring) }, 2_000_000).ok).toBe(false);
+    expect(checkConditions(expiring, { ifMatch: [keyVersion(expiring)] }, 2_000_000).ok).toBe(false);
   });
 
   it("shows a counter's value and a set's members", () => {
@@ -246,9 +246,9 @@ describe("checkConditions", () => {
   });
 
   it("If-Match passes only for a live key at exactly that version", () => {
-    expect(checkConditions(live, { ifMatch: keyVersion(live) }, NOW_MS)).toEqual({ ok: true, value: null });
-    expect(checkConditions(counter, { ifMatch: keyVersion(counter) }, NOW_MS)).toEqual({ ok: true, value: null });
-    expect(checkConditions(live, { ifMatch: keyVersion(deleted) }, NOW_MS)).toEqual({
+    expect(checkConditions(live, { ifMatch: [keyVersion(live)] }, NOW_MS)).toEqual({ ok: true, value: null });
+    expect(checkConditions(counter, { ifMatch: [keyVersion(counter)] }, NOW_MS)).toEqual({ ok: true, value: null });
+    expect(checkConditions(live, { ifMatch: [keyVersion(deleted)] }, NOW_MS)).toEqual({
       ok: false,
       error: {
         code: "precondition_failed",
@@ -258,10 +258,18 @@ describe("checkConditions", () => {
     });
   });
 
+  it("If-Match: * passes for any live key; a list passes on any of its versions; no strong tag never passes", () => {
+    expect(checkConditions(live, { ifMatch: "*" }, NOW_MS).ok).toBe(true);
+    expect(checkConditions(deleted, { ifMatch: "*" }, NOW_MS).ok).toBe(false);
+    expect(checkConditions(undefined, { ifMatch: "*" }, NOW_MS).ok).toBe(false);
+    expect(checkConditions(live, { ifMatch: ["nope", keyVersion(live)] }, NOW_MS).ok).toBe(true);
+    expect(checkConditions(live, { ifMatch: [] }, NOW_MS).ok).toBe(false);
+  });
+
   it("If-Match fails on an absent key and on a deleted key, even at the tombstone's own version", () => {
     for (const state of [undefined, deleted]) {
       const version = keyVersion(deleted);
-      expect(checkConditions(state, { ifMatch: version }, NOW_MS)).toEqual({
+      expect(checkConditions(state, { ifMatch: [version] }, NOW_MS)).toEqual({
         ok: false,
         error: {
           code: "precondition_failed",

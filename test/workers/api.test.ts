@@ -343,3 +343,46 @@ describe("observability", () => {
     expect(await errorOf(await api("/v2/nothing"))).toMatchObject({ status: 404, code: "not_found" });
   });
 });
+
+describe("conditional requests (RFC 9110)", () => {
+  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+
+  it("If-Match: * writes only an existing key; a weak tag never matches; a malformed one is refused", async () => {
+    const key = uniqueKey("cond");
+    const path = `/v1/kv/${key}?region=enam`;
+    const missing = await api(path, { method: "PUT", body: "x", headers: { "If-Match": "*" } });
+    expect(missing.status).toBe(412);
+    const created = await api(path, { method: "PUT", body: "1" });
+    const etag = created.headers.get("etag")!;
+    expect((await api(path, { method: "PUT", body: "2", headers: { "If-Match": "*" } })).status).toBe(200);
+    const current = (await api(path)).headers.get("etag")!;
+    const weak = await api(path, { method: "PUT", body: "3", headers: { "If-Match": `W/${current}` } });
+    expect(weak.status).toBe(412);
+    expect((await api(path, { method: "PUT", body: "3", headers: { "If-Match": `${etag}, ${current}` } })).status).toBe(
+      200,
+    );
+    for (const bad of ["no-quotes", '"a" "b"']) {
+      const res = await api(path, { method: "PUT", body: "4", headers: { "If-Match": bad } });
+      expect(res.status).toBe(400);
+      expect(await code(res)).toBe("invalid_precondition");
+    }
+    const create = await api(path, { method: "PUT", body: "5", headers: { "If-None-Match": '"x"' } });
+    expect(await code(create)).toBe("invalid_precondition");
+    expect(await (await api(path)).text()).toBe("3");
+  });
+
+  it("GET with a matching If-None-Match answers 304 with the ETag and no body", async () => {
+    const key = uniqueKey("cond-get");
+    const path = `/v1/kv/${key}?region=enam`;
+    await api(path, { method: "PUT", body: "v" });
+    const etag = (await api(path)).headers.get("etag")!;
+    for (const header of [etag, `W/${etag}`, `"other", ${etag}`, "*"]) {
+      const res = await api(path, { headers: { "If-None-Match": header } });
+      expect([header, res.status, res.headers.get("etag")]).toEqual([header, 304, etag]);
+      expect(await res.text()).toBe("");
+    }
+    expect((await api(path, { headers: { "If-None-Match": '"other"' } })).status).toBe(200);
+    const bad = await api(path, { headers: { "If-None-Match": "nope" } });
+    expect([bad.status, await code(bad)]).toEqual([400, "invalid_precondition"]);
+  });
+});

@@ -7,6 +7,7 @@
  */
 import { type Context } from "hono";
 import { ACK_TIMEOUT_MS_MAX, CONSISTENCIES } from "../../shared/api.ts";
+import { ifMatchVersions, parseValidators } from "../../shared/preconditions.ts";
 import { StoreError, unwrap } from "../../shared/errors.ts";
 import { type RegionId } from "../../shared/regions.ts";
 import { type ClusterView, majority } from "../../shared/store/cluster.ts";
@@ -45,14 +46,6 @@ export function parseAcks(raw: string | undefined, regionCount: number): number 
     "invalid_ack",
     `ack must be local, quorum, all, or an integer from 1 to ${regionCount}; got "${raw}"`,
   );
-}
-
-/** The version an `If-Match` header names (quotes and a weak prefix removed). */
-function etagValue(raw: string): string {
-  return raw
-    .trim()
-    .replace(/^W\//, "")
-    .replace(/^"(.*)"$/, "$1");
 }
 
 /** The `?region=` pin, parsed (an unknown region is `unknown_region`), or undefined. */
@@ -105,14 +98,14 @@ async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp, named?: Sha
   const timeoutMs = intParam("timeout_ms", c.req.query("timeout_ms"), 1, ACK_TIMEOUT_MS_MAX, config.ackTimeoutMs);
   const ifMatch = c.req.header("if-match");
   const ifNoneMatch = c.req.header("if-none-match");
-  if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== "*") {
-    throw new StoreError("invalid_body", 'If-None-Match supports only "*" (create only)');
+  if (ifNoneMatch !== undefined && unwrap(parseValidators("If-None-Match", ifNoneMatch)) !== "*") {
+    throw new StoreError("invalid_precondition", "a write takes If-None-Match: * only (create only)");
   }
   const view = await viewAtEdge(c);
   const strong = prefixOf(key, config.primaryPrefixes);
   const pinned = pinOf(config, c);
   const options: { -readonly [K in keyof WriteOptions]: WriteOptions[K] } = { acks, timeoutMs };
-  if (ifMatch !== undefined) options.ifMatch = etagValue(ifMatch);
+  if (ifMatch !== undefined) options.ifMatch = ifMatchVersions(unwrap(parseValidators("If-Match", ifMatch)));
   if (ifNoneMatch !== undefined) options.ifNoneMatch = true;
   let region: RegionId;
   if (strong !== undefined) {

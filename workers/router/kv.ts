@@ -6,6 +6,7 @@ import { CONTENT_TYPE_CHARS_MAX, LIST_LIMIT_MAX, ROUTES, VALUE_BYTES_MAX } from 
 import { mount } from "./mount.ts";
 import { StoreError, unwrap } from "../../shared/errors.ts";
 import { headerJson, parseExpiration, parseMetadata } from "../../shared/kv-extras.ts";
+import { noneMatch, parseValidators } from "../../shared/preconditions.ts";
 import { type KeyListing } from "../../shared/store/storage.ts";
 import { platformClock } from "../clock.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
@@ -98,6 +99,8 @@ export function mountKv(app: Hono<AppEnv>): void {
 
   mount(app, ROUTES.getKey, async (c) => {
     const key = keyFromPath(c.req.raw, KV_PREFIX);
+    const ifNoneMatch = c.req.header("if-none-match");
+    const validators = ifNoneMatch === undefined ? undefined : unwrap(parseValidators("If-None-Match", ifNoneMatch));
     const read = await performRead(c, key);
     const view = read.view === null ? null : registerOnly(read.view, key);
     if (view === null || view.value === null) {
@@ -107,6 +110,8 @@ export function mountKv(app: Hono<AppEnv>): void {
       throw new StoreError("not_found", `key "${key}" does not exist in region ${read.region}`);
     }
     c.header("ETag", `"${view.version}"`);
+    // The client's copy is current: 304, no body (RFC 9110, 13.1.2: weak comparison).
+    if (validators !== undefined && !noneMatch(validators, view.version)) return c.body(null, 304);
     c.header("Content-Type", view.contentType);
     if (view.metadata !== null) c.header("X-KV-Metadata", headerJson(view.metadata));
     if (view.expirationSeconds !== null) c.header("X-KV-Expiration", String(view.expirationSeconds));
