@@ -345,8 +345,6 @@ describe("observability", () => {
 });
 
 describe("conditional requests (RFC 9110)", () => {
-  const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
-
   it("If-Match: * writes only an existing key; a weak tag never matches; a malformed one is refused", async () => {
     const key = uniqueKey("cond");
     const path = `/v1/kv/${key}?region=enam`;
@@ -364,10 +362,10 @@ describe("conditional requests (RFC 9110)", () => {
     for (const bad of ["no-quotes", '"a" "b"']) {
       const res = await api(path, { method: "PUT", body: "4", headers: { "If-Match": bad } });
       expect(res.status).toBe(400);
-      expect(await code(res)).toBe("invalid_precondition");
+      expect((await errorOf(res)).code).toBe("invalid_precondition");
     }
     const create = await api(path, { method: "PUT", body: "5", headers: { "If-None-Match": '"x"' } });
-    expect(await code(create)).toBe("invalid_precondition");
+    expect((await errorOf(create)).code).toBe("invalid_precondition");
     expect(await (await api(path)).text()).toBe("3");
   });
 
@@ -383,6 +381,6 @@ describe("conditional requests (RFC 9110)", () => {
     }
     expect((await api(path, { headers: { "If-None-Match": '"other"' } })).status).toBe(200);
     const bad = await api(path, { headers: { "If-None-Match": "nope" } });
-    expect([bad.status, await code(bad)]).toEqual([400, "invalid_precondition"]);
+    expect([bad.status, (await errorOf(bad)).code]).toEqual([400, "invalid_precondition"]);
   });
 });
