@@ -142,13 +142,22 @@ export class Watchers extends DurableObject<Env> {
 
   /** Replays each shard's journal after the socket's position, then lets pushes through. */
   private async catchUp(ws: WebSocket, socket: Socket, shards: readonly number[]): Promise<void> {
+    try {
+      await this.replay(ws, socket, shards);
+    } catch {
+      this.drop(ws, "the region's replicas did not answer; reconnect with ?after=<last id>");
+    }
+  }
+
+  private async replay(ws: WebSocket, socket: Socket, shards: readonly number[]): Promise<void> {
     for (const [i, shard] of shards.entries()) {
       for (;;) {
         const page = await replicaOf(this.env, this.region, shard).changesAfter(
           socket.positions[i] ?? 0,
           WATCH_REPLAY_PAGE,
         );
-        if (!page.ok) break;
+        // Never a silent gap: a replay that cannot go on ends the socket, which resumes from its last id.
+        if (!page.ok) throw new Error(page.error.message);
         this.deliver(
           ws,
           socket,
@@ -186,8 +195,13 @@ export class Watchers extends DurableObject<Env> {
         shard === undefined
           ? null
           : await replicaOf(this.env, this.region, shard).changesAfter(last, first.pos - last - 1);
-      if (gap?.ok === true)
-        changes = [...gap.value.records.map((line) => pushedOf(line)).filter((p) => p !== null), ...changes];
+      const missing = gap?.ok === true ? gap.value.records.map((line) => pushedOf(line)).filter((p) => p !== null) : [];
+      if (missing.length !== first.pos - last - 1) {
+        // The gap cannot be filled here (too long, or the replica did not answer): every socket
+        // ends, and resumes from its last id through the journal, rather than miss changes.
+        for (const ws of this.sockets.keys()) this.drop(ws, "changes were missed; reconnect with ?after=<last id>");
+      }
+      changes = [...missing, ...changes];
     }
     this.received.set(shardIndex, changes[changes.length - 1]?.pos ?? first.pos);
     this.ctx.storage.kv.put(
@@ -212,6 +226,16 @@ export class Watchers extends DurableObject<Env> {
         this.sockets.delete(ws);
         return;
       }
+    }
+  }
+
+  /** Ends a socket that cannot be served without a gap (code 1011: reconnect). */
+  private drop(ws: WebSocket, reason: string): void {
+    this.sockets.delete(ws);
+    try {
+      ws.close(1011, reason);
+    } catch {
+      // Already closed.
     }
   }
 
