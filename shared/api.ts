@@ -26,6 +26,8 @@ extendZodWithOpenApi(z);
 export const VALUE_BYTES_MAX = 1024 * 1024;
 /** Largest JSON body of a counter, set or admin request. */
 export const JSON_BODY_BYTES_MAX = 1024 * 1024;
+/** The longest URL (path and query, in characters) the router reads: longer answers 414 `uri_too_long`. */
+export const URL_LENGTH_MAX = 8192;
 /** Longest stored Content-Type. */
 export const CONTENT_TYPE_CHARS_MAX = 256;
 /** Largest page of a key listing, as in Workers KV. */
@@ -688,11 +690,10 @@ export const ROUTES = {
 /** A route's operation id. */
 export type RouteName = keyof typeof ROUTES;
 
-/** Errors every route of a scope may answer: auth, and a path's unsupported method. */
+/** Errors every route may answer: auth (unless open), a method the path does not take, a URL too long. */
 function commonErrors(route: ApiRoute): ErrorCode[] {
   const auth: ErrorCode[] = route.auth === null ? [] : ["unauthorized", "forbidden"];
-  const keyed: ErrorCode[] = route.path.includes("{key}") ? ["method_not_allowed"] : [];
-  return [...auth, ...keyed, "internal"];
+  return [...auth, "method_not_allowed", "uri_too_long", "internal"];
 }
 
 /** The error codes a route answers, in the order of `ERROR_STATUS`. */

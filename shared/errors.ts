@@ -25,6 +25,7 @@ export const ERROR_STATUS = {
   fenced: 409,
   precondition_failed: 412,
   value_too_large: 413,
+  uri_too_long: 414,
   clock_skew: 422,
   region_unavailable: 503,
   primary_unavailable: 503,

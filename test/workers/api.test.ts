@@ -334,9 +334,43 @@ describe("observability", () => {
 
   it("answers 405 with Allow for a method a route does not take", async () => {
     const res = await api(`/v1/kv/${uniqueKey("m")}`, { method: "PATCH", body: "x" });
-    expect(res.headers.get("allow")).toBe("GET, PUT, DELETE");
+    expect(res.headers.get("allow")).toBe("GET, HEAD, PUT, DELETE");
     expect(await errorOf(res)).toMatchObject({ status: 405, code: "method_not_allowed" });
     expect(await errorOf(await api(`/v1/counters/x`, { method: "PUT", body: "{}" }))).toMatchObject({ status: 405 });
+    // Every path of the API, admin routes too.
+    const health = await api("/v1/admin/regions/enam/health");
+    expect(health.headers.get("allow")).toBe("POST");
+    expect(await errorOf(health)).toMatchObject({ status: 405, code: "method_not_allowed" });
+    const regions = await api("/v1/regions", { method: "DELETE" });
+    expect(regions.headers.get("allow")).toBe("GET, HEAD");
+    expect(await errorOf(regions)).toMatchObject({ status: 405 });
+  });
+
+  it("answers HEAD with the headers and Content-Length of the GET, and no body", async () => {
+    const key = uniqueKey("head");
+    await api(`/v1/kv/${key}?region=enam`, {
+      method: "PUT",
+      body: "hello, head",
+      headers: { "content-type": "text/plain" },
+    });
+    const get = await api(`/v1/kv/${key}?region=enam`);
+    const head = await api(`/v1/kv/${key}?region=enam`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe("11");
+    expect(head.headers.get("etag")).toBe(get.headers.get("etag"));
+    expect(head.headers.get("content-type")).toBe("text/plain");
+    expect(await head.text()).toBe("");
+    const listing = await api(`/v1/kv?prefix=${key}`);
+    const listed = await api(`/v1/kv?prefix=${key}`, { method: "HEAD" });
+    expect(listed.headers.get("content-length")).toBe(String((await listing.arrayBuffer()).byteLength));
+    const missing = await api(`/v1/kv/${uniqueKey("head-missing")}`, { method: "HEAD" });
+    expect(missing.status).toBe(404);
+    expect(Number(missing.headers.get("content-length"))).toBeGreaterThan(0);
+  });
+
+  it("answers a URL too long with a JSON 414", async () => {
+    const res = await api(`/v1/kv/k?prefix=${"a".repeat(9000)}`);
+    expect(await errorOf(res)).toMatchObject({ status: 414, code: "uri_too_long" });
   });
 
   it("answers unknown routes with a JSON 404", async () => {

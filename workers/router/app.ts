@@ -7,11 +7,11 @@ import { cors } from "hono/cors";
 import { routePath } from "hono/route";
 import { type ErrorBody, StoreError } from "../../shared/errors.ts";
 import { loadConfig } from "../config.ts";
-import { ROUTES } from "../../shared/api.ts";
+import { type ApiRoute, ROUTES, URL_LENGTH_MAX } from "../../shared/api.ts";
 import { mountAdmin } from "./admin.ts";
 import { mountDashboard } from "./dashboard.ts";
 import { mountDocs } from "./docs.ts";
-import { mount } from "./mount.ts";
+import { honoPath, mount } from "./mount.ts";
 import { type AppEnv } from "./env.ts";
 import { mountKv } from "./kv.ts";
 import { observeRequest } from "./metrics.ts";
@@ -46,6 +46,17 @@ function errorAnswer(error: StoreError, kept?: Headers): Response {
   return new Response(JSON.stringify(body), { status: error.status, headers });
 }
 
+/** Every path the API serves (as a Hono pattern) with the methods it takes; HEAD wherever GET. */
+function allowedMethods(): Map<string, string[]> {
+  const byPath = new Map<string, string[]>();
+  for (const route of Object.values(ROUTES) as ApiRoute[]) {
+    const pattern = honoPath(route.path);
+    const method = route.method.toUpperCase();
+    byPath.set(pattern, [...(byPath.get(pattern) ?? []), ...(method === "GET" ? ["GET", "HEAD"] : [method])]);
+  }
+  return byPath;
+}
+
 /** Builds the app. */
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -54,6 +65,21 @@ export function createApp(): Hono<AppEnv> {
     const started = performance.now();
     await next();
     observeRequest(c.req.method, routePath(c), c.res.status, (performance.now() - started) / 1000);
+  });
+
+  // HEAD is served by the GET route (Hono drops the body); the answer keeps the length the GET
+  // body would have. A stream (the change feed) has no length and is closed at once.
+  app.use("*", async (c, next) => {
+    await next();
+    if (c.req.method !== "HEAD" || c.res.body === null || c.res.headers.has("Content-Length")) return;
+    if (c.res.headers.get("Content-Type")?.startsWith("text/event-stream") === true) {
+      await c.res.body.cancel();
+      return;
+    }
+    const bytes = await c.res.arrayBuffer();
+    const headers = new Headers(c.res.headers);
+    headers.set("Content-Length", String(bytes.byteLength));
+    c.res = new Response(null, { status: c.res.status, headers });
   });
 
   // Browsers on the origins CORS_ORIGINS lists may call the API, and read the headers a client
@@ -89,6 +115,16 @@ export function createApp(): Hono<AppEnv> {
     }),
   );
 
+  // Longer URLs are refused here, as JSON; past the runtime's own limit (64 KiB locally, 16 KB
+  // on Cloudflare's edge) the platform answers 414 before any code of the store runs.
+  app.use("*", async (c, next) => {
+    if (c.req.url.length > URL_LENGTH_MAX)
+      throw new StoreError("uri_too_long", `the URL is longer than ${URL_LENGTH_MAX} characters`, {
+        limitChars: URL_LENGTH_MAX,
+      });
+    await next();
+  });
+
   mount(app, ROUTES.healthz, (c) => c.json({ status: "ok", regions: loadConfig(c.env).regions }));
   mountDocs(app);
   mountDashboard(app);
@@ -99,13 +135,9 @@ export function createApp(): Hono<AppEnv> {
   mountObserve(app);
   mountAdmin(app);
 
-  // A known path with a method it does not take answers 405, not 404.
-  for (const [pattern, allowed] of [
-    ["/v1/kv", "GET"],
-    ["/v1/kv/*", "GET, PUT, DELETE"],
-    ["/v1/counters/*", "GET, POST"],
-    ["/v1/sets/*", "GET, POST"],
-  ] as const) {
+  // A known path with a method it does not take answers 405 with the methods it takes, not 404.
+  for (const [pattern, methods] of allowedMethods()) {
+    const allowed = methods.join(", ");
     app.all(pattern, (c) => {
       c.header("Allow", allowed);
       throw new StoreError("method_not_allowed", `${c.req.method} is not supported here; use ${allowed}`);
