@@ -146,16 +146,20 @@ const writeHeaders = z.object({
 const servedBy = z.string().openapi({ description: "The region that served the request." });
 const sessionAnswer = z.string().openapi({ description: "The causal context this answer leaves the session in." });
 const etag = z.string().openapi({ description: 'The key\'s version, quoted: `"<version>"`.' });
-const readAnswerHeaders = z.object({
-  ETag: etag,
+/** What an answer from one region's state says of it: who served it and how stale it may be. */
+const lagAnswerHeaders = z.object({
   "X-Served-By": servedBy,
-  "X-Session-Token": sessionAnswer,
   "X-Replication-Lag-Ms": z.string().optional().openapi({
     description: "How far behind its peers the serving region may be, in milliseconds.",
   }),
   "X-Replication-Lag-Unknown": z.string().optional().openapi({
     description: "Why the lag cannot be told (instead of X-Replication-Lag-Ms).",
   }),
+});
+const readAnswerHeaders = lagAnswerHeaders.extend({ ETag: etag, "X-Session-Token": sessionAnswer });
+/** `consistency=` where one region's state as it stands is the answer: eventual, or refused. */
+const eventualQuery = z.literal("eventual").optional().openapi({
+  description: "Only eventual (the default): this is one region's state as it stands. Anything else is refused.",
 });
 const writeAnswerHeaders = z.object({ ETag: etag, "X-Served-By": servedBy, "X-Session-Token": sessionAnswer });
 
@@ -365,11 +369,23 @@ export const ROUTES = {
           .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes).` }),
         limit: limit(LIST_LIMIT_MAX, LIST_LIMIT_MAX),
         cursor,
+        consistency: eventualQuery,
       }),
       headers: z.object({ "x-client-location": clientLocation }),
     },
-    ok: { description: "A page of keys; `cursor` is null on the last page.", json: keyListing },
-    errors: ["invalid_query", "invalid_cursor", "unknown_region", "invalid_header", "region_unavailable"],
+    ok: {
+      description: "A page of keys; `cursor` is null on the last page.",
+      json: keyListing,
+      headers: lagAnswerHeaders,
+    },
+    errors: [
+      "invalid_query",
+      "invalid_cursor",
+      "unknown_region",
+      "invalid_header",
+      "invalid_consistency",
+      "region_unavailable",
+    ],
   },
   getKey: {
     operationId: "getKey",
@@ -543,9 +559,15 @@ export const ROUTES = {
     tag: "Observe",
     auth: "read",
     summary: "The log of conflicts a region resolved (never silently dropped), oldest first.",
-    request: { query: z.object({ region, limit: limit(LOG_PAGE_MAX, LOG_PAGE_DEFAULT), cursor }) },
-    ok: { description: "A page of the conflict log; `cursor` is null on the last page.", json: conflictsAnswer },
-    errors: ["invalid_query", "unknown_region", "region_unavailable"],
+    request: {
+      query: z.object({ region, limit: limit(LOG_PAGE_MAX, LOG_PAGE_DEFAULT), cursor, consistency: eventualQuery }),
+    },
+    ok: {
+      description: "A page of the conflict log; `cursor` is null on the last page.",
+      json: conflictsAnswer,
+      headers: lagAnswerHeaders,
+    },
+    errors: ["invalid_query", "unknown_region", "invalid_consistency", "region_unavailable"],
   },
   metrics: {
     operationId: "metrics",

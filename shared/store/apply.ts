@@ -14,9 +14,9 @@ import { judgeEpoch, mergeTagged } from "./epochs.ts";
 import { collectable, gated, recordReport } from "./gc.ts";
 import { type KeyState, decodeKeyState, encodeKeyState, keyIsLive } from "./key-state.ts";
 import { progressAccepts, progressApplied, progressHeartbeat } from "./progress.ts";
-import { conflictRecord, fencedRecord } from "./replica-core.ts";
+import { type ConflictRecord, conflictRecord, fencedRecord } from "./replica-core.ts";
 import { type ReplicaMachine, Refusal, refusable, vectorOf } from "./replica-machine.ts";
-import { type StoredKey } from "./storage.ts";
+import { type ReplicaStorage, type StoredKey } from "./storage.ts";
 import { putKey } from "./tree.ts";
 import { placement } from "./layout.ts";
 import {
@@ -99,9 +99,7 @@ export function mergeInto(
   const changed = stored === null || stored.epoch !== merged.epoch || !equalBytes(encoded, stored.encoded);
   putKey(storage, key, stored, merged.state, encoded, mergedSeqs, merged.epoch);
   if (conflict !== undefined) {
-    const record = conflictRecord(conflict);
-    if (storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
-      storage.metrics.add(record.kind === "fenced" ? "replication_fenced_total" : "conflicts_total", from, 1);
+    logConflict(storage, key, conflictRecord(conflict), from, nowMs);
     if (conflict.kind === "fenced" && conflict.loser.state === remote) return "fenced";
   }
   return changed ? "merged" : "unchanged";
@@ -117,9 +115,24 @@ function logFenced(
   from: string,
   nowMs: number,
 ): void {
-  const record = fencedRecord(local?.state, local?.epoch ?? 0, remote, epoch);
-  if (machine.storage.conflicts.insert({ key, detectedMs: nowMs, ...record }))
-    machine.storage.metrics.add("replication_fenced_total", from, 1);
+  logConflict(machine.storage, key, fencedRecord(local?.state, local?.epoch ?? 0, remote, epoch), from, nowMs);
+}
+
+/**
+ * Writes a conflict to the log and counts it: `conflicts_total` counts every entry the log
+ * shows, whatever its kind, and fenced ones are also `replication_fenced_total`. `peer` is
+ * the region whose write arrived. A duplicate (already logged) counts nothing.
+ */
+export function logConflict(
+  storage: ReplicaStorage,
+  key: string,
+  record: ConflictRecord,
+  peer: string,
+  nowMs: number,
+): void {
+  if (!storage.conflicts.insert({ key, detectedMs: nowMs, ...record })) return;
+  storage.metrics.add("conflicts_total", peer, 1);
+  if (record.kind === "fenced") storage.metrics.add("replication_fenced_total", peer, 1);
 }
 
 /** Deferred writes judged per settle step. */

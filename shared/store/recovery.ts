@@ -21,7 +21,7 @@ import { assert } from "../assert.ts";
 import { type HlcStamp, formatHlc, hlcNow } from "../hlc.ts";
 import { type RegionId } from "../regions.ts";
 import { EMPTY_VV, vvMerge } from "../version-vector.ts";
-import { judgeDeferred } from "./apply.ts";
+import { judgeDeferred, logConflict } from "./apply.ts";
 import { mergeTagged } from "./epochs.ts";
 import { decodeKeyState, encodeKeyState } from "./key-state.ts";
 import { prefixEnd } from "./keys.ts";
@@ -130,11 +130,7 @@ export function mergeDonorPage(
       const { merged: next, conflict } = mergeTagged(local, { state: decodeKeyState(row.encoded), epoch: rowEpoch });
       const encoded = encodeKeyState(next.state);
       putKey(storage, row.key, stored, next.state, encoded, vvMerge(stored?.seqs ?? EMPTY_VV, row.seqs), next.epoch);
-      if (conflict !== undefined) {
-        const record = conflictRecord(conflict);
-        if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
-          storage.metrics.add("conflicts_total", donor, 1);
-      }
+      if (conflict !== undefined) logConflict(storage, row.key, conflictRecord(conflict), donor, nowMs);
       merged += 1;
     }
     const done = rows.length < RECOVERY_PAGE_KEYS;
@@ -162,8 +158,7 @@ export function relogPage(machine: ReplicaMachine, prefix: string, state: Recove
       if (machine.epochOf(row.key, row.epoch) < state.floorEpoch) {
         dropKey(storage, row.key, row);
         const record = fencedRecord(undefined, state.epoch, decodeKeyState(row.encoded), row.epoch);
-        if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
-          storage.metrics.add("replication_fenced_total", machine.region, 1);
+        logConflict(storage, row.key, record, machine.region, nowMs);
         continue;
       }
       clock = hlcNow(clock, nowMs);
@@ -218,9 +213,13 @@ export function settleStep(machine: ReplicaMachine, prefix: string, epoch: numbe
       if (machine.epochOf(row.key, row.epoch) >= epoch) continue;
       dropKey(storage, row.key, row);
       // Only a deposed primary wrote this key: it is dropped, and the drop is logged.
-      const record = fencedRecord(undefined, epoch, decodeKeyState(row.encoded), row.epoch);
-      if (storage.conflicts.insert({ key: row.key, detectedMs: nowMs, ...record }))
-        storage.metrics.add("replication_fenced_total", known.region, 1);
+      logConflict(
+        storage,
+        row.key,
+        fencedRecord(undefined, epoch, decodeKeyState(row.encoded), row.epoch),
+        known.region,
+        nowMs,
+      );
     }
     const last = rows.length < SETTLE_PAGE_KEYS;
     storage.meta.set(name, last ? "" : `${epoch}:${rows.at(-1)?.key ?? ""}`);

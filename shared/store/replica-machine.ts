@@ -56,6 +56,16 @@ export interface ReplicaSettings {
 /** How stale a replica may be: a figure, or none with the reason. */
 export type Staleness = { readonly ms: number } | { readonly ms: null; readonly unknown: string };
 
+/** The staleness of an answer several replicas gave: the worst of theirs (any unknown makes it unknown). */
+export function worstStaleness(all: readonly Staleness[]): Staleness {
+  let max = 0;
+  for (const one of all) {
+    if (one.ms === null) return one;
+    max = Math.max(max, one.ms);
+  }
+  return { ms: max };
+}
+
 /** A local write that committed: what to answer, and the entry to push for synchronous acks. */
 export interface CommittedWrite {
   readonly seq: number;

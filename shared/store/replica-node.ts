@@ -44,10 +44,10 @@ import { prefixEnd } from "./keys.ts";
 import { type ReplicaPorts, bounded, sleep } from "./ports.ts";
 import { formatHlc } from "../hlc.ts";
 import { RECOVERY_PAGE_KEYS, mergeDonorPage, recoveryOf, relogPage, settleStep } from "./recovery.ts";
-import { type ReplicaMachine, Refusal } from "./replica-machine.ts";
+import { type ReplicaMachine, Refusal, type Staleness } from "./replica-machine.ts";
 import { placement } from "./layout.ts";
 import { cleanUpStep, handOverStep, placeKey, takeMoved } from "./moves.ts";
-import { type KeyListing, type KeyRow } from "./storage.ts";
+import { type ConflictRow, type KeyListing, type KeyRow } from "./storage.ts";
 import { type EntriesMessage, type HeartbeatMessage, type ReplicationEntry, WIRE_VERSION } from "./wire.ts";
 
 /** Rows one `bucketRows` call answers at most. */
@@ -434,7 +434,7 @@ export class ReplicaNode {
     high: string | null,
     after: string | null,
     limit: number,
-  ): Result<{ keys: KeyListing[]; more: boolean }> {
+  ): Result<{ keys: KeyListing[]; more: boolean; staleness: Staleness }> {
     if (this.machine.takenOut()) return this.machine.unavailable();
     if (this.machine.bootstrapping)
       return fail(
@@ -445,8 +445,17 @@ export class ReplicaNode {
           reason: "bootstrapping",
         },
       );
-    const rows = this.machine.storage.kv.list(low, high, after, limit + 1, this.ports.now());
-    return ok({ keys: rows.slice(0, limit), more: rows.length > limit });
+    const now = this.ports.now();
+    const rows = this.machine.storage.kv.list(low, high, after, limit + 1, now);
+    return ok({ keys: rows.slice(0, limit), more: rows.length > limit, staleness: this.machine.staleness(now) });
+  }
+
+  /** The conflict log after `afterId`, oldest first, and how stale this replica may be (conflicts yet to arrive). */
+  conflicts(afterId: number, limit: number): { rows: ConflictRow[]; staleness: Staleness } {
+    return {
+      rows: this.machine.storage.conflicts.page(afterId, limit),
+      staleness: this.machine.staleness(this.ports.now()),
+    };
   }
 
   /** The start of an anti-entropy round a peer initiates. */

@@ -161,6 +161,20 @@ describe("key-value", () => {
     expect(await errorOf(await api("/v1/kv?limit=abc"))).toMatchObject({ status: 400, code: "invalid_query" });
     expect(await errorOf(await api("/v1/kv?cursor=!!!"))).toMatchObject({ status: 400, code: "invalid_cursor" });
   });
+
+  it("reports a listing's lag like every read, and refuses a consistency it cannot give", async () => {
+    await heartbeatAll();
+    const res = await api("/v1/kv?region=weur&consistency=eventual");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-served-by")).toBe("weur");
+    expect(res.headers.get("x-replication-lag-ms")).toMatch(/^\d+$/);
+    for (const asked of ["session", "quorum", "strong", "bogus"]) {
+      expect(await errorOf(await api(`/v1/kv?consistency=${asked}`))).toMatchObject({
+        status: 400,
+        code: "invalid_consistency",
+      });
+    }
+  });
 });
 
 describe("counters and sets", () => {
@@ -236,6 +250,15 @@ describe("counters and sets", () => {
   });
 });
 
+/** weur's region_up per shard and its region_taken_out, as /metrics shows them. */
+async function weurUp(): Promise<{ up: string[]; out: string | undefined }> {
+  const text = await (await api("/metrics")).text();
+  return {
+    up: [...text.matchAll(/^region_up\{region="weur",shard="\d+"\} (\d)$/gm)].map((m) => m[1] ?? ""),
+    out: /^region_taken_out\{region="weur"\} (\d)$/m.exec(text)?.[1],
+  };
+}
+
 async function near(latitude: string, longitude: string): Promise<{ closest: string }> {
   const res = await api("/v1/regions", { cf: { latitude, longitude } } as RequestInit);
   return (await res.json()) as { closest: string };
@@ -292,6 +315,21 @@ describe("observability", () => {
     for (const shard of ["0", "1"])
       expect(text).toMatch(new RegExp(`replication_lag_seconds\\{region="wnam",shard="${shard}",peer="enam"\\} \\d`));
     expect(text).toMatch(/http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/\*",status="200"\} \d+/);
+    // Counters nothing has counted yet are there at zero, for real peers only.
+    expect(text).not.toContain('peer=""');
+    expect(text).toContain('replication_dead_letters_total{region="wnam",shard="0",peer="enam"} 0');
+    expect(text).toContain('bootstraps_total{region="wnam",shard="0",peer="wnam"} 0');
+  });
+
+  it("reports a region an admin took out as not up, until it is put back", async () => {
+    expect(await weurUp()).toEqual({ up: ["1", "1"], out: "0" });
+    await api("/v1/admin/regions/weur/health", { method: "POST", body: '{"healthy":false}' });
+    try {
+      expect(await weurUp()).toEqual({ up: ["0", "0"], out: "1" });
+    } finally {
+      await api("/v1/admin/regions/weur/health", { method: "POST", body: '{"healthy":true}' });
+    }
+    expect(await weurUp()).toEqual({ up: ["1", "1"], out: "0" });
   });
 
   it("pages through the conflict log and validates its parameters", async () => {
@@ -329,6 +367,13 @@ describe("observability", () => {
     // The latest stamp (apac's) wins; the other two are the losers, each logged once.
     expect(mine.map((c) => c.loser.region).sort()).toEqual(["weur", "wnam"]);
     expect(await errorOf(await api("/v1/conflicts?limit=0"))).toMatchObject({ status: 400, code: "invalid_query" });
+    await heartbeatAll();
+    const logged = await api("/v1/conflicts?region=enam&consistency=eventual");
+    expect(logged.headers.get("x-replication-lag-ms")).toMatch(/^\d+$/);
+    expect(await errorOf(await api("/v1/conflicts?consistency=quorum"))).toMatchObject({
+      status: 400,
+      code: "invalid_consistency",
+    });
     expect(await errorOf(await api("/v1/conflicts?cursor=abc"))).toMatchObject({ status: 400, code: "invalid_query" });
   });
 

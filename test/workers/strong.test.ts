@@ -179,6 +179,12 @@ describe("strong prefixes", () => {
       conflicts: Array<{ key: string; kind: string; rule: string }>;
     };
     expect(log.conflicts.find((c) => c.key === keys[2])).toMatchObject({ kind: "fenced", rule: "stale_epoch" });
+    // conflicts_total counts every entry the log shows, fenced ones too.
+    const statuses = await Promise.all(Array.from({ length: SHARDS }, (_, shard) => replica("weur", shard).status()));
+    const metric = (name: string) =>
+      statuses.flatMap((s) => s.metrics).reduce((n, m) => n + (m.name === name ? m.value : 0), 0);
+    expect(metric("conflicts_total")).toBe(log.conflicts.length);
+    expect(metric("replication_fenced_total")).toBe(log.conflicts.filter((c) => c.kind === "fenced").length);
     // Strong writes routed by the router keep going to the new primary.
     expect(
       (await (await api(`/v1/kv/${keys[3]}?region=enam`, { method: "PUT", body: "x" })).json()) as { region: string },

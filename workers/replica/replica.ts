@@ -35,7 +35,7 @@ import {
 import { deadLetterPage, recordDeadLetters, replayDeadLetters } from "../../shared/store/dead-letters.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
 import { bounded } from "../../shared/store/ports.ts";
-import { ReplicaMachine } from "../../shared/store/replica-machine.ts";
+import { ReplicaMachine, type Staleness } from "../../shared/store/replica-machine.ts";
 import { ReplicaNode } from "../../shared/store/replica-node.ts";
 import { type ConflictRow, type DeadLetterRow, type KeyListing, type KeyRow } from "../../shared/store/storage.ts";
 import { type Config, loadConfig } from "../config.ts";
@@ -179,7 +179,7 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     high: string | null,
     after: string | null,
     limit: number,
-  ): Promise<Result<{ keys: KeyListing[]; more: boolean }>> {
+  ): Promise<Result<{ keys: KeyListing[]; more: boolean; staleness: Staleness }>> {
     return this.node.list(low, high, after, limit);
   }
 
@@ -282,9 +282,9 @@ export class Replica extends DurableObject<Env> implements PeerApi, ReplicaAdmin
     return this.node.digest();
   }
 
-  /** The conflict log, oldest first, after `afterId`. */
-  async conflicts(afterId: number, limit: number): Promise<ConflictRow[]> {
-    return this.machine.storage.conflicts.page(afterId, limit);
+  /** The conflict log, oldest first, after `afterId`, and this replica's staleness. */
+  async conflicts(afterId: number, limit: number): Promise<{ rows: ConflictRow[]; staleness: Staleness }> {
+    return this.node.conflicts(afterId, limit);
   }
 
   async pulse(): Promise<ReplicaPulse> {

@@ -120,7 +120,7 @@ export function mountAdmin(app: Hono<AppEnv>): void {
       region,
       c.req.query("cursor"),
       limit,
-      (replica, after, count) => replica.deadLetters(after, count),
+      async (replica, after, count) => ({ rows: await replica.deadLetters(after, count) }),
       (a, b) => a.receivedMs - b.receivedMs,
     );
     return c.json({

@@ -16,6 +16,7 @@ import { keyView, type KeyView } from "../../shared/store/replica-core.ts";
 import { decodeKeyState } from "../../shared/store/key-state.ts";
 import { type KeyOp } from "../../shared/store/key-state.ts";
 import { prefixOf } from "../../shared/store/primaries.ts";
+import { type Staleness } from "../../shared/store/replica-machine.ts";
 import { chooseRegion, primaryFor, quorumRead, readOrder } from "../../shared/store/router-core.ts";
 import { type ShardIndex, shardOf } from "../../shared/shards.ts";
 import { layoutOf, routedShard } from "../../shared/store/layout.ts";
@@ -152,6 +153,26 @@ export interface ReadAnswer {
   readonly view: KeyView | null;
 }
 
+/** Reports how stale an answer may be: a figure only when there is an honest one; otherwise why there is none. */
+export function lagHeaders(c: Context<AppEnv>, staleness: Staleness): void {
+  if (staleness.ms === null) c.header("X-Replication-Lag-Unknown", staleness.unknown);
+  else c.header("X-Replication-Lag-Ms", String(Math.round(staleness.ms)));
+}
+
+/**
+ * Refuses a `consistency=` other than eventual on a route that answers one region's state as it
+ * stands (a listing, the conflict log): it is never ignored silently.
+ */
+export function eventualOnly(c: Context<AppEnv>, what: string): void {
+  const asked = c.req.query("consistency");
+  if (asked === undefined || asked === "eventual") return;
+  throw new StoreError(
+    "invalid_consistency",
+    `${what} is served by one region as it stands: only consistency=eventual is supported here; got "${asked}". ` +
+      "Read single keys for session, quorum, bounded or strong reads",
+  );
+}
+
 /** Performs a read under the request's consistency and sets X-Served-By, lag and session headers. */
 export function performRead(c: Context<AppEnv>, key: string): Promise<ReadAnswer> {
   return withCurrentLayout((shard) => readOnce(c, key, shard));
@@ -211,9 +232,7 @@ async function readOnce(c: Context<AppEnv>, key: string, named?: ShardIndex): Pr
       break;
   }
   c.header("X-Served-By", answer.region);
-  // A figure only when there is an honest one; otherwise say why there is none.
-  if (answer.lagMs === null) c.header("X-Replication-Lag-Unknown", answer.lagUnknown ?? "unknown");
-  else c.header("X-Replication-Lag-Ms", String(Math.round(answer.lagMs)));
+  lagHeaders(c, answer.lagMs === null ? { ms: null, unknown: answer.lagUnknown ?? "unknown" } : { ms: answer.lagMs });
   // The client has now seen the answered state: future session reads must not go below it.
   c.header("X-Session-Token", await signSession(secrets, seeAlso(seen, shard, answer.seqs)));
   return { region: answer.region, view: answer.view };

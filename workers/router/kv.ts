@@ -12,7 +12,8 @@ import { platformClock } from "../clock.ts";
 import { prefixEnd } from "../../shared/store/keys.ts";
 import { type KeyView } from "../../shared/store/replica-core.ts";
 import { type AppEnv } from "./env.ts";
-import { performRead, performWrite, servingRegionOf } from "./consistency.ts";
+import { eventualOnly, lagHeaders, performRead, performWrite, servingRegionOf } from "./consistency.ts";
+import { worstStaleness } from "../../shared/store/replica-machine.ts";
 import { callReplica, decodeCursor, encodeCursor, intParam, keyFromPath, readBodyCapped } from "./http.ts";
 import { replicaOf } from "../stubs.ts";
 import { loadConfig } from "../config.ts";
@@ -43,6 +44,7 @@ function listed(key: KeyListing): { name: string; version: string; expiration?: 
 export function mountKv(app: Hono<AppEnv>): void {
   // Listing first: Hono's `/v1/kv/*` would also match `/v1/kv`.
   mount(app, ROUTES.listKeys, async (c) => {
+    eventualOnly(c, "a listing");
     const view = await viewAtEdge(c);
     const region = servingRegionOf(c, view);
     const prefix = c.req.query("prefix") ?? "";
@@ -69,6 +71,7 @@ export function mountKv(app: Hono<AppEnv>): void {
       return home ? 0 : layout.from === null ? null : 1;
     });
     c.header("X-Served-By", region);
+    lagHeaders(c, worstStaleness(pages.map((p) => p.staleness)));
     return c.json({ keys: page.keys.map(listed), cursor: page.cursor === null ? null : encodeCursor(page.cursor) });
   });
 

@@ -52,6 +52,7 @@ export function readingsOf(statuses: ShardStatuses): Map<RegionId, number> {
 
 /** One replica's status with its labels: `region="…",shard="…"`. */
 interface Labelled {
+  readonly region: RegionId;
   readonly labels: string;
   readonly status: ReplicaStatus | null;
 }
@@ -59,13 +60,23 @@ interface Labelled {
 /** Every replica's status, labelled by region and shard (at most regions × SHARDS_MAX series each). */
 function labelled(statuses: ShardStatuses): Labelled[] {
   return [...statuses].flatMap(([region, shards]) =>
-    shards.map((status, shard) => ({ labels: `region="${region}",shard="${shard}"`, status })),
+    shards.map((status, shard) => ({ region, labels: `region="${region}",shard="${shard}"`, status })),
   );
 }
 
 function escape(value: string): string {
   return value.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
 }
+
+/** Counters a region keeps of itself, not per peer: their `peer` label is the region's own. */
+const OWN_COUNTERS: ReadonlySet<string> = new Set([
+  "gc_tombstones_collected_total",
+  "gc_expired_collected_total",
+  "conflicts_dropped_total",
+  "replication_send_errors_total",
+  "bootstraps_total",
+  "bootstrap_seconds_total",
+]);
 
 /** Help text and type of each replica counter, by name. */
 const COUNTERS: Readonly<Record<string, string>> = {
@@ -97,7 +108,8 @@ const COUNTERS: Readonly<Record<string, string>> = {
   replication_pushes_total: "Writes pushed for a synchronous ack and merged, by receiving region and origin peer.",
   replication_push_failures_total:
     "Synchronous-ack pushes that failed (the queue still delivers), by sending region and peer.",
-  conflicts_total: "Concurrent writes resolved by LWW and logged, by region and the peer whose write arrived.",
+  conflicts_total:
+    "Entries written to the conflict log, of every kind it shows (register: LWW losers; type: writes of another type; fenced), by region and the peer whose write arrived.",
   replication_fenced_total:
     "Writes of a deposed primary refused or dropped (and logged), by region and the region they came from.",
 };
@@ -109,7 +121,7 @@ const COUNTERS: Readonly<Record<string, string>> = {
 export function renderMetrics(
   statuses: ShardStatuses,
   nowMs: number,
-  healthy: ReadonlyMap<RegionId, boolean> = new Map(),
+  health: ReadonlyMap<RegionId, { readonly healthy: boolean; readonly takenOut: boolean }> = new Map(),
 ): string {
   const lines: string[] = [];
   const replicas = labelled(statuses);
@@ -166,10 +178,18 @@ export function renderMetrics(
     "# HELP region_healthy Whether a region serves: every shard answered, none is bootstrapping, and the control object has it in service.",
   );
   lines.push("# TYPE region_healthy gauge");
-  for (const [region, up] of healthy) lines.push(`region_healthy{region="${region}"} ${up ? 1 : 0}`);
-  lines.push("# HELP region_up Whether the region's replica answered this scrape.");
+  for (const [region, { healthy }] of health) lines.push(`region_healthy{region="${region}"} ${healthy ? 1 : 0}`);
+  lines.push("# HELP region_taken_out 1 while an admin has taken the region out (until it is put back).");
+  lines.push("# TYPE region_taken_out gauge");
+  for (const [region, { takenOut }] of health) lines.push(`region_taken_out{region="${region}"} ${takenOut ? 1 : 0}`);
+  lines.push(
+    "# HELP region_up Whether a replica of the region answered this scrape and is in service (0 while taken out).",
+  );
   lines.push("# TYPE region_up gauge");
-  for (const { labels: at, status } of replicas) lines.push(`region_up{${at}} ${status === null ? 0 : 1}`);
+  for (const { region, labels: at, status } of replicas) {
+    const out = status === null || status.takenOut || health.get(region)?.takenOut === true;
+    lines.push(`region_up{${at}} ${out ? 0 : 1}`);
+  }
   lines.push(
     "# HELP replica_writes_applied_total Writes a replica object applied: its own, and those it merged from its peers (the object's share of the store's write load).",
   );
@@ -220,8 +240,12 @@ export function renderMetrics(
         any = true;
       }
     }
-    // Always expose the series so dashboards and alerts can rely on its presence.
-    if (!any) for (const { labels: at } of replicas) lines.push(`${name}{${at},peer=""} 0`);
+    // Always expose the series so dashboards and alerts can rely on its presence: at zero for
+    // every peer (the region itself for the counters it keeps of itself).
+    if (!any)
+      for (const { region, labels: at } of replicas)
+        for (const peer of OWN_COUNTERS.has(name) ? [region] : [...statuses.keys()].filter((r) => r !== region))
+          lines.push(`${name}{${at},peer="${peer}"${sources[0]?.[1] ?? ""}} 0`);
   }
   lines.push("# HELP http_request_duration_seconds Router request latency, by method, route pattern and status.");
   lines.push("# TYPE http_request_duration_seconds histogram");

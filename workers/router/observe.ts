@@ -12,9 +12,11 @@ import { type ReplicaStatus } from "../../shared/store/contract.ts";
 import { type AppEnv } from "./env.ts";
 import { callReplicaPlain, intParam } from "./http.ts";
 import { type ShardStatuses, readingsOf, renderMetrics } from "./metrics.ts";
-import { clockOffsets, isHealthy } from "../../shared/store/cluster.ts";
+import { clockOffsets, isHealthy, isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
 import { StoreError } from "../../shared/errors.ts";
+import { type Staleness, worstStaleness } from "../../shared/store/replica-machine.ts";
+import { eventualOnly, lagHeaders } from "./consistency.ts";
 import { activeShards, layoutOf } from "../../shared/store/layout.ts";
 import { type LogCursor, formatLogCursor, mergeLogPages, parseLogCursor } from "../../shared/store/listing.ts";
 import { regionStatus } from "../../shared/store/region-status.ts";
@@ -57,6 +59,12 @@ export function logCursor(raw: string | undefined, shards: number): LogCursor {
   return cursor;
 }
 
+/** A shard's rows of a log, and how stale the shard may be when the log follows replication. */
+export interface LogRows<T> {
+  readonly rows: T[];
+  readonly staleness?: Staleness;
+}
+
 /**
  * One page of a log kept per shard (conflicts, dead letters) of `region`: each shard's rows
  * after its cursor position, merged oldest first.
@@ -66,18 +74,27 @@ export async function logPage<T extends { readonly id: number }>(
   region: RegionId,
   raw: string | undefined,
   limit: number,
-  fetchRows: (replica: ReturnType<typeof replicaOf>, after: number, count: number) => Promise<T[]>,
+  fetchRows: (replica: ReturnType<typeof replicaOf>, after: number, count: number) => Promise<LogRows<T>>,
   before: (a: T, b: T) => number,
-): Promise<{ page: Array<{ shard: number; row: T }>; cursor: string | null }> {
+): Promise<{ page: Array<{ shard: number; row: T }>; cursor: string | null; staleness: Staleness }> {
   const shards = await shardsNow(env);
   const cursor = logCursor(raw, shards.length);
-  const rows = await Promise.all(
+  const answers = await Promise.all(
     shards.map((shard) =>
       callReplicaPlain(region, () => fetchRows(replicaOf(env, region, shard), cursor[shard] ?? 0, limit + 1)),
     ),
   );
-  const merged = mergeLogPages(rows, cursor, limit, before);
-  return { page: merged.page, cursor: merged.cursor === null ? null : formatLogCursor(merged.cursor) };
+  const merged = mergeLogPages(
+    answers.map((a) => a.rows),
+    cursor,
+    limit,
+    before,
+  );
+  return {
+    page: merged.page,
+    cursor: merged.cursor === null ? null : formatLogCursor(merged.cursor),
+    staleness: worstStaleness(answers.map((a) => a.staleness ?? { ms: 0 })),
+  };
 }
 
 /** One pair's lag as `/v1/regions` shows it, from a (region or shard) status. */
@@ -180,9 +197,10 @@ export function mountObserve(app: Hono<AppEnv>): void {
 
   mount(app, ROUTES.conflicts, async (c) => {
     const config = loadConfig(c.env);
+    eventualOnly(c, "the conflict log");
     const region = servingRegion(config, c.req.raw, c.req.query("region"));
     const limit = intParam("limit", c.req.query("limit"), 1, LOG_PAGE_MAX, LOG_PAGE_DEFAULT);
-    const { page, cursor } = await logPage(
+    const { page, cursor, staleness } = await logPage(
       c.env,
       region,
       c.req.query("cursor"),
@@ -201,18 +219,22 @@ export function mountObserve(app: Hono<AppEnv>): void {
       loser: describeState(row.loser),
     }));
     c.header("X-Served-By", region);
+    lagHeaders(c, staleness);
     return c.json({ region, conflicts, cursor });
   });
 
   mount(app, ROUTES.metrics, async (c) => {
     const [statuses, view] = await Promise.all([gatherStatuses(c.env), clusterView(c.env)]);
-    const healthy = new Map(
+    const health = new Map(
       loadConfig(c.env).regions.map((id) => [
         id,
-        healthOf(regionStatus(statuses.get(id) ?? []), view.health[id]).healthy,
+        {
+          healthy: healthOf(regionStatus(statuses.get(id) ?? []), view.health[id]).healthy,
+          takenOut: isTakenOut(view, id),
+        },
       ]),
     );
-    const text = renderMetrics(statuses, Date.now(), healthy);
+    const text = renderMetrics(statuses, Date.now(), health);
     return c.body(text, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
   });
 }
