@@ -59,6 +59,7 @@ const ROUTE_TABLE = {
   getFaults: ["get", "/v1/admin/faults"],
   setFaults: ["post", "/v1/admin/faults"],
   clearFaults: ["delete", "/v1/admin/faults"],
+  movePrimary: ["post", "/v1/admin/primaries"],
   setRegionHealth: ["post", "/v1/admin/regions/{id}/health"],
   regionDigest: ["get", "/v1/admin/regions/{id}/digest"],
   antiEntropy: ["post", "/v1/admin/anti-entropy"],

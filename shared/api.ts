@@ -292,6 +292,11 @@ const WRITE_ERRORS: readonly ErrorCode[] = [
   "wrong_shard",
   "ack_timeout",
 ];
+/** The body of a primary's move. */
+export const movePrimaryBody = z.strictObject({
+  prefix: z.string().min(1).openapi({ description: "A strong prefix, as PRIMARY_PREFIXES names it." }),
+  region: regionId,
+});
 const json = (schema: z.ZodType) => ({ content: { "application/json": { schema } }, required: true });
 
 /** Every route of the API, by operation id. */
@@ -456,8 +461,19 @@ export const ROUTES = {
     tag: "Keys",
     auth: "write",
     summary: "Deletes a key (a tombstone that replicates like a write).",
+    description:
+      "A key the serving region holds no state of is left alone, so no type is fixed there: the answer's `version` is null, with no ETag, and nothing replicates.",
     request: { params: z.object({ key }), query: writeQuery, headers: writeHeaders },
-    ok: { description: "The delete is committed.", json: writeAnswer, headers: writeAnswerHeaders },
+    ok: {
+      description: "The delete is committed (or there was nothing to delete).",
+      json: writeAnswer.extend({
+        version: z
+          .string()
+          .nullable()
+          .openapi({ description: "The tombstone's version; null when nothing was written." }),
+      }),
+      headers: writeAnswerHeaders.partial({ ETag: true }),
+    },
     errors: WRITE_ERRORS,
   },
   watch: {
@@ -628,6 +644,37 @@ export const ROUTES = {
       }),
     },
     errors: ["unknown_region", "invalid_body", "value_too_large", "region_unavailable"],
+  },
+  movePrimary: {
+    operationId: "movePrimary",
+    method: "post",
+    path: "/v1/admin/primaries",
+    tag: "Admin",
+    auth: "admin",
+    summary: "Moves a strong prefix's primary to a chosen healthy region (a failback, or a planned move).",
+    description:
+      "The old primary's lease is no longer renewed; once it runs out the region is promoted under the next epoch, with the fencing and recovery of a failover. Strong reads and writes of the prefix answer 503 primary_unavailable meanwhile. Answers once the new primary serves, or with `ready` false if its recovery takes longer than the wait.",
+    request: {
+      body: json(movePrimaryBody),
+    },
+    ok: {
+      description: "The prefix is led by the region (under a new epoch when it moved).",
+      json: z.object({
+        prefix: z.string(),
+        from: regionId,
+        region: regionId,
+        epoch: z.number().int(),
+        ready: z.boolean().openapi({ description: "Whether the new primary has recovered and serves." }),
+      }),
+    },
+    errors: [
+      "not_found",
+      "unknown_region",
+      "invalid_body",
+      "value_too_large",
+      "region_unavailable",
+      "primary_unavailable",
+    ],
   },
   regionDigest: {
     operationId: "regionDigest",

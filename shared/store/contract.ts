@@ -53,6 +53,11 @@ export interface WriteOutcome {
   readonly unavailable: RegionId[];
   /** Whether `acked` reached `needed`. */
   readonly complete: boolean;
+  /**
+   * False when there was nothing to write: a delete of a key this region holds no state of
+   * (then `view` is the key as never written, and nothing replicates).
+   */
+  readonly written: boolean;
 }
 
 /** How a read is served. */

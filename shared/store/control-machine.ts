@@ -4,6 +4,7 @@
  * successor when a primary fails, and when a new primary may serve. The async rounds around
  * them (gathering statuses, publishing the view, driving recovery) are in `control-node.ts`.
  */
+import { type Result, fail, ok } from "../errors.ts";
 import { type RegionId } from "../regions.ts";
 import {
   type ClusterView,
@@ -122,6 +123,11 @@ export class ControlMachine {
   private current: ClusterView = EMPTY_VIEW;
   /** Per strong prefix, until when (this object's clock) the last lease it granted runs. */
   private readonly leases = new Map<string, number>();
+  /**
+   * Per strong prefix, the region an operator asked to move its primary to. Kept in memory: a
+   * restart calls the move off, and the old primary, whose leases are renewed again, serves on.
+   */
+  private readonly handovers = new Map<string, RegionId>();
 
   constructor(storage: ControlStorage, settings: ControlSettings, startedMs: number) {
     this.storage = storage;
@@ -302,7 +308,12 @@ export class ControlMachine {
   confirmPrimary(prefix: string, region: RegionId, epoch: number, nowMs: number): number {
     const p = this.current.primaries[prefix];
     const confirmed =
-      p !== undefined && p.region === region && p.epoch === epoch && p.ready && isHealthy(this.current, region);
+      p !== undefined &&
+      p.region === region &&
+      p.epoch === epoch &&
+      p.ready &&
+      isHealthy(this.current, region) &&
+      !this.handovers.has(prefix);
     if (!confirmed) return 0;
     this.leases.set(prefix, Math.max(this.leases.get(prefix) ?? 0, nowMs + this.leaseMs));
     return this.leaseMs;
@@ -315,6 +326,57 @@ export class ControlMachine {
   /** Until when (this object's clock) the last lease granted for `prefix` runs. */
   leaseUntil(prefix: string): number {
     return this.leases.get(prefix) ?? 0;
+  }
+
+  /**
+   * Asks to move the primary of `prefix` to `target` (a failback, or a planned move): from now
+   * on the current primary's lease is not renewed, and once it has run out the control object's
+   * round promotes `target` under the next epoch, with the same fencing and recovery as a
+   * failover. Answers the primary as it stands. Refused for an unknown prefix, an unknown or
+   * unhealthy target, or while a failover of the prefix is still recovering.
+   */
+  requestHandover(prefix: string, target: RegionId): Result<PrimaryState> {
+    const p = this.current.primaries[prefix];
+    if (p === undefined) {
+      const known = Object.keys(this.current.primaries).map((k) => `"${k}"`);
+      return fail(
+        "not_found",
+        `"${prefix}" is not a strong prefix (PRIMARY_PREFIXES has ${known.join(", ") || "none"})`,
+      );
+    }
+    if (!this.settings.regions.includes(target))
+      return fail(
+        "unknown_region",
+        `${target} is not one of the configured regions (${this.settings.regions.join(", ")})`,
+      );
+    if (p.region === target) return ok(p);
+    if (!p.ready)
+      return fail(
+        "primary_unavailable",
+        `"${prefix}" is still recovering under ${p.region} (epoch ${p.epoch}); move it once it is ready`,
+        { prefix, region: p.region },
+      );
+    if (!isHealthy(this.current, target))
+      return fail("region_unavailable", `${target} is out of service; put it back before moving a primary to it`, {
+        region: target,
+      });
+    this.handovers.set(prefix, target);
+    return ok(p);
+  }
+
+  /** The region `prefix`'s primary is being moved to, if a move is under way. */
+  handoverOf(prefix: string): RegionId | undefined {
+    return this.handovers.get(prefix);
+  }
+
+  /** Every move under way: prefix and target. */
+  handoversUnderWay(): Array<[string, RegionId]> {
+    return [...this.handovers];
+  }
+
+  /** Calls a move off (done, or its target can no longer take over); leases are granted again. */
+  endHandover(prefix: string): void {
+    this.handovers.delete(prefix);
   }
 
   /**

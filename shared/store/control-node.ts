@@ -7,13 +7,17 @@
 import { type RegionId } from "../regions.ts";
 import { shardIndices } from "../shards.ts";
 import { activeShards, moveId } from "./layout.ts";
-import { type ClusterView, isHealthy } from "./cluster.ts";
+import { type ClusterView, type PrimaryState, isHealthy } from "./cluster.ts";
+import { type Result, fail, ok } from "../errors.ts";
 import { type ReplicaAdminApi } from "./contract.ts";
-import { type ControlMachine, type Statuses } from "./control-machine.ts";
+import { type ControlMachine, type Statuses, allAnswered } from "./control-machine.ts";
 import { type Clock, bounded } from "./ports.ts";
 
 /** How long one status, view or recovery call may take before it counts as failed. */
 export const CONTROL_CALL_TIMEOUT_MS = 1500;
+
+/** How often a primary's move looks again while the new primary recovers. */
+const MOVE_POLL_MS = 100;
 
 /** What the control object reaches outside itself. */
 export interface ControlPorts extends Clock {
@@ -78,6 +82,7 @@ export class ControlNode {
     const statuses = await this.gather();
     machine.compose(ports.now(), statuses);
     const missed = new Set<RegionId>();
+    this.handOver(statuses);
     for (const prefix of machine.needsFailover(ports.now())) {
       const old = machine.view.primaries[prefix];
       const successor = old === undefined ? undefined : machine.successor(old.region, statuses);
@@ -122,6 +127,74 @@ export class ControlNode {
       if (recorded.size === machine.settings.regions.length) this.lastPublished = text;
     }
     return [...missed];
+  }
+
+  /**
+   * Moves the primaries operators asked to move (`movePrimary`) whose old lease has run out:
+   * the target is promoted under the next epoch exactly as a failover's successor is. A target
+   * out of service calls the move off; one that did not answer this round is waited for.
+   */
+  private handOver(statuses: Statuses): void {
+    const { machine, ports } = this;
+    for (const [prefix, target] of machine.handoversUnderWay()) {
+      const p = machine.view.primaries[prefix];
+      if (p === undefined || p.region === target || !isHealthy(machine.view, target)) {
+        machine.endHandover(prefix);
+        if (p !== undefined && p.region !== target)
+          ports.warn(`move of "${prefix}" to ${target} called off: ${target} is out of service`);
+        continue;
+      }
+      if (!allAnswered(statuses.get(target)) || ports.now() < machine.leaseUntil(prefix)) continue;
+      machine.beginFailover(prefix, target, ports.now());
+      machine.endHandover(prefix);
+      ports.warn(`move of "${prefix}": ${p.region} -> ${target}, epoch ${p.epoch + 1}`);
+    }
+  }
+
+  /**
+   * Moves the primary of `prefix` to `target` (a failback, or a planned move), with the fencing
+   * and recovery of a failover: the old primary's lease is no longer renewed, and once it has
+   * run out `target` is promoted under the next epoch and recovers the prefix. Answers once the
+   * new primary serves, or with `ready` false if its recovery outlasts `waitMs`; refuses (and
+   * calls the move off) when the move cannot begin within `waitMs`.
+   */
+  async movePrimary(
+    prefix: string,
+    target: RegionId,
+    waitMs: number,
+  ): Promise<Result<{ from: RegionId; primary: PrimaryState }>> {
+    const { machine, ports } = this;
+    const asked = machine.requestHandover(prefix, target);
+    if (!asked.ok) return asked;
+    const from = asked.value;
+    if (from.region === target) return ok({ from: target, primary: from });
+    const deadline = ports.now() + waitMs;
+    for (;;) {
+      await this.tick();
+      const p = machine.view.primaries[prefix];
+      if (p === undefined) return fail("not_found", `"${prefix}" is no longer a strong prefix`);
+      if (p.epoch > from.epoch && p.region !== target)
+        return fail("primary_unavailable", `"${prefix}" failed over to ${p.region} meanwhile (epoch ${p.epoch})`, {
+          prefix,
+          region: p.region,
+        });
+      if (p.epoch > from.epoch && (p.ready || ports.now() >= deadline)) return ok({ from: from.region, primary: p });
+      if (p.epoch === from.epoch && machine.handoverOf(prefix) !== target)
+        return fail("region_unavailable", `${target} went out of service; "${prefix}" stays with ${from.region}`, {
+          region: target,
+        });
+      if (p.epoch === from.epoch && ports.now() >= deadline) {
+        machine.endHandover(prefix);
+        return fail(
+          "region_unavailable",
+          `${target} did not answer the control object within ${waitMs} ms; the move is called off and "${prefix}" stays with ${from.region}`,
+          { region: target },
+        );
+      }
+      // Until the old lease runs out, then a round at a time while the new primary recovers.
+      const wait = Math.max(machine.leaseUntil(prefix) - ports.now(), 0);
+      await ports.timer(Math.min(Math.max(wait, MOVE_POLL_MS), Math.max(deadline - ports.now(), 0))).done;
+    }
   }
 
   /**

@@ -27,6 +27,7 @@ import { type Layout, layoutOf, moveId } from "./layout.ts";
 import { MERKLE_BUCKETS } from "../merkle.ts";
 import { type TaggedState } from "./epochs.ts";
 import { type KeyOp, decodeKeyState } from "./key-state.ts";
+import { lwwEmpty } from "../crdt/lww-register.ts";
 import { DelayWindows } from "./delays.ts";
 import { type PrimaryPrefix, prefixOf } from "./primaries.ts";
 import { progressLag } from "./progress.ts";
@@ -71,8 +72,11 @@ export interface CommittedWrite {
   readonly seq: number;
   /** The key after the write; a register's value is left out (the writer has it). */
   readonly view: KeyView;
-  /** The write as a replication entry, with its whole state inline (for synchronous pushes). */
-  readonly entry: ReplicationEntry;
+  /**
+   * The write as a replication entry, with its whole state inline (for synchronous pushes);
+   * null when there was nothing to write (a delete of a key this replica does not hold).
+   */
+  readonly entry: ReplicationEntry | null;
 }
 
 /**
@@ -447,6 +451,14 @@ export class ReplicaMachine {
       const current = row === null ? undefined : decodeKeyState(row.encoded);
       const checked = checkConditions(current, conditions, nowMs);
       if (!checked.ok) return checked;
+      // A delete of a key this replica does not hold writes nothing: a tombstone would fix the
+      // key's type, and a counter or set could never be created there. It answers the view of
+      // the key as never written (the stable context: what every region has merged).
+      if (current === undefined && op.type === "register" && op.op.kind === "delete") {
+        const absent = keyView({ type: "register", register: { ...lwwEmpty(), vv: this.gcStable } }, nowMs);
+        if (!absent.ok) return absent;
+        return ok({ commit: { seq: 0, view: absent.value, entry: null }, stamp: this.clockStamp });
+      }
       // A key not held may have been collected: a new write descends from everything stable.
       const plan = planWrite(
         current,
@@ -495,6 +507,7 @@ export class ReplicaMachine {
       return ok({ commit: { seq, view: summary, entry }, stamp });
     });
     if (!committed.ok) return committed;
+    if (committed.value.commit.entry === null) return ok(committed.value.commit);
     this.clockStamp = committed.value.stamp;
     this.seqNumber = committed.value.commit.seq;
     if (this.firstMs === 0) this.firstMs = nowMs;

@@ -177,6 +177,18 @@ export class ReplicaNode {
     const committed = this.machine.write(key, op, options, options.strong, this.ports.now());
     if (!committed.ok) return committed;
     const { seq, view, entry } = committed.value;
+    // Nothing was written, so there is nothing to replicate or wait for.
+    if (entry === null)
+      return ok({
+        region: this.region,
+        seq,
+        view,
+        acked: [this.region],
+        needed,
+        unavailable: [],
+        complete: true,
+        written: false,
+      });
     this.drain.schedule();
     const healthy = this.machine.peers.filter((peer) => isHealthy(this.machine.view, peer));
     const unavailable = this.machine.peers.filter((peer) => !healthy.includes(peer));
@@ -213,7 +225,16 @@ export class ReplicaNode {
     // A majority now holds this state: a strong read of it needs no peer (`leases.ts`).
     if (options.strong !== undefined && acked.length >= needed)
       this.held.record(key, options.strong.epoch, view.version);
-    return ok({ region: this.region, seq, view, acked, needed, unavailable, complete: acked.length >= needed });
+    return ok({
+      region: this.region,
+      seq,
+      view,
+      acked,
+      needed,
+      unavailable,
+      complete: acked.length >= needed,
+      written: true,
+    });
   }
 
   /** The key as this replica holds it, served under the requested consistency. */

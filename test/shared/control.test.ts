@@ -13,6 +13,7 @@ import { ControlNode } from "../../shared/store/control-node.ts";
 import { PRIMARY_LEASE_MS } from "../../shared/store/primaries.ts";
 import { type Timer } from "../../shared/store/ports.ts";
 import { MemoryControlStorage } from "../sim/memory-control.ts";
+import { Scheduler } from "../sim/scheduler.ts";
 
 const REGIONS: RegionId[] = ["wnam", "enam", "weur", "apac"];
 const START = 1_800_000_000_000;
@@ -250,6 +251,108 @@ describe("rounds", () => {
     reachable = true;
     await n.tick();
     expect(calls.filter((c) => c.startsWith("recover")).length).toBe(1);
+  });
+});
+
+/**
+ * A control node on the simulator's virtual clock, with replicas that answer (or, for regions
+ * `silent` names, do not), and that record every view and recover at once.
+ */
+function movingNode(silent: (region: RegionId) => boolean = () => false) {
+  const scheduler = new Scheduler(START);
+  const n = new ControlNode(control(), {
+    now: () => scheduler.now,
+    timer: (ms) => scheduler.timer(ms),
+    replica: (region) => ({
+      pulse: async () => {
+        if (silent(region)) throw new Error(`${region} does not answer`);
+        return status(region, {});
+      },
+      applyView: async () => true,
+      recoverPrefix: async () => ok({ done: true, merged: 0, recoveredSeq: 0 }),
+      handOver: async () => ok({ done: true, moved: 0 }),
+    }),
+    warn: () => undefined,
+  });
+  const advance = (ms: number) => scheduler.run(scheduler.now + ms);
+  /** Runs `call` to its end on virtual time. */
+  async function settle<T>(call: Promise<T>): Promise<T> {
+    let out: { value: T } | undefined;
+    void call.then((value) => (out = { value }));
+    await scheduler.run(scheduler.now + 120_000, () => out !== undefined);
+    if (out === undefined) throw new Error("the call did not end within two minutes of virtual time");
+    return out.value;
+  }
+  return { n, advance, settle, now: () => scheduler.now };
+}
+
+describe("moving a primary (failback)", () => {
+  it("refuses an unknown prefix or region, an unhealthy target, and a prefix still recovering", () => {
+    const m = control();
+    expect(m.requestHandover("nope/", "weur")).toMatchObject({ ok: false, error: { code: "not_found" } });
+    expect(m.requestHandover("strong/", "sam")).toMatchObject({ ok: false, error: { code: "unknown_region" } });
+    m.setOverride("weur", false, START);
+    m.compose(START, undefined);
+    expect(m.requestHandover("strong/", "weur")).toMatchObject({ ok: false, error: { code: "region_unavailable" } });
+    m.setOverride("enam", false, START + PRIMARY_LEASE_MS);
+    m.compose(START + PRIMARY_LEASE_MS, undefined);
+    m.beginFailover("strong/", "apac", START + PRIMARY_LEASE_MS);
+    expect(m.requestHandover("strong/", "wnam")).toMatchObject({ ok: false, error: { code: "primary_unavailable" } });
+    // Nothing was set in motion by a refusal.
+    expect(m.handoversUnderWay()).toEqual([]);
+  });
+
+  it("stops renewing the old primary's lease, and promotes the target only once the lease ran out", async () => {
+    const { n, advance, now } = movingNode();
+    await advance(10_000);
+    const m = n.machine;
+    expect(m.confirmPrimary("strong/", "enam", 1, now())).toBe(PRIMARY_LEASE_MS);
+    const granted = now();
+    expect(m.requestHandover("strong/", "weur")).toMatchObject({ ok: true, value: { region: "enam", epoch: 1 } });
+    // The old primary's lease is not renewed; the one it holds still runs.
+    expect(m.confirmPrimary("strong/", "enam", 1, now())).toBe(0);
+    await advance(PRIMARY_LEASE_MS - 1);
+    await n.tick();
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "enam", epoch: 1 });
+    await advance(granted + PRIMARY_LEASE_MS - now());
+    await n.tick();
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", epoch: 2 });
+    // Recovered and applied by a majority: the new primary serves, and the old one is fenced.
+    await n.tick();
+    expect(m.view.primaries["strong/"]).toMatchObject({ region: "weur", epoch: 2, ready: true });
+    expect(m.confirmPrimary("strong/", "weur", 2, now())).toBe(PRIMARY_LEASE_MS);
+    expect(m.confirmPrimary("strong/", "enam", 1, now())).toBe(0);
+    expect(m.handoversUnderWay()).toEqual([]);
+  });
+
+  it("answers once the new primary serves; moving to the primary itself changes nothing", async () => {
+    const { n, advance, settle } = movingNode();
+    await advance(10_000);
+    n.machine.confirmPrimary("strong/", "enam", 1, START + 10_000);
+    const moved = await settle(n.movePrimary("strong/", "apac", 10_000));
+    expect(moved).toMatchObject({
+      ok: true,
+      value: { from: "enam", primary: { region: "apac", epoch: 2, ready: true } },
+    });
+    // The same recovery as a failover: a failback is just another move.
+    const back = await settle(n.movePrimary("strong/", "enam", 10_000));
+    expect(back).toMatchObject({
+      ok: true,
+      value: { from: "apac", primary: { region: "enam", epoch: 3, ready: true } },
+    });
+    expect(await settle(n.movePrimary("strong/", "enam", 10_000))).toMatchObject({
+      ok: true,
+      value: { from: "enam", primary: { region: "enam", epoch: 3 } },
+    });
+  });
+
+  it("calls the move off when the target does not answer in time: the old primary serves on", async () => {
+    const { n, advance, settle, now } = movingNode((region) => region === "weur");
+    await advance(10_000);
+    const moved = await settle(n.movePrimary("strong/", "weur", 5000));
+    expect(moved).toMatchObject({ ok: false, error: { code: "region_unavailable" } });
+    expect(n.machine.view.primaries["strong/"]).toMatchObject({ region: "enam", epoch: 1 });
+    expect(n.machine.confirmPrimary("strong/", "enam", 1, now())).toBe(PRIMARY_LEASE_MS);
   });
 });
 

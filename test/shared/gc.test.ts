@@ -577,6 +577,8 @@ class Trio {
   write(i: number, key: string, op: KeyOp): void {
     const machine = this.machine(i);
     const committed = ok(machine.write(key, op, {}, undefined, this.now(i)));
+    // A delete of a key this replica does not hold writes nothing.
+    if (committed.entry === null) return;
     this.produced.set(key, [...(this.produced.get(key) ?? []), decodeKeyState(committed.entry.state!)]);
     const rows = machine.storage.log.after(committed.seq - 1, 1, Number.MAX_SAFE_INTEGER);
     for (const peer of machine.peers)

@@ -97,8 +97,10 @@ export class SimClient {
     const outcome = result.value;
     // Committed either way: the token covers it even when the acks fell short.
     this.seen = vvMerge(this.seen, vvFrom([[outcome.region, outcome.seq]]));
-    if (outcome.complete) this.acknowledged.add(`${outcome.region}:${outcome.seq}`);
-    return this.record("write", key, mode, startMs, region, outcome.view.version, outcome.complete);
+    if (outcome.complete && outcome.written) this.acknowledged.add(`${outcome.region}:${outcome.seq}`);
+    // A write that wrote nothing (a delete of a key the region did not hold) promises nothing.
+    const version = outcome.written ? outcome.view.version : null;
+    return this.record("write", key, mode, startMs, region, version, outcome.complete);
   }
 
   /** A read under `consistency`, recorded with the version it returned. */

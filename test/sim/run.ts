@@ -120,7 +120,8 @@ export async function runSeed(seed: number, options: SimOptions = {}): Promise<S
   const writes: CommittedWrite[] = [];
   const seqs: string[] = [];
   cluster.observeCommit = (region, [key, op, , strong], result) => {
-    if (!result.ok) return;
+    // A delete of a key the region did not hold wrote nothing: there is no write to account for.
+    if (!result.ok || result.value.entry === null) return;
     const id = writes.length;
     seqs.push(`${region}:${result.value.seq}`);
     writes.push({

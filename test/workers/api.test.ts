@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { hlcNow, hlcZero } from "../../shared/hlc.ts";
 import { applyKeyOp } from "../../shared/store/key-state.ts";
-import { ADMIN, READER, WRITER, api, entries, heartbeatAll, replica, uniqueKey } from "./helpers.ts";
+import { ADMIN, READER, WRITER, api, entries, heartbeatAll, replica, stateOf, uniqueKey } from "./helpers.ts";
 
 async function errorOf(res: Response): Promise<{ status: number; code: string; message: string }> {
   expect(res.headers.get("content-type")).toContain("application/json");
@@ -239,6 +239,28 @@ describe("counters and sets", () => {
     expect(
       await errorOf(await api(`/v1/counters/${reg}?region=enam`, { method: "POST", body: '{"delta":1}' })),
     ).toMatchObject({ status: 409, code: "type_mismatch" });
+  });
+
+  it("does not fix a type when deleting a key that was never written", async () => {
+    const counter = uniqueKey("never-counter");
+    const set = uniqueKey("never-set");
+    for (const key of [counter, set]) {
+      const res = await api(`/v1/kv/${key}?region=enam&ack=all`, { method: "DELETE" });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("etag")).toBeNull();
+      expect(await res.json()).toEqual({ key, region: "enam", version: null, acked: ["enam"] });
+      // Nothing was written: no region holds a state of the key.
+      for (const region of ["wnam", "enam", "weur", "apac"] as const) expect(await stateOf(region, key)).toBeNull();
+    }
+    expect((await api(`/v1/counters/${counter}?region=enam`, { method: "POST", body: '{"delta":2}' })).status).toBe(
+      200,
+    );
+    expect(await (await api(`/v1/counters/${counter}?region=enam`)).json()).toEqual({ key: counter, value: 2 });
+    expect((await api(`/v1/sets/${set}?region=enam`, { method: "POST", body: '{"add":["a"]}' })).status).toBe(200);
+    // A delete with If-Match still needs the key.
+    expect(
+      await errorOf(await api(`/v1/kv/${uniqueKey("never")}`, { method: "DELETE", headers: { "if-match": "*" } })),
+    ).toMatchObject({ status: 412, code: "precondition_failed" });
   });
 
   it("answers 404 for counters and sets never written", async () => {

@@ -18,6 +18,11 @@ interface Primaries {
   primaries: Record<string, { region: RegionId; epoch: number; ready: boolean; recoveredSeqs: number[] }>;
 }
 
+/** `POST /v1/admin/primaries` with `body`, as the admin (or as `token`). */
+function movePrimary(body: unknown, token?: string): Promise<Response> {
+  return api("/v1/admin/primaries", { method: "POST", body: JSON.stringify(body), ...(token ? { token } : {}) });
+}
+
 async function regions(): Promise<Primaries> {
   return (await api("/v1/regions")).json() as Promise<Primaries>;
 }
@@ -83,6 +88,59 @@ describe("strong prefixes", () => {
     await api(`/v1/admin/regions/wnam/health`, { method: "POST", body: '{"healthy":true}' });
     expect((await api(`/v1/kv/manual/${uniqueKey("m")}`, { method: "PUT", body: "v" })).status).toBe(200);
   });
+
+  it("moves a primary to a chosen region and back (failback), keeping acked writes and fencing the old epoch", async () => {
+    const key = `manual/${uniqueKey("moved")}`;
+    expect((await api(`/v1/kv/${key}`, { method: "PUT", body: "before" })).status).toBe(200);
+    const moved = await movePrimary({ prefix: "manual/", region: "weur" });
+    expect(moved.status).toBe(200);
+    const answer = (await moved.json()) as { region: string; from: string; epoch: number; ready: boolean };
+    expect(answer).toMatchObject({ prefix: "manual/", from: "wnam", region: "weur", epoch: 2 });
+    await vi.waitFor(
+      async () => {
+        await runDurableObjectAlarm(env.CONTROL.getByName("control"));
+        expect((await regions()).primaries["manual/"]).toMatchObject({ region: "weur", epoch: 2, ready: true });
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+    // The acknowledged write is there, and writes now go to the new primary.
+    const read = await api(`/v1/kv/${key}?consistency=strong`);
+    expect(read.headers.get("x-served-by")).toBe("weur");
+    expect(await read.text()).toBe("before");
+    const next = await api(`/v1/kv/${key}?region=apac`, { method: "PUT", body: "after" });
+    expect(((await next.json()) as { region: string }).region).toBe("weur");
+    // The old primary, under its old epoch, is fenced.
+    const late = await replica("wnam", key).write(
+      key,
+      { type: "register", op: { kind: "put", value: new TextEncoder().encode("late"), contentType: "text/plain" } },
+      { acks: 1, timeoutMs: 0, strong: { prefix: "manual/", epoch: 1 } },
+    );
+    expect(codeOf(late)).toBe("fenced");
+    // Refusals: nothing moves.
+    expect(await errorCode(await movePrimary({ prefix: "nope/", region: "wnam" }))).toBe("not_found");
+    expect(await errorCode(await movePrimary({ prefix: "manual/", region: "mars" }))).toBe("invalid_body");
+    expect(await errorCode(await movePrimary({ prefix: "manual/", region: "sam" }))).toBe("unknown_region");
+    expect(await errorCode(await movePrimary({ prefix: "manual/" }))).toBe("invalid_body");
+    expect((await movePrimary({ prefix: "manual/", region: "wnam" }, "test-write")).status).toBe(403);
+    await api(`/v1/admin/regions/apac/health`, { method: "POST", body: '{"healthy":false}' });
+    try {
+      expect(await errorCode(await movePrimary({ prefix: "manual/", region: "apac" }))).toBe("region_unavailable");
+    } finally {
+      await api(`/v1/admin/regions/apac/health`, { method: "POST", body: '{"healthy":true}' });
+    }
+    expect((await regions()).primaries["manual/"]).toMatchObject({ region: "weur", epoch: 2 });
+    // Failback: the first primary leads again, under a third epoch.
+    const back = await movePrimary({ prefix: "manual/", region: "wnam" });
+    expect(await back.json()).toMatchObject({ prefix: "manual/", from: "weur", region: "wnam", epoch: 3 });
+    await vi.waitFor(
+      async () => {
+        await runDurableObjectAlarm(env.CONTROL.getByName("control"));
+        expect((await regions()).primaries["manual/"]).toMatchObject({ region: "wnam", epoch: 3, ready: true });
+      },
+      { timeout: 10_000, interval: 100 },
+    );
+    expect(await (await api(`/v1/kv/${key}?consistency=strong`)).text()).toBe("after");
+  }, 30_000);
 
   it("fails over to the most caught-up replica, keeps every quorum-acked write, and fences the old primary", async () => {
     // Quorum-acknowledged writes under the first primary.

@@ -7,7 +7,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { type Faults, NO_FAULTS } from "../../shared/faults.ts";
 import { type RegionId } from "../../shared/regions.ts";
-import { type ClusterView } from "../../shared/store/cluster.ts";
+import { type ClusterView, type PrimaryState } from "../../shared/store/cluster.ts";
+import { type Result } from "../../shared/errors.ts";
 import { ControlMachine } from "../../shared/store/control-machine.ts";
 import { ControlNode, type HealthChange } from "../../shared/store/control-node.ts";
 import { platformClock } from "../clock.ts";
@@ -15,6 +16,9 @@ import { type Config, loadConfig } from "../config.ts";
 import { CONTROL_MIGRATIONS, migrate } from "../migrations.ts";
 import { controlRegion, replicaOf } from "../stubs.ts";
 import { controlStore } from "./store.ts";
+
+/** How long a primary's move waits for the new primary's recovery, beyond the old lease. */
+const MOVE_WAIT_MS = 10_000;
 
 /** Where the faults in force are kept. */
 const FAULTS_KEY = "faults";
@@ -63,6 +67,14 @@ export class Control extends DurableObject<Env> {
    */
   async setHealth(region: RegionId, healthy: boolean): Promise<HealthChange> {
     return this.node.setHealth(region, healthy);
+  }
+
+  /**
+   * Moves the primary of `prefix` to `region` (`ControlNode.movePrimary`), waiting out the old
+   * lease and up to 10 s of the new primary's recovery.
+   */
+  async movePrimary(prefix: string, region: RegionId): Promise<Result<{ from: RegionId; primary: PrimaryState }>> {
+    return this.node.movePrimary(prefix, region, this.config.primaryLeaseMs + MOVE_WAIT_MS);
   }
 
   /** The faults in force (`shared/faults.ts`): none until an operator sets some. */

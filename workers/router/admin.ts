@@ -3,9 +3,9 @@
  * demand, the dead-letter queue's records and their replay, and (when enabled) fault injection.
  */
 import { type Hono } from "hono";
-import { LOG_PAGE_MAX, ROUTES } from "../../shared/api.ts";
+import { LOG_PAGE_MAX, ROUTES, movePrimaryBody } from "../../shared/api.ts";
 import { mount } from "./mount.ts";
-import { StoreError } from "../../shared/errors.ts";
+import { StoreError, unwrap } from "../../shared/errors.ts";
 import { NO_FAULTS, faultsBodySchema, faultsFrom } from "../../shared/faults.ts";
 import { rememberFaults } from "../faults.ts";
 import { fromJsonText } from "../../shared/store/wire.ts";
@@ -65,6 +65,16 @@ export function mountAdmin(app: Hono<AppEnv>): void {
       );
     }
     return c.json({ region, healthy: body.healthy, health: view.health, primaries: view.primaries });
+  });
+
+  // A failback, or a planned move of a strong prefix's primary.
+  mount(app, ROUTES.movePrimary, async (c) => {
+    const config = loadConfig(c.env);
+    const body = await readJson(c.req.raw, movePrimaryBody);
+    const region = parsePinnedRegion(config, body.region);
+    const { from, primary } = unwrap(await controlOf(c.env).movePrimary(body.prefix, region));
+    rememberView(await controlOf(c.env).getView());
+    return c.json({ prefix: body.prefix, from, region: primary.region, epoch: primary.epoch, ready: primary.ready });
   });
 
   // A region's digest: key counts and its Merkle root over every shard (equal roots mean

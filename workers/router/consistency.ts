@@ -66,6 +66,8 @@ export interface WriteAnswer {
   readonly region: RegionId;
   readonly view: KeyView;
   readonly acked: RegionId[];
+  /** False when nothing was written (a delete of a key the region did not hold): no version to name. */
+  readonly written: boolean;
 }
 
 /**
@@ -141,10 +143,10 @@ async function writeOnce(c: Context<AppEnv>, key: string, op: KeyOp, named?: Sha
       sessionToken: token,
     });
   }
-  c.header("ETag", `"${outcome.view.version}"`);
+  if (outcome.written) c.header("ETag", `"${outcome.view.version}"`);
   c.header("X-Served-By", outcome.region);
   c.header("X-Session-Token", token);
-  return { region: outcome.region, view: outcome.view, acked: outcome.acked };
+  return { region: outcome.region, view: outcome.view, acked: outcome.acked, written: outcome.written };
 }
 
 /** A read's result as the routes answer it. */

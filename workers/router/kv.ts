@@ -97,7 +97,10 @@ export function mountKv(app: Hono<AppEnv>): void {
   mount(app, ROUTES.deleteKey, async (c) => {
     const key = keyFromPath(c.req.raw, KV_PREFIX);
     const written = await performWrite(c, key, { type: "register", op: { kind: "delete" } });
-    return c.json({ key, region: written.region, version: written.view.version, acked: written.acked });
+    // A key the region held no state of is left alone (a tombstone would fix its type): there
+    // is no version to name.
+    const version = written.written ? written.view.version : null;
+    return c.json({ key, region: written.region, version, acked: written.acked });
   });
 
   mount(app, ROUTES.getKey, async (c) => {
