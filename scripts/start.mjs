@@ -4,7 +4,8 @@
 // Environment: PORT, KV_PERSIST_DIR (where local state lives; default .wrangler/state),
 // AUTH_TOKENS and SESSION_SECRET (override the development defaults below), KV_VARS
 // (semicolon-separated NAME:value overrides of wrangler.toml vars, e.g.
-// "DIRECT_PUSH:on;REGIONS:wnam,enam"; CORS_ORIGINS defaults to * here), WRANGLER_REGISTRY_PATH and KV_INSPECTOR_PORT (to run
+// "DIRECT_PUSH:on;REGIONS:wnam,enam"), CORS_ORIGINS (* here by default), KV_LOG_LEVEL (wrangler's
+// log level), WRANGLER_REGISTRY_PATH and KV_INSPECTOR_PORT (to run
 // several stores side by side without them sharing wrangler's registry or inspector port).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -28,8 +29,10 @@ const vars = (process.env.KV_VARS ?? "")
   .split(";")
   .map((p) => p.trim())
   .filter((p) => p !== "");
-// Locally, a page from any origin may call the store (CORS); wrangler.toml's default is none.
-if (!vars.some((pair) => pair.startsWith("CORS_ORIGINS:"))) vars.push("CORS_ORIGINS:*");
+// Locally, a page from any origin may call the store (CORS) unless CORS_ORIGINS (or KV_VARS)
+// says otherwise; wrangler.toml's default is none.
+if (!vars.some((pair) => pair.startsWith("CORS_ORIGINS:")))
+  vars.push(`CORS_ORIGINS:${process.env.CORS_ORIGINS ?? "*"}`);
 for (const pair of vars) args.push("--var", pair);
 if (process.env.KV_INSPECTOR_PORT) args.push("--inspector-port", process.env.KV_INSPECTOR_PORT);
 if (process.env.KV_LOG_LEVEL) args.push("--log-level", process.env.KV_LOG_LEVEL);

@@ -220,7 +220,7 @@ const regionsAnswer = z.object({
   ),
   shards: z.object({
     count: z.number().int(),
-    moving: z.object({ from: z.number().int(), routed: z.number().int() }).nullable(),
+    moving: z.object({ from: z.number().int(), routed: z.boolean() }).nullable(),
   }),
 });
 const conflictsAnswer = z.object({

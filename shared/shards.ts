@@ -5,7 +5,7 @@
  * and dataset grow with the number of shards instead of being capped by one object.
  *
  * The hash is part of the stored layout: every region must compute the same shard for a key, in
- * every build, so it is fixed here and documented in the README. It is FNV-1a (32 bits) over
+ * every build, so it is fixed here and documented in docs/replication.md. It is FNV-1a (32 bits) over
  * the key's UTF-8 bytes, finished with MurmurHash3's `fmix32` so that every bit of the key moves
  * the low bits the modulo keeps.
  */

@@ -5,7 +5,8 @@
  * (the isolate that made it sees it at once). With `FAULTS = "off"` there are never any, and
  * nothing is fetched.
  */
-import { type Faults, NO_FAULTS } from "../shared/faults.ts";
+import { type Faults, NO_FAULTS, refused } from "../shared/faults.ts";
+import { type RegionId } from "../shared/regions.ts";
 import { Random } from "../shared/random.ts";
 import { loadConfig } from "./config.ts";
 
@@ -52,12 +53,14 @@ export function rememberFaults(faults: Faults): void {
 }
 
 /**
- * A peer stub whose stream deliveries (`applyReplication`, the direct push) are lost as the
- * injected `drop` share (or `REPLICATION_DROP_PERCENT`) says, as the queue's consumer loses
- * them: a lost push answers as if applied, so only the outbox's resend or anti-entropy brings it
- * back. Other calls pass through. With neither set, the stub itself.
+ * A peer stub, called from `from`, whose stream deliveries (`applyReplication`, the direct push)
+ * are lost as the injected `drop` share (or `REPLICATION_DROP_PERCENT`) says, as the queue's
+ * consumer loses them: a lost push answers as if applied, so only the outbox's resend or
+ * anti-entropy brings it back. Pushes (`applyReplication`, `pushWrite`) from `from` to `to`
+ * throw while an injected `refuse` names the pair. Other calls pass through. With neither set,
+ * the stub itself.
  */
-export function lossyPushes<T extends object>(env: Env, stub: T): T {
+export function lossyPushes<T extends object>(env: Env, stub: T, from: RegionId, to: RegionId): T {
   const config = loadConfig(env);
   if (!config.faults && config.replicationDropPercent === 0) return stub;
   return new Proxy(stub, {
@@ -65,9 +68,13 @@ export function lossyPushes<T extends object>(env: Env, stub: T): T {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== "function") return value;
       const call = (...args: unknown[]): unknown => Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
-      if (property !== "applyReplication") return call;
-      return (bodies: readonly unknown[]) => {
+      if (property !== "applyReplication" && property !== "pushWrite") return call;
+      return (...args: unknown[]) => {
         const faults = faultsNow(env);
+        if (refused(faults, from, to))
+          return Promise.reject(new Error(`replication from ${from} to ${to} is refused (injected fault)`));
+        if (property === "pushWrite") return call(...args);
+        const bodies = args[0] as readonly unknown[];
         const share = Math.max(config.replicationDropPercent / 100, faults.drop);
         if (share === 0 || faultRandom(faults).next() >= share) return call(bodies);
         return Promise.resolve(bodies.map(() => ({ ok: true, value: { fenced: 0 } })));

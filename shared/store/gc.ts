@@ -202,7 +202,7 @@ export function gcStep(machine: ReplicaMachine, settings: GcSettings, nowMs: num
       const page = storage.kv.tombstones(cursor, GC_PAGE_KEYS, graceEndMs);
       for (const row of page) {
         // Strong prefixes keep their tombstones: their fencing judges old epochs' writes against
-        // what is stored (a limit for now, documented in the README).
+        // what is stored (a limit for now, documented in docs/replication.md).
         if (!within(row.seqs, stable) || machine.strongOf(row.key) !== undefined) continue;
         const state = decodeKeyState(row.encoded);
         assert(state.type === "register", "only registers leave tombstones or expire");

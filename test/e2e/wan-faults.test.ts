@@ -68,6 +68,40 @@ describe("WAN emulation", () => {
 });
 
 describe("faults", () => {
+  it("rehearses dead letters: a refused pair's messages run out of retries in seconds, and replay", async () => {
+    // The rehearsal docs/operations.md shows: refuse wnam -> weur, write in wnam, see the
+    // dead letters in weur, lift the fault, replay them.
+    await json("/v1/admin/faults", { method: "POST", body: JSON.stringify({ refuse: [["wnam", "weur"]] }) });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const key = uniqueKey("dead");
+    await json(`/v1/kv/${encodeURIComponent(key)}?region=wnam&ack=local`, { method: "PUT", body: "rehearsed" });
+    interface DeadLetters {
+      region: string;
+      deadLetters: Array<{ id: number; shard: number; origin: string; attempts: number; reason: string }>;
+      cursor: string | null;
+    }
+    const listed = await eventually(
+      async () => {
+        const page = await json<DeadLetters>("/v1/admin/regions/weur/dead-letters");
+        expect(page.deadLetters.filter((d) => d.origin === "wnam").length).toBeGreaterThan(0);
+        return page;
+      },
+      60_000,
+      500,
+    );
+    expect(listed.region).toBe("weur");
+    expect(listed.deadLetters[0]).toMatchObject({ origin: "wnam", reason: "retries exhausted" });
+    await json("/v1/admin/faults", { method: "DELETE" });
+    const replayed = await json<{ region: string; replayed: number; remaining: number }>(
+      "/v1/admin/regions/weur/dead-letters/replay",
+      { method: "POST" },
+    );
+    expect(replayed.region).toBe("weur");
+    expect(replayed.replayed).toBeGreaterThan(0);
+    expect(replayed.remaining).toBe(0);
+    await eventually(async () => expect(await valueAt(key, "weur")).toBe("rehearsed"), 30_000, 250);
+  }, 120_000);
+
   it("holds a skewed region's writes while its clock is beyond the bound, then delivers them", async () => {
     await json("/v1/admin/faults", { method: "POST", body: JSON.stringify({ skewMs: { wnam: 65_000 } }) });
     const skewed = await eventually(

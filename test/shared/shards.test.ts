@@ -7,7 +7,7 @@ import { SHARDS_MAX, parseReplicaName, replicaName, shardHash, shardIndices, sha
 
 const SEED = 0x5a_2d;
 
-/** The hash as the README documents it, written out with BigInt arithmetic: FNV-1a 32 then fmix32. */
+/** The hash as docs/replication.md documents it, written out with BigInt arithmetic: FNV-1a 32 then fmix32. */
 function documentedHash(key: string): number {
   const mask = 0xffff_ffffn;
   let h = 0x811c9dc5n;

@@ -139,7 +139,7 @@ export function scheduleFaults(cluster: Cluster, random: Random, plan: FaultPlan
     const kinds = [
       ...(plan.crashes ? ["crash", "crash", "control"] : []),
       ...(plan.partitions ? ["partition", "partition", "isolate"] : []),
-      ...(plan.takeOuts ? ["takeout"] : []),
+      ...(plan.takeOuts ? ["takeout", "move"] : []),
       ...(plan.storageLoss ? ["storage"] : []),
     ];
     if (kinds.length === 0) return;
@@ -197,6 +197,9 @@ export function scheduleFaults(cluster: Cluster, random: Random, plan: FaultPlan
           void setHealth(cluster, region, false);
           scheduler.at(length, () => void setHealth(cluster, region, true));
           return;
+        case "move":
+          void movePrimary(cluster, region);
+          return;
       }
     });
   }
@@ -207,6 +210,19 @@ function restart(cluster: Cluster, region: RegionId): void {
   cluster.trace.note(`restart ${region}`);
   cluster.host(region).start();
 }
+
+/** An operator's move of the strong prefix's primary to `region` (a failback, or a planned move). */
+async function movePrimary(cluster: Cluster, region: RegionId): Promise<void> {
+  const prefix = Object.keys(cluster.control.node?.machine.view.primaries ?? {})[0];
+  if (prefix === undefined) return;
+  cluster.trace.note(`operator moves the primary of "${prefix}" to ${region}`);
+  const done = cluster.control.serve((c) => c.movePrimary(prefix, region, cluster.settings.leaseMs + MOVE_WAIT_MS));
+  const moved = await done?.catch(() => undefined);
+  if (moved !== undefined && !moved.ok) cluster.trace.note(`the move to ${region} was refused: ${moved.error.message}`);
+}
+
+/** How long an operator's move waits for the new primary to recover (as the Worker does). */
+const MOVE_WAIT_MS = 10_000;
 
 /** An operator's health change, through the control object (lost if it is down). */
 export async function setHealth(cluster: Cluster, region: RegionId, healthy: boolean): Promise<void> {

@@ -68,6 +68,7 @@ describe("fault injection switched on", () => {
       duplicate: 0.1,
       delayMs: 20,
       partitions: [["weur", "apac"]],
+      refuse: [["wnam", "enam"]],
       skewMs: { enam: 1500 },
       seed: 7,
     };
@@ -82,6 +83,8 @@ describe("fault injection switched on", () => {
       '{"delayMs":1.5}',
       '{"partitions":[["weur","weur"]]}',
       '{"partitions":[["weur","mars"]]}',
+      '{"refuse":[["weur","weur"]]}',
+      '{"refuse":[["weur"]]}',
       '{"skewMs":{"mars":1}}',
       '{"unknown":true}',
     ]) {
@@ -111,7 +114,7 @@ describe("fault injection switched on", () => {
   it("loses direct pushes as it loses queue deliveries, and passes every other call through", async () => {
     rememberFaults({ ...NO_FAULTS, drop: 1 });
     const key = uniqueKey("push-dropped");
-    const lossy = lossyPushes(faultsOn, replica("weur", key));
+    const lossy = lossyPushes(faultsOn, replica("weur", key), "wnam", "weur");
     const [answer] = await lossy.applyReplication([message(key, 1_000_010)]);
     expect(answer?.ok).toBe(true);
     expect(await held(key)).toBe(false);
@@ -122,7 +125,34 @@ describe("fault injection switched on", () => {
     expect(await held(key)).toBe(true);
     // With fault injection off, the stub is handed back untouched.
     const plain = replica("weur", key);
-    expect(lossyPushes(env, plain)).toBe(plain);
+    expect(lossyPushes(env, plain, "wnam", "weur")).toBe(plain);
+  });
+
+  it("refuses replication one way: pushes fail, and queue messages are retried at once (toward dead letters)", async () => {
+    expect((await setFaults({ refuse: [["wnam", "weur"]] })).status).toBe(200);
+    rememberFaults({ ...NO_FAULTS, refuse: [["wnam", "weur"]] });
+    try {
+      const key = uniqueKey("refused");
+      const body = message(key, 1_000_003);
+      const cut = await deliverFaulty([body]);
+      // Retried (the harness does not record delays; that the retries run out within seconds is
+      // shown end to end in test/e2e/wan-faults.test.ts).
+      expect(cut.retryMessages).toEqual([{ msgId: "m0" }]);
+      expect(cut.explicitAcks).toEqual([]);
+      await expect(
+        lossyPushes(faultsOn, replica("weur", key), "wnam", "weur").applyReplication([body]),
+      ).rejects.toThrow(/refused/);
+      expect(await held(key)).toBe(false);
+      // The other way, and every other call, pass.
+      expect((await lossyPushes(faultsOn, replica("weur", key), "weur", "wnam").snapshot(key)).ok).toBe(true);
+      expect((await lossyPushes(faultsOn, replica("weur", key), "enam", "weur").applyReplication([body]))[0]?.ok).toBe(
+        true,
+      );
+      expect(await held(key)).toBe(true);
+    } finally {
+      await call("/v1/admin/faults", { method: "DELETE" });
+      rememberFaults(NO_FAULTS);
+    }
   });
 
   it("holds what crosses a partition for a retry, and delivers once it is lifted", async () => {

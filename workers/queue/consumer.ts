@@ -12,7 +12,7 @@ import { SHARDS_MAX, type ShardIndex } from "../../shared/shards.ts";
 import { loadConfig } from "../config.ts";
 import { isTakenOut } from "../../shared/store/cluster.ts";
 import { replicaOf } from "../stubs.ts";
-import { type Faults, partitioned } from "../../shared/faults.ts";
+import { type Faults, partitioned, refused } from "../../shared/faults.ts";
 import { currentFaults, faultRandom } from "../faults.ts";
 import { clusterView } from "../router/view.ts";
 import { isAssertion } from "../../shared/store/ports.ts";
@@ -158,9 +158,14 @@ export async function consumeReplication(batch: MessageBatch, env: Env): Promise
         for (const m of group) m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return;
       }
-      // An injected partition holds what crosses it: the queue tries again later.
+      // An injected partition holds what crosses it: the queue tries again later. An injected
+      // refusal fails each attempt at once, so the message runs out of retries within seconds.
       const messages = group.filter((m) => {
         const origin = regionField(m.body, "origin");
+        if (origin !== undefined && refused(faults, origin, target)) {
+          m.retry({ delaySeconds: 0 });
+          return false;
+        }
         if (origin === undefined || !partitioned(faults, origin, target)) return true;
         m.retry({ delaySeconds: retryDelaySeconds(m.attempts) });
         return false;
@@ -179,7 +184,7 @@ const DEAD_LETTER_RECHECK_SECONDS = 60;
  * shard is unknown: dead letters are listed across every shard). When no region can, the letters are
  * sent back to the dead-letter queue with a delay and acked, so they never run out of retries
  * and vanish; only when that send fails too are they retried (and `max_retries` is the last
- * bound, documented in the README).
+ * bound, documented in docs/replication.md).
  */
 export async function consumeDeadLetters(batch: MessageBatch, env: Env): Promise<void> {
   const config = loadConfig(env);

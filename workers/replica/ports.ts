@@ -24,8 +24,8 @@ export function replicaPorts(ctx: DurableObjectState, env: () => Env, self: Regi
     // An injected clock skew (`FAULTS = "on"`) moves this replica's clock: everything the core
     // stamps or times goes through here.
     now: () => platformClock.now() + skewOf(faultsNow(env()), self),
-    // An injected drop loses direct pushes too, as it loses queue deliveries.
-    peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, shard, self)),
+    // An injected drop loses direct pushes too, as it loses queue deliveries (and a refusal fails them).
+    peer: (region: RegionId): PeerApi => lossyPushes(env(), replicaOf(env(), region, shard, self), self, region),
     // Shards of one region share its location: no WAN hop between them.
     sibling: (other: ShardIndex): SiblingApi => replicaOf(env(), self, other),
     control: {

@@ -144,7 +144,9 @@ export function createApp(): Hono<AppEnv> {
     });
   }
 
-  app.notFound(() => errorAnswer(new StoreError("not_found", "no such route; see README.md for the API")));
+  app.notFound(() =>
+    errorAnswer(new StoreError("not_found", "no such route; the API is described at /openapi.json and /docs")),
+  );
 
   // The one mapping from errors to HTTP. Operating errors answer their own status; anything
   // else is a bug, logged and answered as JSON without internals.
