@@ -364,7 +364,8 @@ export const ROUTES = {
     tag: "Keys",
     auth: "read",
     summary: "Lists keys by prefix, in key order, a page at a time.",
-    description: "Registers only; expired keys are left out. A key's metadata is its JSON value.",
+    description:
+      "Every live key: registers (deleted and expired ones are left out; metadata is its JSON value), and counter and set keys, by name and version only (a listing does not tell a key's type: reading a counter or set at /v1/kv/{key} answers 409 type_mismatch naming it).",
     request: {
       query: z.object({
         region,

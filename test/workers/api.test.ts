@@ -140,7 +140,10 @@ describe("key-value", () => {
     for (const name of names) await api(`/v1/kv/${name}?region=apac`, { method: "PUT", body: "v" });
     await api(`/v1/kv/${names[3]}?region=apac`, { method: "DELETE" });
     await api(`/v1/kv/${prefix.slice(0, -1)}x?region=apac`, { method: "PUT", body: "outside" });
-    const seen: string[] = [];
+    // Counters and sets are listed too, by name and version only.
+    await api(`/v1/counters/${prefix}c?region=apac`, { method: "POST", body: '{"delta":1}' });
+    await api(`/v1/sets/${prefix}s?region=apac`, { method: "POST", body: '{"add":["m"]}' });
+    const seen: Array<{ name: string; version: string }> = [];
     let cursor: string | null = null;
     for (let page = 0; page < 10; page += 1) {
       const q = new URLSearchParams({ prefix, limit: "2", region: "apac", ...(cursor ? { cursor } : {}) });
@@ -148,11 +151,12 @@ describe("key-value", () => {
       const body = (await res.json()) as { keys: Array<{ name: string; version: string }>; cursor: string | null };
       expect(body.keys.length).toBeLessThanOrEqual(2);
       for (const k of body.keys) expect(k.version).toMatch(/^[A-Za-z0-9_-]+$/);
-      seen.push(...body.keys.map((k) => k.name));
+      seen.push(...body.keys);
       cursor = body.cursor;
       if (cursor === null) break;
     }
-    expect(seen).toEqual(names.filter((_, i) => i !== 3));
+    expect(seen.map((k) => k.name)).toEqual([...names.filter((_, i) => i !== 3), `${prefix}c`, `${prefix}s`]);
+    expect(Object.keys(seen.at(-1)!).sort()).toEqual(["name", "version"]);
   });
 
   it("validates listing parameters", async () => {
