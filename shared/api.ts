@@ -92,6 +92,12 @@ const limit = (max: number, fallback: number) =>
     .max(max)
     .optional()
     .openapi({ description: `Page size, 1 to ${max} (default ${fallback}).` });
+/** `?prefix=`: keys that start with it; `more` adds to its description. */
+const prefixParam = (more: string) =>
+  z
+    .string()
+    .optional()
+    .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes${more}).` });
 const cursor = z.string().optional().openapi({
   description: "The `cursor` of the previous page, sent back unchanged.",
 });
@@ -369,10 +375,7 @@ export const ROUTES = {
     request: {
       query: z.object({
         region,
-        prefix: z
-          .string()
-          .optional()
-          .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes).` }),
+        prefix: prefixParam(""),
         limit: limit(LIST_LIMIT_MAX, LIST_LIMIT_MAX),
         cursor,
         consistency: eventualQuery,
@@ -489,10 +492,7 @@ export const ROUTES = {
     request: {
       query: z.object({
         region,
-        prefix: z
-          .string()
-          .optional()
-          .openapi({ description: `Only keys that start with this (≤ ${KEY_BYTES_MAX} bytes; default all).` }),
+        prefix: prefixParam("; default all"),
         after: z
           .string()
           .optional()
