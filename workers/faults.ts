@@ -14,7 +14,12 @@ import { loadConfig } from "./config.ts";
 export const FAULTS_CACHE_MS = 250;
 
 let cached: { faults: Faults; fetchedMs: number } = { faults: NO_FAULTS, fetchedMs: 0 };
-let refreshing: Promise<Faults> | undefined;
+/**
+ * When this isolate last asked the control object. Each request awaits only a fetch it started
+ * itself: Workers settle a promise only in the request that created it, so one shared across
+ * requests would never settle once its request ended (and every later await of it would fail).
+ */
+let askedMs = 0;
 let random: { seed: number; random: Random } | undefined;
 
 async function fetchFaults(env: Env): Promise<Faults> {
@@ -25,18 +30,18 @@ async function fetchFaults(env: Env): Promise<Faults> {
 }
 
 function refresh(env: Env): Promise<Faults> {
-  refreshing ??= fetchFaults(env)
-    .catch(() => cached.faults)
-    .finally(() => {
-      refreshing = undefined;
-    });
-  return refreshing;
+  askedMs = Date.now();
+  return fetchFaults(env).catch(() => cached.faults);
 }
 
-/** The faults in force now, from the cache (a stale cache is refreshed in the background). */
+/**
+ * The faults in force now, from the cache. A stale cache is refreshed beside the request, at
+ * most once per {@link FAULTS_CACHE_MS} (a refresh whose request ended is simply lost).
+ */
 export function faultsNow(env: Env): Faults {
   if (!loadConfig(env).faults) return NO_FAULTS;
-  if (Date.now() - cached.fetchedMs > FAULTS_CACHE_MS) void refresh(env);
+  const now = Date.now();
+  if (now - cached.fetchedMs > FAULTS_CACHE_MS && now - askedMs > FAULTS_CACHE_MS) void refresh(env);
   return cached.faults;
 }
 

@@ -27,6 +27,8 @@ export interface OwnStore {
   stop(): Promise<void>;
   /** Stops it and removes its state: for `afterEach`. */
   cleanup(): Promise<void>;
+  /** What it printed lately (empty when not running). */
+  log(): string;
 }
 
 /** An {@link OwnStore} whose state directory's name starts with `label`. */
@@ -49,6 +51,7 @@ export function ownStore(label: string): OwnStore {
       useStore(store.baseUrl);
     },
     stop,
+    log: () => store?.log() ?? "",
     async cleanup() {
       await stop();
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });

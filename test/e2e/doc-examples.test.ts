@@ -265,7 +265,17 @@ describe("the documentation's examples answer what they show", () => {
     it.each(PAGES)(
       "%s",
       async (page) => {
-        expect(await runPage(page)).toEqual([]);
+        const problems = await runPage(page);
+        // A store-side failure (a 500) is explained by what the store logged.
+        const logged =
+          problems.length === 0
+            ? ""
+            : store
+                .log()
+                .split("\n")
+                .filter((l) => /rror/.test(l))
+                .slice(-20);
+        expect(problems, `the store logged:\n${logged === "" ? "" : logged.join("\n")}`).toEqual([]);
       },
       120_000,
     );

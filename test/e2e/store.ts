@@ -17,6 +17,8 @@ export interface RunningStore {
   stop(): Promise<void>;
   /** Kills the store (SIGKILL to its whole process group, as a crash would); resolves once it is gone. */
   kill(): Promise<void>;
+  /** The last 20 KB the store printed (its warnings and errors), for a failing test to show. */
+  log(): string;
 }
 
 async function freePort(): Promise<number> {
@@ -101,7 +103,7 @@ export async function startStore(vars: Record<string, string> = {}, stateDir?: s
     await stop();
     throw error;
   }
-  return { baseUrl, stop, kill };
+  return { baseUrl, stop, kill, log: () => output };
 }
 
 /** Replica objects per region in the store `npm start` starts (wrangler.toml's `SHARDS`). */

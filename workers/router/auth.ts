@@ -16,7 +16,12 @@ async function digest(token: string): Promise<string> {
   return toBase64Url(new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(token))));
 }
 
-let cached: { source: string; table: Promise<Map<string, Scope>> } | undefined;
+/**
+ * The parsed table, once built. The table itself is kept, not the promise that builds it:
+ * Workers settle a promise only in the request that created it, so a promise shared with later
+ * requests would never settle if its request ended first.
+ */
+let cached: { source: string; table: Map<string, Scope> } | undefined;
 
 /** Tokens already looked up, so a client's every request does not hash its token again. */
 const seen = new Map<string, Scope>();
@@ -24,24 +29,21 @@ const seen = new Map<string, Scope>();
 const SEEN_TOKENS_MAX = 1024;
 
 /** Parses `AUTH_TOKENS` once per distinct value into digest -> scope. */
-function tokenTable(source: string): Promise<Map<string, Scope>> {
+async function tokenTable(source: string): Promise<Map<string, Scope>> {
   if (cached?.source === source) return cached.table;
-  const table = (async () => {
-    const out = new Map<string, Scope>();
-    for (const pair of source.split(",")) {
-      const trimmed = pair.trim();
-      if (trimmed === "") continue;
-      const at = trimmed.lastIndexOf(":");
-      const token = trimmed.slice(0, at);
-      const scope = trimmed.slice(at + 1);
-      if (at <= 0 || !(scope === "read" || scope === "write" || scope === "admin")) {
-        console.error(`AUTH_TOKENS: ignoring an entry that is not token:read|write|admin`);
-        continue;
-      }
-      out.set(await digest(token), scope);
+  const table = new Map<string, Scope>();
+  for (const pair of source.split(",")) {
+    const trimmed = pair.trim();
+    if (trimmed === "") continue;
+    const at = trimmed.lastIndexOf(":");
+    const token = trimmed.slice(0, at);
+    const scope = trimmed.slice(at + 1);
+    if (at <= 0 || !(scope === "read" || scope === "write" || scope === "admin")) {
+      console.error(`AUTH_TOKENS: ignoring an entry that is not token:read|write|admin`);
+      continue;
     }
-    return out;
-  })();
+    table.set(await digest(token), scope);
+  }
   cached = { source, table };
   return table;
 }

@@ -18,7 +18,12 @@ export const VIEW_CACHE_MS = 500;
 export const VIEW_STALE_MAX_MS = 5000;
 
 let cached: { view: ClusterView; fetchedMs: number } | undefined;
-let refreshing: Promise<ClusterView> | undefined;
+/**
+ * When this isolate last started a background refresh. A request awaits only a fetch it started
+ * itself: Workers settle a promise only in the request that created it, so one shared across
+ * requests never settles once its request ends, and every later await of it fails.
+ */
+let backgroundMs = 0;
 
 async function fetchView(env: Env, from: RegionId | undefined): Promise<ClusterView> {
   try {
@@ -43,23 +48,24 @@ export async function clusterView(
   from?: RegionId,
   background?: (work: Promise<unknown>) => void,
 ): Promise<ClusterView> {
-  const ageMs = cached === undefined ? Number.POSITIVE_INFINITY : Date.now() - cached.fetchedMs;
+  const now = Date.now();
+  const ageMs = cached === undefined ? Number.POSITIVE_INFINITY : now - cached.fetchedMs;
   if (cached !== undefined && ageMs < VIEW_CACHE_MS) return cached.view;
-  const refresh = (refreshing ??= fetchView(env, from).finally(() => {
-    refreshing = undefined;
-  }));
   if (cached !== undefined && background !== undefined && ageMs < VIEW_STALE_MAX_MS) {
-    background(refresh);
+    // One background refresh per VIEW_CACHE_MS, kept alive by its own request.
+    if (now - backgroundMs >= VIEW_CACHE_MS) {
+      backgroundMs = now;
+      background(fetchView(env, from));
+    }
     return cached.view;
   }
-  return refresh;
+  return fetchView(env, from);
 }
 
 /** Drops the cached view: the next request fetches a fresh one (a replica said it is out of date). */
 export function forgetView(): void {
   cached = undefined;
-  // A fetch started before may carry the view this one replaces.
-  refreshing = undefined;
+  backgroundMs = 0;
 }
 
 /** Replaces the cached view (after an admin change made through this isolate). */
