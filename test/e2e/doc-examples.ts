@@ -123,6 +123,17 @@ function parseHttp(file: string, firstLine: number, block: readonly string[]): D
   return steps;
 }
 
+/** The step of one curl command of an `sh` block. */
+function shStep(
+  file: string,
+  line: number,
+  request: DocRequest,
+  answer: DocAnswer | null,
+  capture?: DocExample["capture"],
+): DocStep {
+  return { kind: "example", example: { file, line, form: "sh", request, answer, ...(capture ? { capture } : {}) } };
+}
+
 /** An `sh` block: variable assignments, `sleep`, and curl commands with the answers shown after them. */
 function parseSh(file: string, firstLine: number, block: readonly string[]): DocStep[] {
   const steps: DocStep[] = [];
@@ -148,17 +159,7 @@ function parseSh(file: string, firstLine: number, block: readonly string[]): Doc
       const header = /\|\s*grep -i '\^([A-Za-z0-9-]+):'/.exec(capture[2] as string);
       if (header === null) throw new Error(`${file}:${line}: a $(curl …) must grep one header: grep -i '^name:'`);
       const { request } = curlRequest(file, line, capture[2] as string);
-      steps.push({
-        kind: "example",
-        example: {
-          file,
-          line,
-          form: "sh",
-          request,
-          answer: null,
-          capture: { name: capture[1] as string, header: header[1] as string },
-        },
-      });
+      steps.push(shStep(file, line, request, null, { name: capture[1] as string, header: header[1] as string }));
     } else if (command.startsWith("curl ")) {
       const { request, bodyShown } = curlRequest(file, line, command);
       if (shown.length > 0 && !bodyShown)
@@ -167,16 +168,7 @@ function parseSh(file: string, firstLine: number, block: readonly string[]): Doc
         );
       const json = /^[[{]/.test(shown[0] ?? "");
       const body = shown.length === 0 ? null : shown.join(json ? "" : "\n");
-      steps.push({
-        kind: "example",
-        example: {
-          file,
-          line,
-          form: "sh",
-          request,
-          answer: body === null ? null : { status: null, headers: [], body },
-        },
-      });
+      steps.push(shStep(file, line, request, body === null ? null : { status: null, headers: [], body }));
     }
   }
   return steps;
